@@ -1,0 +1,141 @@
+"""The ASGI app: `create_app(settings)`, and `app` built from the environment on first use."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from core import __version__
+from core.channels.base import Channel
+from core.channels.telegram import TelegramChannel
+from core.channels.web import WebChannel
+from core.conversation.engine import Flow
+from core.conversation.linking import build as build_linking_flow
+from core.outbound import Outbound
+from core.settings import Settings, load_settings
+from core.storage.database import Database
+from core.storage.tables import secrets as secrets_table
+from core.web.page import render_home
+from core.webhooks import handle
+
+log = logging.getLogger("portabot")
+
+
+class Bot:
+    """Everything a request needs: settings, database, flow, channels, outbound calls."""
+
+    def __init__(self, settings: Settings, flow: Flow | None = None) -> None:
+        self.settings = settings
+        self.db = Database(settings.database_url, pool_size=settings.database_pool_size)
+        self.flow = flow if flow is not None else build_linking_flow(settings)
+        secure = bool(settings.public_url and settings.public_url.startswith("https://"))
+        self.channels: dict[str, Channel] = {"web": WebChannel(self.session_secret, secure=secure)}
+        if settings.telegram_enabled:
+            self.channels["telegram"] = TelegramChannel(settings)
+        self.outbound = Outbound(self.db, self.channels)
+        self._home: str | None = None
+
+    async def session_secret(self) -> str:
+        """SESSION_SECRET, or one made once and kept in the database (shared by every worker)."""
+        if self.settings.session_secret is not None:
+            return self.settings.session_secret.get_secret_value()
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                self.db.insert(secrets_table)
+                .values(name="session", value=secrets.token_urlsafe(32))
+                .on_conflict_do_nothing()
+            )
+            value: str = await conn.fetch_val(
+                secrets_table.select().with_only_columns(secrets_table.c.value)
+                .where(secrets_table.c.name == "session")
+            )
+        return value
+
+    def home(self) -> str:
+        if self._home is None:
+            self._home = render_home(self.settings)
+        return self._home
+
+    async def close(self) -> None:
+        await self.outbound.close()
+        await self.db.close()
+
+
+async def home(request: Request) -> Response:
+    return HTMLResponse(request.app.state.bot.home())
+
+
+async def healthz(request: Request) -> Response:
+    bot: Bot = request.app.state.bot
+    body: dict[str, Any] = {
+        "version": __version__,
+        "database": bot.db.dialect,
+        "channels": sorted(bot.channels),
+    }
+    try:
+        await bot.db.ping()
+    except Exception as exc:
+        log.warning("health check: database unavailable (%s)", type(exc).__name__)
+        return JSONResponse({"status": "unavailable", **body}, status_code=503)
+    return JSONResponse({"status": "ok", **body})
+
+
+async def webhook(request: Request) -> Response:
+    bot: Bot = request.app.state.bot
+    channel = bot.channels.get(request.path_params["platform"])
+    if channel is None:
+        return JSONResponse({"error": "no such channel, or it is not configured"}, status_code=404)
+    return await handle(bot, channel, request)
+
+
+def create_app(settings: Settings | None = None, *, flow: Flow | None = None) -> Starlette:
+    settings = settings if settings is not None else load_settings()
+    configure_logging(settings.log_level)
+    bot = Bot(settings, flow)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield  # the database connects on the first request that needs it
+        await bot.close()
+
+    app = Starlette(
+        routes=[
+            Route("/", home),
+            Route("/healthz", healthz),
+            Route("/webhooks/{platform}", webhook, methods=["POST"]),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.bot = bot
+    return app
+
+
+def configure_logging(level: str) -> None:
+    logger = logging.getLogger("portabot")
+    logger.setLevel(level)
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.propagate = False
+
+
+_app: Starlette | None = None
+
+
+def __getattr__(name: str) -> Any:
+    # `core.app:app` for uvicorn, gunicorn and Mangum, built from the environment when asked for.
+    global _app
+    if name != "app":
+        raise AttributeError(name)
+    if _app is None:
+        _app = create_app()
+    return _app

@@ -1,0 +1,76 @@
+"""What every channel provides, and the checks every webhook body goes through."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any, Protocol
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from core.messages import Delivery, Update
+
+if TYPE_CHECKING:
+    from aiohttp import ClientSession
+
+MAX_BODY = 1024 * 1024
+
+
+class Rejected(Exception):
+    """A delivery we refuse: answered with `status` and `reason`, nothing processed."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+class ApiError(Exception):
+    """A platform API call failed; the message names the method and cause, never the URL."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class Channel(Protocol):
+    platform: str
+    inline_replies: int | None
+    """How many replies the webhook response can carry (None: all of them)."""
+
+    async def receive(self, request: Request) -> Update:
+        """Verify and parse one delivery; raises Rejected."""
+
+    def respond(self, update: Update, inline: list[Delivery]) -> Response:
+        """The acknowledgement, carrying the inline replies."""
+
+    async def send(self, session: ClientSession, delivery: Delivery) -> None:
+        """Send one reply through the platform's API; raises ApiError."""
+
+
+async def read_json(request: Request, limit: int = MAX_BODY) -> Any:
+    """The JSON body, refusing a wrong content type or a body over `limit` before reading it all."""
+    content_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if content_type != "application/json":
+        raise Rejected(415, "expected Content-Type: application/json")
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise Rejected(413, f"body over {limit} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise Rejected(413, f"body over {limit} bytes")
+    try:
+        return json.loads(body)
+    except UnicodeDecodeError:
+        raise Rejected(400, "body is not UTF-8") from None
+    except ValueError:
+        raise Rejected(400, "body is not valid JSON") from None
+
+
+def clean_text(text: str) -> str:
+    """Text that every database and API accepts: lone surrogates and NULs replaced."""
+    if text.isascii() and "\x00" not in text:
+        return text
+    return text.encode("utf-8", "replace").decode("utf-8").replace("\x00", "\ufffd")

@@ -1,0 +1,55 @@
+"""Requests a flow makes of the pipeline, and the results that come back to it."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class IssueLinkCode:
+    """Make a one-time code that links another platform's account to this person."""
+
+
+@dataclass(frozen=True, slots=True)
+class RedeemLinkCode:
+    """Link this person with the person who issued `code` (merging the two)."""
+
+    code: str
+
+
+@dataclass(frozen=True, slots=True)
+class RevokeLinkCodes:
+    """Invalidate this person's unused codes."""
+
+
+Effect = IssueLinkCode | RedeemLinkCode | RevokeLinkCodes
+
+
+@dataclass(frozen=True, slots=True)
+class LinkCodeIssued:
+    code: str
+    expires_at: float
+
+
+class Refusal(enum.Enum):
+    UNKNOWN = "unknown"
+    """No such code, or it was used or revoked."""
+    EXPIRED = "expired"
+    SAME_PERSON = "same_person"
+    """The code is this person's own (or the accounts are linked already)."""
+    SAME_PLATFORM = "same_platform"
+    """The code was made on the platform it is sent from, or both have an account there."""
+
+
+@dataclass(frozen=True, slots=True)
+class Linked:
+    platforms: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class LinkRefused:
+    reason: Refusal
+
+
+EffectResult = LinkCodeIssued | Linked | LinkRefused

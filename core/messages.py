@@ -1,0 +1,91 @@
+"""Platform-neutral incoming messages and outgoing replies."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+class Kind(enum.Enum):
+    TEXT = "text"
+    """Plain text (also a message without text, such as a photo: then `text` is empty)."""
+    COMMAND = "command"
+    """`/name args`; `command` holds the name in lower case, `args` the rest."""
+    JOINED = "joined"
+    """The sender joined a chat the bot is in (or added people to it)."""
+    LEFT = "left"
+    """The sender left a chat the bot is in."""
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """One platform account: who wrote, and the chat where replies go."""
+
+    platform: str
+    user_id: str
+    chat_id: str
+    name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    account: Account
+    kind: Kind
+    text: str = ""
+    command: str | None = None
+    args: str = ""
+    at: float = 0.0
+    """When the platform says it was sent (Unix seconds)."""
+    edited: bool = False
+
+    @property
+    def platform(self) -> str:
+        return self.account.platform
+
+
+@dataclass(frozen=True, slots=True)
+class Update:
+    """What a channel parsed from one delivery: the platform's id for it and the message, if any."""
+
+    platform: str
+    update_id: str
+    message: Message | None
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """A reply addressed to a chat; `outbox_id` is set once it is stored for sending later."""
+
+    platform: str
+    chat_id: str
+    text: str
+    outbox_id: int | None = None
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What processing one update produced."""
+
+    duplicate: bool = False
+    inline: list[Delivery] = field(default_factory=list)
+    """Replies the webhook response carries."""
+    later: list[Delivery] = field(default_factory=list)
+    """Replies stored in the outbox, to send through the platform's API."""
+
+
+def parse_command(text: str, bot_username: str | None = None) -> tuple[str, str] | None:
+    """`/Cmd@Bot args` -> ("cmd", "args"); None when not a command or addressed to another bot."""
+    if len(text) < 2 or text[0] != "/" or text[1].isspace():
+        return None
+    head, *rest = text[1:].split(maxsplit=1)
+    name, _, target = head.partition("@")
+    if not name:
+        return None
+    if target and bot_username and target.lower() != bot_username.lower():
+        return None
+    return name.lower(), rest[0].strip() if rest else ""

@@ -1,0 +1,123 @@
+"""Configuration from the environment (and an optional `.env`), with secrets kept as SecretStr."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+TELEGRAM_API = "https://api.telegram.org"
+DEFAULT_DATABASE_URL = "sqlite:///portabot.db"
+LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
+
+
+class ConfigurationError(Exception):
+    """Configuration that cannot work; the message is one line and holds no secret."""
+
+
+def normalise_database_url(url: str) -> str:
+    """Accept what hosts hand out: Heroku's `postgres://`, libpq's `sslmode=`, driver suffixes."""
+    url = url.strip()
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme in ("postgres", "postgresql", "postgresql+asyncpg", "postgres+asyncpg"):
+        query = []
+        for key, value in parse_qsl(parts.query, keep_blank_values=True):
+            # asyncpg takes libpq's sslmode values under the name `ssl` (databases passes it on).
+            query.append(("ssl" if key == "sslmode" else key, value))
+        return urlunsplit(("postgresql", parts.netloc, parts.path, urlencode(query), ""))
+    if scheme in ("sqlite", "sqlite+aiosqlite"):
+        return "sqlite" + url[len(scheme) :]
+    raise ValueError(
+        f"DATABASE_URL must start with sqlite:// or postgresql:// (got {scheme or 'no'} scheme)"
+    )
+
+
+def obscure_url(url: str) -> str:
+    """The URL with its password replaced, fit for logs and output."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":********@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", hide_input_in_errors=True)
+
+    database_url: str = DEFAULT_DATABASE_URL
+    database_pool_size: int = Field(default=4, ge=1, le=100)
+    telegram_token: SecretStr | None = None
+    telegram_secret: SecretStr | None = None
+    telegram_api_url: str = TELEGRAM_API
+    telegram_bot_username: str | None = None
+    bot_passphrase: SecretStr | None = None
+    session_secret: SecretStr | None = None
+    public_url: str | None = None
+    log_level: str = "INFO"
+    bot_name: str = "portabot"
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        return normalise_database_url(value)
+
+    @field_validator("telegram_api_url", "public_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if urlsplit(value).scheme not in ("http", "https"):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @field_validator("telegram_bot_username")
+    @classmethod
+    def _username(cls, value: str | None) -> str | None:
+        return value.strip().lstrip("@") or None if value else None
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        value = value.upper()
+        if value not in LOG_LEVELS:
+            raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
+        return value
+
+    @field_validator(
+        "telegram_token", "telegram_secret", "bot_passphrase", "session_secret", mode="before"
+    )
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def telegram_enabled(self) -> bool:
+        return self.telegram_token is not None
+
+    def telegram_webhook_secret(self) -> str | None:
+        """TELEGRAM_SECRET, or one derived from the token so that a token alone is enough."""
+        if self.telegram_secret is not None:
+            return self.telegram_secret.get_secret_value()
+        if self.telegram_token is None:
+            return None
+        token = self.telegram_token.get_secret_value().encode()
+        return hmac.new(token, b"portabot telegram webhook", hashlib.sha256).hexdigest()
+
+
+def load_settings() -> Settings:
+    """Settings from the environment; bad values become one ConfigurationError line."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigurationError(f"bad configuration: {problems}") from None

@@ -1,0 +1,74 @@
+"""The database handle: connects lazily on first use, keeps the connection, runs transactions."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import sqlalchemy as sa
+from databases import Database as _Databases
+from databases.core import Connection
+from sqlalchemy.dialects import postgresql, sqlite
+
+SQLITE_BUSY_TIMEOUT = 30.0
+"""Seconds a SQLite writer waits for another process's transaction before failing."""
+
+
+class Database:
+    """One `databases.Database` per process, created on the first request that needs it."""
+
+    def __init__(self, url: str, *, pool_size: int = 4) -> None:
+        self.url = url
+        self.dialect = "sqlite" if url.startswith("sqlite") else "postgresql"
+        self.pool_size = pool_size
+        self._database: _Databases | None = None
+        self._connecting: asyncio.Lock | None = None
+        # SQLite takes one writer at a time; waiting here is cheaper than its busy-wait loop.
+        self._sqlite_writer: asyncio.Lock | None = None
+
+    def _options(self) -> dict[str, Any]:
+        if self.dialect == "sqlite":
+            return {"timeout": SQLITE_BUSY_TIMEOUT}
+        options = sa.engine.make_url(self.url).query
+        if "min_size" in options or "max_size" in options:
+            return {}
+        return {"min_size": 1, "max_size": self.pool_size}
+
+    async def connected(self) -> _Databases:
+        if self._database is not None:
+            return self._database
+        if self._connecting is None:
+            self._connecting = asyncio.Lock()
+        async with self._connecting:
+            if self._database is None:
+                database = _Databases(self.url, **self._options())
+                await database.connect()
+                self._database = database
+        return self._database
+
+    async def close(self) -> None:
+        if self._database is not None:
+            database, self._database = self._database, None
+            await database.disconnect()
+
+    async def ping(self) -> None:
+        database = await self.connected()
+        await database.fetch_val("SELECT 1")
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Connection]:
+        database = await self.connected()
+        if self.dialect == "sqlite":
+            if self._sqlite_writer is None:
+                self._sqlite_writer = asyncio.Lock()
+            async with self._sqlite_writer, database.connection() as conn, conn.transaction():
+                yield conn
+        else:
+            async with database.connection() as conn, conn.transaction():
+                yield conn
+
+    def insert(self, table: sa.Table) -> Any:
+        """An INSERT that knows ON CONFLICT in this database's dialect."""
+        return (postgresql if self.dialect == "postgresql" else sqlite).insert(table)

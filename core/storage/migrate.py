@@ -1,0 +1,43 @@
+"""Alembic migrations, run by `portabot migrate` (and by `portabot serve` on SQLite)."""
+
+from __future__ import annotations
+
+import sqlite3
+from importlib.resources import files
+
+import sqlalchemy as sa
+
+
+def alembic_url(url: str) -> str:
+    """The database URL with the async driver Alembic's engine uses, minus pool options."""
+    parsed = sa.engine.make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return parsed.set(drivername="sqlite+aiosqlite").render_as_string(hide_password=False)
+    query = {k: v for k, v in parsed.query.items() if k not in ("min_size", "max_size")}
+    return (
+        parsed.set(drivername="postgresql+asyncpg", query=query).render_as_string(hide_password=False)
+    )
+
+
+def upgrade(url: str) -> str | None:
+    """Bring the schema to the newest revision; returns that revision."""
+    from alembic import command
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", str(files("core.storage").joinpath("migrations")))
+    config.attributes["url"] = alembic_url(url)
+    if url.startswith("sqlite"):
+        _use_wal(url)
+    command.upgrade(config, "head")
+    return ScriptDirectory.from_config(config).get_current_head()
+
+
+def _use_wal(url: str) -> None:
+    # WAL lets readers go on while one writer commits; the mode is kept in the file itself.
+    path = sa.engine.make_url(url).database
+    if path and path != ":memory:":
+        with sqlite3.connect(path) as connection:
+            connection.execute("PRAGMA journal_mode=WAL")
+        connection.close()

@@ -1,0 +1,73 @@
+"""The database schema as SQLAlchemy Core tables (migrations in storage/migrations mirror it)."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+Id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")  # SQLite autoincrements INTEGER only
+Timestamp = sa.Float  # Unix seconds: the same on every backend and cheap to compare
+
+people = sa.Table(
+    "people",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("state", sa.String(64), nullable=True),
+    sa.Column("data", sa.Text, nullable=False, server_default="{}"),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+)
+
+accounts = sa.Table(
+    "accounts",
+    metadata,
+    sa.Column("platform", sa.String(16), primary_key=True),
+    sa.Column("user_id", sa.String(64), primary_key=True),
+    sa.Column(
+        "person_id", Id, sa.ForeignKey("people.id", ondelete="CASCADE"), nullable=False, index=True
+    ),
+    sa.Column("chat_id", sa.String(64), nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+)
+
+updates = sa.Table(
+    "updates",
+    metadata,
+    sa.Column("platform", sa.String(16), primary_key=True),
+    sa.Column("update_id", sa.String(64), primary_key=True),
+    sa.Column("received_at", Timestamp, nullable=False, index=True),
+)
+
+outbox = sa.Table(
+    "outbox",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("platform", sa.String(16), nullable=False),
+    sa.Column("chat_id", sa.String(64), nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("sent_at", Timestamp, nullable=True, index=True),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("last_error", sa.String(200), nullable=True),
+)
+
+link_codes = sa.Table(
+    "link_codes",
+    metadata,
+    sa.Column("code", sa.String(128), primary_key=True),
+    sa.Column(
+        "person_id", Id, sa.ForeignKey("people.id", ondelete="CASCADE"), nullable=False, index=True
+    ),
+    sa.Column("platform", sa.String(16), nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("expires_at", Timestamp, nullable=False),
+    sa.Column("used_at", Timestamp, nullable=True),
+)
+
+secrets = sa.Table(
+    "secrets",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)

@@ -1,0 +1,121 @@
+"""The one pipeline every channel goes through:
+verify → parse → [one transaction: record the update id, lock the person, step the flow, save the
+state, store the replies to send] → send → acknowledge.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from typing import TYPE_CHECKING
+
+from databases.core import Connection
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from core.channels.base import Channel, Rejected
+from core.conversation.effects import Effect, IssueLinkCode, RedeemLinkCode, RevokeLinkCodes
+from core.conversation.engine import Conversation, Flow, Step
+from core.messages import Delivery, Message, Outcome, Update
+from core.storage.linking import issue_code, redeem_code, revoke_codes
+from core.storage.outbox import add_to_outbox
+from core.storage.people import Person, lock_person_of, save_conversation
+from core.storage.updates import record_update
+
+if TYPE_CHECKING:
+    from core.app import Bot
+
+log = logging.getLogger("portabot.webhooks")
+
+MAX_EFFECTS = 16
+"""Effects one update may cause (a guard against a flow that keeps asking)."""
+
+
+async def handle(bot: Bot, channel: Channel, request: Request) -> Response:
+    try:
+        update = await channel.receive(request)
+    except Rejected as rejected:
+        log.warning("%s webhook: %d %s", channel.platform, rejected.status, rejected.reason)
+        return JSONResponse({"error": rejected.reason}, status_code=rejected.status)
+    try:
+        outcome = await process(bot, channel, update)
+    except Exception as exc:
+        # Nothing was committed: a 5xx makes the platform deliver the update again.
+        log.error(
+            "%s update %s not processed: %s",
+            channel.platform,
+            update.update_id,
+            type(exc).__name__,
+            exc_info=not _is_database_error(exc),
+        )
+        return JSONResponse({"error": "temporarily unavailable, retry"}, status_code=503)
+    await bot.outbound.deliver(outcome.later)
+    return channel.respond(update, outcome.inline)
+
+
+async def process(bot: Bot, channel: Channel, update: Update) -> Outcome:
+    """Everything an update changes, in one transaction; a re-delivery changes nothing."""
+    now = time.time()
+    async with bot.db.transaction() as conn:
+        if not await record_update(conn, bot.db, update.platform, update.update_id, now):
+            return Outcome(duplicate=True)
+        message = update.message
+        if message is None:
+            return Outcome()
+        first = person = await lock_person_of(conn, bot.db, message.account, now)
+        step = await bot.flow.step(first.conversation, message, platforms=first.platforms, now=now)
+        replies = list(step.replies)
+        effects = deque(step.effects)
+        conversation = step.conversation
+        for _ in range(MAX_EFFECTS):
+            if not effects:
+                break
+            effect = effects.popleft()
+            person, conversation, resumed = await _carry_out(
+                bot.flow, conn, effect, person, conversation, message, now
+            )
+            if resumed is not None:
+                conversation = resumed.conversation
+                replies.extend(resumed.replies)
+                effects.extend(resumed.effects)
+        else:
+            raise RuntimeError(f"the flow asked for more than {MAX_EFFECTS} effects")
+        if person.id != first.id or conversation != first.conversation:
+            await save_conversation(conn, person.id, conversation, now)
+        chat = message.account.chat_id
+        deliveries = [Delivery(update.platform, chat, reply.text) for reply in replies]
+        inline = len(deliveries) if channel.inline_replies is None else channel.inline_replies
+        later = await add_to_outbox(conn, deliveries[inline:], now)
+    return Outcome(inline=deliveries[:inline], later=later)
+
+
+async def _carry_out(
+    flow: Flow,
+    conn: Connection,
+    effect: Effect,
+    person: Person,
+    conversation: Conversation,
+    message: Message,
+    now: float,
+) -> tuple[Person, Conversation, Step | None]:
+    """Do what the flow asked; returns who the conversation continues with and the flow's answer."""
+    if isinstance(effect, RevokeLinkCodes):
+        await revoke_codes(conn, person.id)
+        return person, conversation, None
+    if isinstance(effect, IssueLinkCode):
+        result = await issue_code(conn, person.id, message.platform, now)
+    else:
+        assert isinstance(effect, RedeemLinkCode)
+        redeemer = Person(person.id, conversation, person.platforms)
+        result, issuer = await redeem_code(conn, redeemer, message.platform, effect.code, now)
+        if issuer is not None:
+            conversation = flow.merge(issuer.conversation, conversation)
+            person = issuer
+    step = await flow.resume(conversation, result, platforms=person.platforms, now=now)
+    return person, conversation, step
+
+
+def _is_database_error(exc: Exception) -> bool:
+    module = type(exc).__module__
+    return module.startswith(("asyncpg", "sqlite3", "sqlalchemy")) or isinstance(exc, OSError)
