@@ -1,0 +1,173 @@
+"""Fixtures: a migrated database on SQLite and on PostgreSQL, the fake Bot API, the app on loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from core.app import create_app
+from core.conversation.engine import Flow
+from core.settings import Settings
+from core.storage.migrate import upgrade
+from tests.servers import FakeTelegram, run, serve
+
+POSTGRES_URL = os.environ.get(
+    "PORTABOT_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+# In CI a missing PostgreSQL fails the run; elsewhere its tests are skipped.
+REQUIRE_POSTGRES = bool(os.environ.get("CI"))
+TOKEN = "123456:TEST-token-abcdefghijklmnopqrstuvwxyz"
+SECRET = "test-webhook-secret"
+BOT_USERNAME = "portabot_test_bot"
+TABLES = "people, accounts, updates, outbox, link_codes, secrets"
+
+
+async def _reset_postgres(url: str) -> None:
+    import asyncpg
+
+    connection = await asyncpg.connect(url, timeout=5)
+    try:
+        await connection.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+    finally:
+        await connection.close()
+
+
+async def _run_sql(url: str, sql: str) -> list[dict[str, Any]]:
+    from databases import Database
+
+    async with Database(url) as database:
+        if not sql.lstrip().upper().startswith("SELECT"):
+            await database.execute(sql)
+            return []
+        return [dict(row._mapping) for row in await database.fetch_all(sql)]
+
+
+def query(url: str, sql: str) -> list[dict[str, Any]]:
+    """Run SQL straight against the test database (to look at or to age what the app stored)."""
+    return run(_run_sql(url, sql))  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    try:
+        run(_reset_postgres(POSTGRES_URL))
+    except (OSError, Exception) as exc:
+        message = f"PostgreSQL at {POSTGRES_URL} unavailable: {type(exc).__name__}: {exc}"
+        if REQUIRE_POSTGRES:
+            pytest.fail(message)
+        pytest.skip(message)
+    upgrade(POSTGRES_URL)
+    return POSTGRES_URL
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "bot.db"
+    upgrade(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        path = tmp_path / "bot.db"
+        shutil.copy(request.getfixturevalue("sqlite_template"), path)
+        return f"sqlite:///{path}"
+    url: str = request.getfixturevalue("postgres_url")
+    query(url, f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
+    return url
+
+
+@pytest.fixture
+def fake_telegram() -> Iterator[FakeTelegram]:
+    fake = FakeTelegram(TOKEN)
+    with serve(fake.app()) as url:
+        fake.url = url
+        yield fake
+
+
+def make_settings(**values: Any) -> Settings:
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+@pytest.fixture
+def settings(database_url: str, fake_telegram: FakeTelegram) -> Settings:
+    return make_settings(
+        database_url=database_url,
+        telegram_token=TOKEN,
+        telegram_secret=SECRET,
+        telegram_api_url=fake_telegram.url,
+        telegram_bot_username=BOT_USERNAME,
+        session_secret="test-session-secret",
+    )
+
+
+BotFactory = Callable[..., httpx.Client]
+
+
+@pytest.fixture
+def start_bot(settings: Settings) -> Iterator[BotFactory]:
+    """Start the app on loopback (settings and flow can be changed); returns an HTTP client."""
+    stack: list[Any] = []
+
+    def start(flow: Flow | None = None, **changes: Any) -> httpx.Client:
+        app = create_app(make_settings(**{**settings.model_dump(), **changes}), flow=flow)
+        server = serve(app)
+        url = server.__enter__()
+        client = httpx.Client(base_url=url, timeout=30)
+        stack.append((server, client))
+        return client
+
+    yield start
+    for server, client in reversed(stack):
+        client.close()
+        server.__exit__(None, None, None)
+
+
+@pytest.fixture
+def bot(start_bot: BotFactory) -> httpx.Client:
+    return start_bot()
+
+
+def telegram_update(
+    update_id: int,
+    text: str | None = "hello",
+    *,
+    user_id: int = 1001,
+    chat_id: int | None = None,
+    chat_type: str = "private",
+    field: str = "message",
+    **extra: Any,
+) -> dict[str, Any]:
+    message: dict[str, Any] = {
+        "message_id": update_id,
+        "date": 1_700_000_000,
+        "chat": {"id": chat_id if chat_id is not None else user_id, "type": chat_type},
+        "from": {"id": user_id, "is_bot": False, "first_name": "Ann", "username": "ann"},
+        **extra,
+    }
+    if text is not None:
+        message["text"] = text
+    return {"update_id": update_id, field: message}
+
+
+def post_telegram(client: httpx.Client, update: Any, secret: str | None = SECRET) -> httpx.Response:
+    headers = {"Content-Type": "application/json"}
+    if secret is not None:
+        headers["X-Telegram-Bot-Api-Secret-Token"] = secret
+    # json.dumps escapes what UTF-8 cannot carry (lone surrogates), as a platform's JSON would.
+    return client.post("/webhooks/telegram", content=json.dumps(update), headers=headers)
+
+
+def say_web(client: httpx.Client, text: str) -> list[str]:
+    response = client.post("/webhooks/web", json={"text": text})
+    assert response.status_code == 200, response.text
+    replies: list[str] = response.json()["replies"]
+    return replies

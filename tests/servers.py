@@ -1,0 +1,101 @@
+"""Real HTTP servers on loopback for the tests: the app under uvicorn, and a fake Telegram Bot API."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+from starlette.types import ASGIApp
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextmanager
+def serve(app: ASGIApp) -> Iterator[str]:
+    """Run `app` under uvicorn in a thread (lifespan included); yields its base URL."""
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("test server did not start")
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@dataclass
+class ApiCall:
+    token: str
+    method: str
+    payload: dict[str, Any]
+
+
+@dataclass
+class FakeTelegram:
+    """A Bot API that records every call and answers as Telegram does; failures can be queued."""
+
+    token: str
+    calls: list[ApiCall] = field(default_factory=list)
+    failures: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    url: str = ""
+
+    def fail_next(self, status: int = 500, times: int = 1, retry_after: int | None = None) -> None:
+        body: dict[str, Any] = {"ok": False, "error_code": status, "description": "Fake failure"}
+        if retry_after is not None:
+            body["parameters"] = {"retry_after": retry_after}
+        self.failures.extend([(status, body)] * times)
+
+    def sent(self, method: str = "sendMessage") -> list[dict[str, Any]]:
+        return [call.payload for call in self.calls if call.method == method]
+
+    def app(self) -> Starlette:
+        async def endpoint(request: Request) -> JSONResponse:
+            token = request.path_params["token"]
+            method = request.path_params["method"]
+            if token != self.token:
+                return JSONResponse(
+                    {"ok": False, "error_code": 401, "description": "Unauthorized"}, 401
+                )
+            payload = await request.json() if await request.body() else {}
+            if self.failures:
+                status, body = self.failures.pop(0)
+                return JSONResponse(body, status)
+            self.calls.append(ApiCall(token, method, payload))
+            return JSONResponse({"ok": True, "result": self.result(method, payload)})
+
+        return Starlette(routes=[Route("/bot{token}/{method}", endpoint, methods=["POST"])])
+
+    def result(self, method: str, payload: dict[str, Any]) -> Any:
+        if method == "getMe":
+            return {"id": 1, "is_bot": True, "first_name": "Test", "username": "portabot_test_bot"}
+        if method == "sendMessage":
+            return {"message_id": len(self.calls), "chat": {"id": payload.get("chat_id")}}
+        return True
+
+
+def run(coroutine: Any) -> Any:
+    """Run a coroutine from a synchronous test."""
+    return asyncio.run(coroutine)

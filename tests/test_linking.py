@@ -1,0 +1,106 @@
+"""The whole linking scenario over real HTTP: a person on the web chat and on Telegram becomes one."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+
+from tests.conftest import BotFactory, post_telegram, query, say_web, telegram_update
+
+CODE_LINE = re.compile(r"^/in ([a-z]+(?:-[a-z]+)+)$", re.MULTILINE)
+
+
+def telegram_says(bot: httpx.Client, update_id: int, text: str, user_id: int = 1001) -> str:
+    response = post_telegram(bot, telegram_update(update_id, text, user_id=user_id))
+    assert response.status_code == 200, response.text
+    return str(response.json()["text"]) if response.content else ""
+
+
+def code_from(reply: str) -> str:
+    match = CODE_LINE.search(reply)
+    assert match, reply
+    return match.group(1)
+
+
+def test_web_and_telegram_become_one_person(
+    start_bot: BotFactory, database_url: str
+) -> None:
+    bot = start_bot(bot_passphrase="Open Sesame")
+    # Both sides need the passphrase first (any case, anywhere in a message).
+    assert "passphrase" in say_web(bot, "/bind")[0]
+    assert "welcome" in say_web(bot, "my guess is open sesame!")[0]
+    assert "passphrase" in telegram_says(bot, 1, "/start")
+
+    code = code_from(say_web(bot, "/bind")[0])
+    assert "Waiting for /in " + code in say_web(bot, "what now?")[0]
+
+    # Telegram is not in yet: /in must wait for the passphrase.
+    assert "passphrase" in telegram_says(bot, 2, f"/in {code}")
+    assert "welcome" in telegram_says(bot, 3, "OPEN SESAME")
+    assert "Linked! Your platforms: telegram, web." == telegram_says(bot, 4, f"/in {code}")
+
+    assert say_web(bot, "/me") == ["Linked platforms: telegram, web."]
+    assert telegram_says(bot, 5, "/me") == "Linked platforms: telegram, web."
+    people = query(database_url, "SELECT id, state FROM people")
+    assert len(people) == 1 and people[0]["state"] == "idle"
+    assert len(query(database_url, "SELECT user_id FROM accounts")) == 2
+
+    # The code is single-use.
+    other = start_bot()
+    assert "not valid" in telegram_says(other, 6, f"/in {code}", user_id=2002)
+
+
+def test_telegram_first_then_web(bot: httpx.Client) -> None:
+    code = code_from(telegram_says(bot, 1, "/bind"))
+    assert say_web(bot, f"/in {code.upper().replace('-', ' ')}") == [
+        "Linked! Your platforms: telegram, web."
+    ]
+    assert telegram_says(bot, 2, "/me") == "Linked platforms: telegram, web."
+
+
+def test_codes_expire(bot: httpx.Client, database_url: str) -> None:
+    code = code_from(say_web(bot, "/bind")[0])
+    query(database_url, "UPDATE link_codes SET expires_at = expires_at - 601")
+    assert "expired" in telegram_says(bot, 1, f"/in {code}")
+    assert telegram_says(bot, 2, "/me") == "Linked platforms: telegram."
+
+
+def test_a_code_works_only_from_another_platform(bot: httpx.Client) -> None:
+    code = code_from(telegram_says(bot, 1, "/bind"))
+    assert "another platform" in telegram_says(bot, 2, f"/in {code}", user_id=3003)
+    assert "linked already" in telegram_says(bot, 3, f"/in {code}")
+
+
+def test_cancel_revokes_the_code(bot: httpx.Client, database_url: str) -> None:
+    code = code_from(say_web(bot, "/bind")[0])
+    assert say_web(bot, "/cancel") == ["Linking cancelled."]
+    assert query(database_url, "SELECT code FROM link_codes") == []
+    assert "not valid" in telegram_says(bot, 1, f"/in {code}")
+
+
+def test_a_new_bind_replaces_the_old_code(bot: httpx.Client) -> None:
+    first = code_from(say_web(bot, "/bind")[0])
+    second = code_from(say_web(bot, "/bind")[0])
+    assert first != second
+    assert "not valid" in telegram_says(bot, 1, f"/in {first}")
+    assert "Linked!" in telegram_says(bot, 2, f"/in {second}")
+
+
+def test_wrong_codes_are_limited_per_person(bot: httpx.Client) -> None:
+    code = code_from(say_web(bot, "/bind")[0])
+    for n in range(5):
+        assert "not valid" in telegram_says(bot, 10 + n, f"/in wrong-code-number-{'x' * (n + 1)}")
+    assert "Too many wrong codes" in telegram_says(bot, 20, f"/in {code}")
+    # Another person is not held back by the first one's mistakes.
+    assert "Linked!" in telegram_says(bot, 21, f"/in {code}", user_id=4004)
+
+
+def test_one_account_per_platform_per_person(bot: httpx.Client, database_url: str) -> None:
+    # Telegram and the web chat are linked; a second web visitor cannot join the same person.
+    code = code_from(telegram_says(bot, 1, "/bind"))
+    assert "Linked!" in say_web(bot, f"/in {code}")[0]
+    code = code_from(telegram_says(bot, 2, "/bind"))
+    with httpx.Client(base_url=bot.base_url) as visitor:
+        assert "another platform" in say_web(visitor, f"/in {code}")[0]
+    assert len(query(database_url, "SELECT id FROM people")) == 2
