@@ -1,0 +1,134 @@
+"""The linking flow as a pure function of (conversation, message) -> (conversation, replies)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from core.conversation.codes import CODE_LIFETIME, make_code, normalise_code, word_list
+from core.conversation.effects import (
+    EffectResult,
+    IssueLinkCode,
+    LinkCodeIssued,
+    Linked,
+    LinkRefused,
+    RedeemLinkCode,
+    Refusal,
+    RevokeLinkCodes,
+)
+from core.conversation.engine import Conversation, Step
+from core.conversation.linking import MAX_WRONG_CODES, LinkingFlow
+from core.messages import Account, Kind, Message, parse_command
+
+TG = Account("telegram", "1", "1")
+
+
+def say(flow: LinkingFlow, conversation: Conversation, text: str, now: float = 1000.0) -> Step:
+    command = parse_command(text)
+    if command:
+        message = Message(TG, Kind.COMMAND, text, *command)
+    else:
+        message = Message(TG, Kind.TEXT, text)
+    return asyncio.run(flow.step(conversation, message, platforms=("telegram",), now=now))
+
+
+def resume(flow: LinkingFlow, conversation: Conversation, result: EffectResult) -> Step:
+    return asyncio.run(flow.resume(conversation, result, platforms=("telegram",), now=1000.0))
+
+
+def texts(step: Step) -> list[str]:
+    return [reply.text for reply in step.replies]
+
+
+def test_without_a_passphrase_everyone_is_in() -> None:
+    step = say(LinkingFlow(), Conversation(), "/start")
+    assert step.conversation.state == "idle"
+    assert "/bind" in texts(step)[0]
+
+
+def test_the_passphrase_is_asked_for_and_found_in_any_case() -> None:
+    flow = LinkingFlow("Blue Whale")
+    step = say(flow, Conversation(), "/bind")
+    assert step.conversation.state == "locked" and step.effects == []
+    assert "passphrase" in texts(step)[0]
+    step = say(flow, step.conversation, "is it the blue WHALE?")
+    assert step.conversation.state == "idle"
+    assert texts(step)[0].startswith("You're in")
+
+
+def test_bind_asks_for_a_code_and_shows_the_command_on_its_own_line() -> None:
+    flow = LinkingFlow()
+    step = say(flow, Conversation("idle"), "/bind")
+    assert step.effects == [IssueLinkCode()]
+    step = resume(flow, step.conversation, LinkCodeIssued("amber-fox", 1000.0 + CODE_LIFETIME))
+    assert step.conversation.state == "binding"
+    assert texts(step)[0].splitlines()[-1] == "/in amber-fox"
+    assert "10 min" in texts(step)[0]
+
+
+def test_cancel_leaves_binding_and_revokes() -> None:
+    flow = LinkingFlow()
+    binding = Conversation("binding", {"code": "a-b", "code_expires": 2000.0})
+    step = say(flow, binding, "/cancel")
+    assert step.effects == [RevokeLinkCodes()]
+    assert step.conversation == Conversation("idle", {})
+
+
+def test_binding_notices_when_the_code_expired() -> None:
+    flow = LinkingFlow()
+    step = say(flow, Conversation("binding", {"code": "a-b", "code_expires": 999.0}), "hello")
+    assert step.conversation.state == "idle"
+    assert "expired" in texts(step)[0]
+
+
+def test_in_asks_to_redeem_the_normalised_code() -> None:
+    step = say(LinkingFlow(), Conversation("idle"), "/in  Amber FOX-river")
+    assert step.effects == [RedeemLinkCode("amber-fox-river")]
+    step = say(LinkingFlow(), Conversation("idle"), "/in")
+    assert step.effects == [] and "/in <code>" in texts(step)[0]
+
+
+def test_wrong_codes_are_counted_and_limited() -> None:
+    flow = LinkingFlow()
+    conversation = Conversation("idle")
+    for _ in range(MAX_WRONG_CODES):
+        step = say(flow, conversation, "/in wrong-code")
+        assert step.effects
+        step = resume(flow, step.conversation, LinkRefused(Refusal.UNKNOWN))
+        conversation = step.conversation
+    step = say(flow, conversation, "/in right-code")
+    assert step.effects == [] and "Too many" in texts(step)[0]
+    # Once CODE_LIFETIME has passed, the person may try again.
+    assert say(flow, conversation, "/in right-code", now=1000.0 + CODE_LIFETIME).effects
+
+
+def test_linked_names_every_platform() -> None:
+    step = resume(LinkingFlow(), Conversation("idle"), Linked(("telegram", "vk", "web")))
+    assert texts(step) == ["Linked! Your platforms: telegram, vk, web."]
+
+
+def test_merging_two_people_leaves_one_member_without_pending_codes() -> None:
+    kept = Conversation("binding", {"code": "a-b", "code_expires": 5.0, "x": 1})
+    absorbed = Conversation("idle", {"wrong_codes": [1.0], "y": 2})
+    assert LinkingFlow("pass").merge(kept, absorbed) == Conversation("idle", {"x": 1, "y": 2})
+
+
+def test_me_lists_linked_platforms() -> None:
+    step = asyncio.run(
+        LinkingFlow().step(
+            Conversation("idle"),
+            Message(TG, Kind.COMMAND, "/me", "me"),
+            platforms=("telegram", "web"),
+            now=0.0,
+        )
+    )
+    assert texts(step) == ["Linked platforms: telegram, web."]
+
+
+def test_codes_are_words_from_the_shipped_list() -> None:
+    words = word_list()
+    assert len(set(words)) == len(words) >= 512
+    codes = {make_code() for _ in range(200)}
+    assert len(codes) == 200
+    for code in codes:
+        assert all(part in words for part in code.split("-"))
+        assert normalise_code(code.upper().replace("-", " ")) == code

@@ -1,0 +1,56 @@
+"""The app itself: health check, home page, and `core.app:app` built from the environment."""
+
+from __future__ import annotations
+
+import importlib
+
+import httpx
+import pytest
+
+from tests.conftest import BOT_USERNAME, BotFactory, make_settings
+from tests.servers import free_port
+
+
+def test_healthz_when_the_database_answers(bot: httpx.Client) -> None:
+    response = bot.get("/healthz")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "ok" and body["channels"] == ["telegram", "web"]
+
+
+def test_healthz_when_the_database_is_down(start_bot: BotFactory) -> None:
+    bot = start_bot(database_url=f"postgresql://postgres@127.0.0.1:{free_port()}/nowhere")
+    response = bot.get("/healthz")
+    assert response.status_code == 503
+    assert response.json()["status"] == "unavailable"
+
+
+def test_an_update_is_not_acknowledged_when_the_database_is_down(
+    start_bot: BotFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    bot = start_bot(database_url=f"postgresql://postgres@127.0.0.1:{free_port()}/nowhere")
+    response = bot.post("/webhooks/web", json={"text": "hi"})
+    assert response.status_code == 503
+    assert "retry" in response.json()["error"]
+
+
+def test_the_home_page_links_to_the_bot_and_has_a_chat_box(bot: httpx.Client) -> None:
+    page = bot.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert f"https://t.me/{BOT_USERNAME}" in page.text
+    assert 'id="chat"' in page.text and "webhooks/web" in page.text
+
+
+def test_the_home_page_without_telegram(start_bot: BotFactory) -> None:
+    page = start_bot(telegram_token=None).get("/")
+    assert "t.me" not in page.text and "Chat with it right here" in page.text
+
+
+def test_module_app_is_built_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TELEGRAM_TOKEN", "1:abc")
+    module = importlib.reload(importlib.import_module("core.app"))
+    app = module.app
+    assert app is module.app  # built once
+    assert sorted(app.state.bot.channels) == ["telegram", "web"]
+    assert app.state.bot.settings.database_url == make_settings().database_url

@@ -1,0 +1,138 @@
+"""The `portabot` command as a user runs it: a real process, its output and exit status."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import SECRET, TOKEN, say_web
+from tests.servers import FakeTelegram, free_port
+
+PORTABOT = str(Path(sys.executable).with_name("portabot"))
+OUR_VARIABLES = (
+    "DATABASE_URL", "TELEGRAM_TOKEN", "TELEGRAM_SECRET", "TELEGRAM_API_URL", "TELEGRAM_BOT_USERNAME",
+    "BOT_PASSPHRASE", "SESSION_SECRET", "PUBLIC_URL", "LOG_LEVEL", "PORT",
+)
+
+
+def environment(**values: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in OUR_VARIABLES}
+    return {**env, **values}
+
+
+def portabot(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [PORTABOT, *args], cwd=cwd, env=environment(**env), capture_output=True, text=True, timeout=60
+    )
+
+
+@pytest.mark.parametrize("command", [[], ["serve"], ["migrate"], ["set-webhook"], ["check"]])
+def test_help(tmp_path: Path, command: list[str]) -> None:
+    result = portabot(tmp_path, *command, "--help")
+    assert result.returncode == 0 and "usage: portabot" in result.stdout
+
+
+def test_bad_configuration_is_one_line_without_a_traceback(tmp_path: Path) -> None:
+    result = portabot(tmp_path, "check", DATABASE_URL="mysql://root:hunter2@db/x")
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert "DATABASE_URL" in result.stderr and "hunter2" not in result.stderr
+
+
+def test_migrate_then_check(tmp_path: Path) -> None:
+    before = portabot(tmp_path, "check")
+    assert before.returncode == 1 and "run `portabot migrate`" in before.stdout
+    migrated = portabot(tmp_path, "migrate")
+    assert migrated.returncode == 0 and "revision 0001" in migrated.stdout
+    assert (tmp_path / "portabot.db").exists()
+    after = portabot(tmp_path, "check")
+    assert after.returncode == 0, after.stdout
+    assert "configuration is complete" in after.stdout
+
+
+def test_migrate_reports_an_unreachable_database_in_one_line(tmp_path: Path) -> None:
+    url = f"postgresql://postgres:pw-do-not-show@127.0.0.1:{free_port()}/x"
+    result = portabot(tmp_path, "migrate", DATABASE_URL=url)
+    assert result.returncode == 1
+    assert result.stderr.startswith("portabot: cannot migrate postgresql://postgres:********@")
+    assert result.stderr.count("\n") == 1 and "pw-do-not-show" not in result.stderr
+
+
+def test_check_telegram_configuration(tmp_path: Path, fake_telegram: FakeTelegram) -> None:
+    portabot(tmp_path, "migrate")
+    env = {"TELEGRAM_TOKEN": TOKEN, "TELEGRAM_API_URL": fake_telegram.url}
+    missing = portabot(tmp_path, "check", **env)
+    assert missing.returncode == 1
+    assert "FAIL PUBLIC_URL" in missing.stdout
+    assert "Telegram accepts the token (bot @portabot_test_bot)" in missing.stdout
+    complete = portabot(tmp_path, "check", PUBLIC_URL="https://bot.example.com", **env)
+    assert complete.returncode == 0, complete.stdout
+    wrong = portabot(tmp_path, "check", **{**env, "TELEGRAM_TOKEN": "123:" + "x" * 35})
+    assert "FAIL Telegram refused the token" in wrong.stdout
+    assert "x" * 35 not in wrong.stdout + wrong.stderr
+
+
+def test_set_webhook(tmp_path: Path, fake_telegram: FakeTelegram) -> None:
+    result = portabot(
+        tmp_path,
+        "set-webhook",
+        TELEGRAM_TOKEN=TOKEN,
+        TELEGRAM_SECRET=SECRET,
+        TELEGRAM_API_URL=fake_telegram.url,
+        PUBLIC_URL="https://bot.example.com/",
+    )
+    assert result.returncode == 0, result.stderr
+    assert fake_telegram.sent("setWebhook") == [
+        {
+            "url": "https://bot.example.com/webhooks/telegram",
+            "secret_token": SECRET,
+            "allowed_updates": ["message", "edited_message"],
+            "drop_pending_updates": False,
+        }
+    ]
+    assert "https://bot.example.com/webhooks/telegram" in result.stdout
+    assert TOKEN not in result.stdout and SECRET not in result.stdout
+
+
+def test_set_webhook_needs_a_public_https_url(tmp_path: Path) -> None:
+    result = portabot(tmp_path, "set-webhook", TELEGRAM_TOKEN=TOKEN, PUBLIC_URL="http://x.example")
+    assert result.returncode == 1 and "PUBLIC_URL" in result.stderr
+
+
+def test_a_newcomers_first_run(tmp_path: Path) -> None:
+    """No tokens, no PostgreSQL: `portabot serve` migrates SQLite, serves the page and the chat."""
+    port = free_port()
+    process = subprocess.Popen(
+        [PORTABOT, "serve", "--port", str(port)],
+        cwd=tmp_path,
+        env=environment(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    if client.get("/healthz").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert process.poll() is None and time.monotonic() < deadline, "serve did not start"
+                time.sleep(0.1)
+            assert "chat" in client.get("/").text
+            assert say_web(client, "/me") == ["Linked platforms: web."]
+    finally:
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=30)
+    assert process.returncode == 0
+    assert f"open http://127.0.0.1:{port}/" in output
+    assert (tmp_path / "portabot.db").exists()
