@@ -54,7 +54,8 @@ class Bot:
                 .on_conflict_do_nothing()
             )
             value: str = await conn.fetch_val(
-                secrets_table.select().with_only_columns(secrets_table.c.value)
+                secrets_table.select()
+                .with_only_columns(secrets_table.c.value)
                 .where(secrets_table.c.name == "session")
             )
         return value

@@ -46,7 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the bot's web server (uvicorn)")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
     serve.add_argument(
-        "--port", type=int, default=int(os.environ.get("PORT") or 8000),
+        "--port",
+        type=int,
+        default=int(os.environ.get("PORT") or 8000),
         help="port to listen on ($PORT, else 8000)",
     )
     serve.set_defaults(command=cmd_serve)
@@ -185,7 +187,8 @@ def check_database(settings: Settings) -> tuple[bool, str]:
         try:
             database = await db.connected()
             try:
-                return await database.fetch_val(sa.text("SELECT version_num FROM alembic_version"))
+                found = await database.fetch_val(sa.text("SELECT version_num FROM alembic_version"))
+                return str(found)
             except Exception:
                 return None
         finally:

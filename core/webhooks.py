@@ -15,7 +15,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from core.channels.base import Channel, Rejected
-from core.conversation.effects import Effect, IssueLinkCode, RedeemLinkCode, RevokeLinkCodes
+from core.conversation.effects import (
+    Effect,
+    EffectResult,
+    IssueLinkCode,
+    RedeemLinkCode,
+    RevokeLinkCodes,
+)
 from core.conversation.engine import Conversation, Flow, Step
 from core.messages import Delivery, Message, Outcome, Update
 from core.storage.linking import issue_code, redeem_code, revoke_codes
@@ -103,6 +109,7 @@ async def _carry_out(
     if isinstance(effect, RevokeLinkCodes):
         await revoke_codes(conn, person.id)
         return person, conversation, None
+    result: EffectResult
     if isinstance(effect, IssueLinkCode):
         result = await issue_code(conn, person.id, message.platform, now)
     else:

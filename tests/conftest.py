@@ -1,4 +1,5 @@
-"""Fixtures: a migrated database on SQLite and on PostgreSQL, the fake Bot API, the app on loopback."""
+"""Fixtures: a migrated database on SQLite and on PostgreSQL, the fake Bot API, the app on
+loopback."""
 
 from __future__ import annotations
 

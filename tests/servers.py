@@ -1,4 +1,5 @@
-"""Real HTTP servers on loopback for the tests: the app under uvicorn, and a fake Telegram Bot API."""
+"""Real HTTP servers on loopback for the tests: the app under uvicorn and a fake Telegram
+Bot API."""
 
 from __future__ import annotations
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 
 import httpx
 import pytest
@@ -46,7 +47,9 @@ def test_the_home_page_without_telegram(start_bot: BotFactory) -> None:
     assert "t.me" not in page.text and "Chat with it right here" in page.text
 
 
-def test_module_app_is_built_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_module_app_is_built_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("TELEGRAM_TOKEN", "1:abc")
     module = importlib.reload(importlib.import_module("core.app"))

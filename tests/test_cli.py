@@ -17,8 +17,16 @@ from tests.servers import FakeTelegram, free_port
 
 PORTABOT = str(Path(sys.executable).with_name("portabot"))
 OUR_VARIABLES = (
-    "DATABASE_URL", "TELEGRAM_TOKEN", "TELEGRAM_SECRET", "TELEGRAM_API_URL", "TELEGRAM_BOT_USERNAME",
-    "BOT_PASSPHRASE", "SESSION_SECRET", "PUBLIC_URL", "LOG_LEVEL", "PORT",
+    "DATABASE_URL",
+    "TELEGRAM_TOKEN",
+    "TELEGRAM_SECRET",
+    "TELEGRAM_API_URL",
+    "TELEGRAM_BOT_USERNAME",
+    "BOT_PASSPHRASE",
+    "SESSION_SECRET",
+    "PUBLIC_URL",
+    "LOG_LEVEL",
+    "PORT",
 )
 
 
@@ -29,7 +37,12 @@ def environment(**values: str) -> dict[str, str]:
 
 def portabot(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [PORTABOT, *args], cwd=cwd, env=environment(**env), capture_output=True, text=True, timeout=60
+        [PORTABOT, *args],
+        cwd=cwd,
+        env=environment(**env),
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 

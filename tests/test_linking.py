@@ -1,4 +1,5 @@
-"""The whole linking scenario over real HTTP: a person on the web chat and on Telegram becomes one."""
+"""The whole linking scenario over real HTTP: a person on the web chat and on Telegram
+becomes one."""
 
 from __future__ import annotations
 
@@ -23,9 +24,7 @@ def code_from(reply: str) -> str:
     return match.group(1)
 
 
-def test_web_and_telegram_become_one_person(
-    start_bot: BotFactory, database_url: str
-) -> None:
+def test_web_and_telegram_become_one_person(start_bot: BotFactory, database_url: str) -> None:
     bot = start_bot(bot_passphrase="Open Sesame")
     # Both sides need the passphrase first (any case, anywhere in a message).
     assert "passphrase" in say_web(bot, "/bind")[0]
@@ -38,7 +37,7 @@ def test_web_and_telegram_become_one_person(
     # Telegram is not in yet: /in must wait for the passphrase.
     assert "passphrase" in telegram_says(bot, 2, f"/in {code}")
     assert "welcome" in telegram_says(bot, 3, "OPEN SESAME")
-    assert "Linked! Your platforms: telegram, web." == telegram_says(bot, 4, f"/in {code}")
+    assert telegram_says(bot, 4, f"/in {code}") == "Linked! Your platforms: telegram, web."
 
     assert say_web(bot, "/me") == ["Linked platforms: telegram, web."]
     assert telegram_says(bot, 5, "/me") == "Linked platforms: telegram, web."

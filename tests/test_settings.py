@@ -48,12 +48,14 @@ def test_the_webhook_secret_is_derived_from_the_token_when_unset() -> None:
     derived = make_settings(telegram_token="1:abc").telegram_webhook_secret()
     assert derived and derived == make_settings(telegram_token="1:abc").telegram_webhook_secret()
     assert derived != make_settings(telegram_token="1:abd").telegram_webhook_secret()
-    assert make_settings(telegram_token="1:abc", telegram_secret="s").telegram_webhook_secret() == "s"
+    assert (
+        make_settings(telegram_token="1:abc", telegram_secret="s").telegram_webhook_secret() == "s"
+    )
     assert make_settings().telegram_webhook_secret() is None
 
 
 def test_telegram_secret_must_be_what_telegram_accepts() -> None:
-    with pytest.raises(ValueError, match="TELEGRAM_SECRET|telegram_secret"):
+    with pytest.raises(ValueError, match=r"TELEGRAM_SECRET|telegram_secret"):
         make_settings(telegram_token="1:abc", telegram_secret="has spaces!")
 
 

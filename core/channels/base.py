@@ -34,9 +34,12 @@ class ApiError(Exception):
 
 
 class Channel(Protocol):
-    platform: str
-    inline_replies: int | None
-    """How many replies the webhook response can carry (None: all of them)."""
+    @property
+    def platform(self) -> str: ...
+
+    @property
+    def inline_replies(self) -> int | None:
+        """How many replies the webhook response can carry (None: all of them)."""
 
     async def receive(self, request: Request) -> Update:
         """Verify and parse one delivery; raises Rejected."""

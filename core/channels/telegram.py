@@ -107,10 +107,14 @@ class TelegramChannel:
         if not inline:
             return Response(status_code=200)
         reply = inline[0]
-        return JSONResponse({"method": "sendMessage", "chat_id": int(reply.chat_id), "text": reply.text})
+        return JSONResponse(
+            {"method": "sendMessage", "chat_id": int(reply.chat_id), "text": reply.text}
+        )
 
     async def send(self, session: ClientSession, delivery: Delivery) -> None:
-        await self.call(session, "sendMessage", {"chat_id": int(delivery.chat_id), "text": delivery.text})
+        await self.call(
+            session, "sendMessage", {"chat_id": int(delivery.chat_id), "text": delivery.text}
+        )
 
     async def call(self, session: ClientSession, method: str, payload: dict[str, Any]) -> Any:
         """One Bot API call; errors never carry the URL (it holds the token)."""

@@ -1,4 +1,5 @@
-"""The web chat: `POST /webhooks/web` with {"text": ...}; a signed HttpOnly cookie names the person."""
+"""The web chat: `POST /webhooks/web` with {"text": ...}; a signed HttpOnly cookie names
+the person."""
 
 from __future__ import annotations
 

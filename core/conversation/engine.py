@@ -92,7 +92,12 @@ class Flow:
         return Conversation(kept.state, {**absorbed.data, **kept.data})
 
     async def step(
-        self, conversation: Conversation, message: Message, *, platforms: tuple[str, ...], now: float
+        self,
+        conversation: Conversation,
+        message: Message,
+        *,
+        platforms: tuple[str, ...],
+        now: float,
     ) -> Step:
         ctx = Context(copy.deepcopy(conversation.data), platforms, now, message)
         state = self.states.get(conversation.state or "")

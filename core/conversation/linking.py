@@ -1,4 +1,5 @@
-"""The built-in flow: a passphrase to get in, then linking one person's accounts across platforms."""
+"""The built-in flow: a passphrase to get in, then linking one person's accounts across
+platforms."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ from core.conversation.effects import (
     IssueLinkCode,
     LinkCodeIssued,
     Linked,
-    LinkRefused,
     RedeemLinkCode,
     Refusal,
     RevokeLinkCodes,

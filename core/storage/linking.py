@@ -13,7 +13,9 @@ from core.storage.tables import link_codes
 
 async def revoke_codes(conn: Connection, person_id: int) -> None:
     await conn.execute(
-        link_codes.delete().where(link_codes.c.person_id == person_id, link_codes.c.used_at.is_(None))
+        link_codes.delete().where(
+            link_codes.c.person_id == person_id, link_codes.c.used_at.is_(None)
+        )
     )
 
 

@@ -14,8 +14,8 @@ def alembic_url(url: str) -> str:
     if parsed.get_backend_name() == "sqlite":
         return parsed.set(drivername="sqlite+aiosqlite").render_as_string(hide_password=False)
     query = {k: v for k, v in parsed.query.items() if k not in ("min_size", "max_size")}
-    return (
-        parsed.set(drivername="postgresql+asyncpg", query=query).render_as_string(hide_password=False)
+    return parsed.set(drivername="postgresql+asyncpg", query=query).render_as_string(
+        hide_password=False
     )
 
 

@@ -46,4 +46,3 @@ async def mark_failed(db: Database, outbox_id: int, error: str) -> None:
             .where(outbox.c.id == outbox_id)
             .values(attempts=outbox.c.attempts + 1, last_error=error[:200])
         )
-

@@ -41,9 +41,7 @@ def _person(row: Record) -> Person:
 
 
 async def lock_person(conn: Connection, person_id: int) -> Person | None:
-    row = await conn.fetch_one(
-        _PERSON.where(people.c.id == person_id).with_for_update(of=people)
-    )
+    row = await conn.fetch_one(_PERSON.where(people.c.id == person_id).with_for_update(of=people))
     return None if row is None else _person(row)
 
 
@@ -98,6 +96,8 @@ async def save_conversation(
 
 async def absorb(conn: Connection, kept: int, absorbed: int) -> None:
     """Move every account of `absorbed` to `kept` and delete `absorbed` (both locked by us)."""
-    await conn.execute(accounts.update().where(accounts.c.person_id == absorbed).values(person_id=kept))
+    await conn.execute(
+        accounts.update().where(accounts.c.person_id == absorbed).values(person_id=kept)
+    )
     await conn.execute(link_codes.delete().where(link_codes.c.person_id == absorbed))
     await conn.execute(people.delete().where(people.c.id == absorbed))

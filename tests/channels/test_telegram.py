@@ -19,12 +19,16 @@ from tests.conftest import (
 )
 from tests.servers import FakeTelegram, run
 
+BOT = {"id": 3, "is_bot": True, "first_name": "Bot"}
+
 
 def stored_updates(url: str) -> int:
     return len(query(url, "SELECT update_id FROM updates"))
 
 
-def test_first_reply_comes_back_in_the_webhook_body(bot: httpx.Client, fake_telegram: FakeTelegram) -> None:
+def test_first_reply_comes_back_in_the_webhook_body(
+    bot: httpx.Client, fake_telegram: FakeTelegram
+) -> None:
     response = post_telegram(bot, telegram_update(1, "/help", user_id=42))
     assert response.status_code == 200
     body = response.json()
@@ -117,9 +121,13 @@ def test_a_reply_that_cannot_be_sent_stays_in_the_outbox(
 
 
 def test_commands_addressed_with_the_bot_name(bot: httpx.Client) -> None:
-    mine = post_telegram(bot, telegram_update(1, f"/help@{BOT_USERNAME}", chat_type="group", chat_id=-5))
+    mine = post_telegram(
+        bot, telegram_update(1, f"/help@{BOT_USERNAME}", chat_type="group", chat_id=-5)
+    )
     assert "/bind" in mine.json()["text"] and mine.json()["chat_id"] == -5
-    other = post_telegram(bot, telegram_update(2, "/help@another_bot", chat_type="group", chat_id=-5))
+    other = post_telegram(
+        bot, telegram_update(2, "/help@another_bot", chat_type="group", chat_id=-5)
+    )
     assert other.status_code == 200 and other.content == b""
 
 
@@ -129,7 +137,9 @@ def test_edited_messages_are_handled_like_messages(bot: httpx.Client) -> None:
 
 
 def test_members_joining_and_leaving(bot: httpx.Client) -> None:
-    joined = telegram_update(1, None, new_chat_members=[{"id": 9, "is_bot": False, "first_name": "B"}])
+    joined = telegram_update(
+        1, None, new_chat_members=[{"id": 9, "is_bot": False, "first_name": "B"}]
+    )
     assert "/help" in post_telegram(bot, joined).json()["text"]
     left = telegram_update(2, None, left_chat_member={"id": 9, "is_bot": False, "first_name": "B"})
     response = post_telegram(bot, left)
@@ -142,7 +152,7 @@ def test_members_joining_and_leaving(bot: httpx.Client) -> None:
         {"update_id": 5, "channel_post": {"message_id": 1, "chat": {"id": -100}, "text": "x"}},
         {"update_id": 6, "callback_query": {"id": "1", "from": {"id": 1, "is_bot": False}}},
         {"update_id": 7},
-        telegram_update(8, "hi", **{"from": {"id": 3, "is_bot": True, "first_name": "Bot"}}),
+        {**telegram_update(8, "hi"), "message": {**telegram_update(8)["message"], "from": BOT}},
     ],
     ids=["channel_post", "callback_query", "empty", "from_a_bot"],
 )

@@ -75,9 +75,7 @@ def test_effects_are_returned_and_results_resume_the_flow() -> None:
     result = step(flow, Conversation("a"), text("code"))
     assert result.effects == [IssueLinkCode()]
     resumed = asyncio.run(
-        flow.resume(
-            result.conversation, LinkCodeIssued("x-y", 600.0), platforms=("web",), now=0.0
-        )
+        flow.resume(result.conversation, LinkCodeIssued("x-y", 600.0), platforms=("web",), now=0.0)
     )
     assert [r.text for r in resumed.replies] == ["code x-y", "leave a", "enter b"]
     assert resumed.conversation.state == "b"

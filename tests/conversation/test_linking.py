@@ -24,10 +24,8 @@ TG = Account("telegram", "1", "1")
 
 def say(flow: LinkingFlow, conversation: Conversation, text: str, now: float = 1000.0) -> Step:
     command = parse_command(text)
-    if command:
-        message = Message(TG, Kind.COMMAND, text, *command)
-    else:
-        message = Message(TG, Kind.TEXT, text)
+    kind = Kind.COMMAND if command else Kind.TEXT
+    message = Message(TG, kind, text, *(command or (None, "")))
     return asyncio.run(flow.step(conversation, message, platforms=("telegram",), now=now))
 
 

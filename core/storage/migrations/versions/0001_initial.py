@@ -31,9 +31,7 @@ def upgrade() -> None:
         "accounts",
         sa.Column("platform", sa.String(16), primary_key=True),
         sa.Column("user_id", sa.String(64), primary_key=True),
-        sa.Column(
-            "person_id", Id, sa.ForeignKey("people.id", ondelete="CASCADE"), nullable=False
-        ),
+        sa.Column("person_id", Id, sa.ForeignKey("people.id", ondelete="CASCADE"), nullable=False),
         sa.Column("chat_id", sa.String(64), nullable=False),
         sa.Column("created_at", sa.Float, nullable=False),
     )
@@ -60,9 +58,7 @@ def upgrade() -> None:
     op.create_table(
         "link_codes",
         sa.Column("code", sa.String(128), primary_key=True),
-        sa.Column(
-            "person_id", Id, sa.ForeignKey("people.id", ondelete="CASCADE"), nullable=False
-        ),
+        sa.Column("person_id", Id, sa.ForeignKey("people.id", ondelete="CASCADE"), nullable=False),
         sa.Column("platform", sa.String(16), nullable=False),
         sa.Column("created_at", sa.Float, nullable=False),
         sa.Column("expires_at", sa.Float, nullable=False),
