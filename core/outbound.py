@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from typing import TYPE_CHECKING
 
 from core.channels.base import ApiError, Channel
@@ -68,8 +68,8 @@ class Outbound:
                     raise
                 await asyncio.sleep(wait)
 
-    async def _note(self, write: object) -> None:
+    async def _note(self, write: Awaitable[None]) -> None:
         try:
-            await write  # type: ignore[misc]
+            await write
         except Exception as exc:
             log.error("could not update the outbox: %s", type(exc).__name__)

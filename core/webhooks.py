@@ -44,20 +44,20 @@ async def handle(bot: Bot, channel: Channel, request: Request) -> Response:
     except Rejected as rejected:
         log.warning("%s webhook: %d %s", channel.platform, rejected.status, rejected.reason)
         return JSONResponse({"error": rejected.reason}, status_code=rejected.status)
+    except Exception as exc:  # e.g. the database that keeps the web chat's cookie key is down
+        return unavailable(f"{channel.platform} delivery not read", exc)
     try:
         outcome = await process(bot, channel, update)
     except Exception as exc:
-        # Nothing was committed: a 5xx makes the platform deliver the update again.
-        log.error(
-            "%s update %s not processed: %s",
-            channel.platform,
-            update.update_id,
-            type(exc).__name__,
-            exc_info=not _is_database_error(exc),
-        )
-        return JSONResponse({"error": "temporarily unavailable, retry"}, status_code=503)
+        return unavailable(f"{channel.platform} update {update.update_id} not processed", exc)
     await bot.outbound.deliver(outcome.later)
     return channel.respond(update, outcome.inline)
+
+
+def unavailable(what: str, exc: Exception) -> Response:
+    """Nothing was committed: a 5xx makes the platform deliver the update again."""
+    log.error("%s: %s", what, type(exc).__name__, exc_info=not _is_database_error(exc))
+    return JSONResponse({"error": "temporarily unavailable, retry"}, status_code=503)
 
 
 async def process(bot: Bot, channel: Channel, update: Update) -> Outcome:

@@ -8,7 +8,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import BOT_USERNAME, BotFactory, make_settings
+from tests.conftest import (
+    BOT_USERNAME,
+    BotFactory,
+    make_settings,
+    post_telegram,
+    telegram_update,
+)
 from tests.servers import free_port
 
 
@@ -26,13 +32,18 @@ def test_healthz_when_the_database_is_down(start_bot: BotFactory) -> None:
     assert response.json()["status"] == "unavailable"
 
 
+@pytest.mark.parametrize("session_secret", ["configured", None])
 def test_an_update_is_not_acknowledged_when_the_database_is_down(
-    start_bot: BotFactory, caplog: pytest.LogCaptureFixture
+    start_bot: BotFactory, session_secret: str | None
 ) -> None:
-    bot = start_bot(database_url=f"postgresql://postgres@127.0.0.1:{free_port()}/nowhere")
-    response = bot.post("/webhooks/web", json={"text": "hi"})
-    assert response.status_code == 503
-    assert "retry" in response.json()["error"]
+    bot = start_bot(
+        database_url=f"postgresql://postgres@127.0.0.1:{free_port()}/nowhere",
+        session_secret=session_secret,
+    )
+    web = bot.post("/webhooks/web", json={"text": "hi"})
+    assert web.status_code == 503 and "retry" in web.json()["error"]
+    telegram = post_telegram(bot, telegram_update(1, "/help"))
+    assert telegram.status_code == 503
 
 
 def test_the_home_page_links_to_the_bot_and_has_a_chat_box(bot: httpx.Client) -> None:
