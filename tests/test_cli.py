@@ -7,6 +7,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -119,33 +122,50 @@ def test_set_webhook_needs_a_public_https_url(tmp_path: Path) -> None:
     assert result.returncode == 1 and "PUBLIC_URL" in result.stderr
 
 
-def test_a_newcomers_first_run(tmp_path: Path) -> None:
-    """No tokens, no PostgreSQL: `portabot serve` migrates SQLite, serves the page and the chat."""
+@dataclass
+class Served:
+    client: httpx.Client
+    port: int
+    output: str = ""
+    returncode: int | None = None
+
+
+@contextmanager
+def portabot_serve(cwd: Path, **env: str) -> Iterator[Served]:
+    """`portabot serve` as a process; yields once /healthz answers, then stops it with Ctrl-C."""
     port = free_port()
     process = subprocess.Popen(
         [PORTABOT, "serve", "--port", str(port)],
-        cwd=tmp_path,
-        env=environment(),
+        cwd=cwd,
+        env=environment(**env),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
+    served = Served(httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30), port)
     try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    if client.get("/healthz").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert process.poll() is None and time.monotonic() < deadline, "serve did not start"
-                time.sleep(0.1)
-            assert "chat" in client.get("/").text
-            assert say_web(client, "/me") == ["Linked platforms: web."]
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if served.client.get("/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert process.poll() is None and time.monotonic() < deadline, "serve did not start"
+            time.sleep(0.1)
+        yield served
     finally:
+        served.client.close()
         process.send_signal(signal.SIGINT)
-        output, _ = process.communicate(timeout=30)
-    assert process.returncode == 0
-    assert f"open http://127.0.0.1:{port}/" in output
+        served.output, _ = process.communicate(timeout=30)
+        served.returncode = process.returncode
+
+
+def test_a_newcomers_first_run(tmp_path: Path) -> None:
+    """No tokens, no PostgreSQL: `portabot serve` migrates SQLite, serves the page and the chat."""
+    with portabot_serve(tmp_path) as served:
+        assert "chat" in served.client.get("/").text
+        assert say_web(served.client, "/me") == ["Linked platforms: web."]
+    assert served.returncode == 0
+    assert f"open http://127.0.0.1:{served.port}/" in served.output
     assert (tmp_path / "portabot.db").exists()

@@ -2,62 +2,38 @@
 
 from __future__ import annotations
 
-import signal
-import subprocess
-import time
 from pathlib import Path
 
-import httpx
-
 from tests.conftest import SECRET, TOKEN, post_telegram, say_web, telegram_update
-from tests.servers import FakeTelegram, free_port
-from tests.test_cli import PORTABOT, environment
+from tests.servers import FakeTelegram
+from tests.test_cli import portabot_serve
 
 PASSPHRASE = "correct-horse-battery"
 SESSION_SECRET = "session-secret-for-cookies"
 
 
 def test_secrets_never_reach_the_logs(tmp_path: Path, fake_telegram: FakeTelegram) -> None:
-    port = free_port()
-    env = environment(
+    with portabot_serve(
+        tmp_path,
         TELEGRAM_TOKEN=TOKEN,
         TELEGRAM_SECRET=SECRET,
         TELEGRAM_API_URL=fake_telegram.url,
         BOT_PASSPHRASE=PASSPHRASE,
         SESSION_SECRET=SESSION_SECRET,
         LOG_LEVEL="DEBUG",
-    )
-    process = subprocess.Popen(
-        [PORTABOT, "serve", "--port", str(port)],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as bot:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    bot.get("/healthz")
-                    break
-                except httpx.TransportError:
-                    assert time.monotonic() < deadline and process.poll() is None
-                    time.sleep(0.1)
-            say_web(bot, PASSPHRASE)
-            code = say_web(bot, "/bind")[0].splitlines()[-1]
-            post_telegram(bot, telegram_update(1, f"the passphrase is {PASSPHRASE}"))
-            post_telegram(bot, telegram_update(2, code))
-            post_telegram(bot, telegram_update(3, "/me"), secret="wrong")
-            post_telegram(bot, telegram_update(4, "/me"), secret=None)
-            bot.post(
-                "/webhooks/telegram", content=b"{bad", headers={"Content-Type": "application/json"}
-            )
-            bot.post("/webhooks/web", json={"text": 1})
-    finally:
-        process.send_signal(signal.SIGINT)
-        output, _ = process.communicate(timeout=30)
+    ) as served:
+        bot = served.client
+        say_web(bot, PASSPHRASE)
+        code = say_web(bot, "/bind")[0].splitlines()[-1]
+        post_telegram(bot, telegram_update(1, f"the passphrase is {PASSPHRASE}"))
+        post_telegram(bot, telegram_update(2, code))
+        post_telegram(bot, telegram_update(3, "/me"), secret="wrong")
+        post_telegram(bot, telegram_update(4, "/me"), secret=None)
+        bot.post(
+            "/webhooks/telegram", content=b"{bad", headers={"Content-Type": "application/json"}
+        )
+        bot.post("/webhooks/web", json={"text": 1})
+    output = served.output
     assert "POST /webhooks/telegram" in output  # the access log was on
     assert "wrong x-telegram-bot-api-secret-token" in output  # and so were our warnings
     for secret in (TOKEN, TOKEN.split(":")[1], SECRET, PASSPHRASE, SESSION_SECRET):
