@@ -50,6 +50,8 @@ async def handle(bot: Bot, channel: Channel, request: Request) -> Response:
         outcome = await process(bot, channel, update)
     except Exception as exc:
         return unavailable(f"{channel.platform} update {update.update_id} not processed", exc)
+    if outcome.duplicate:
+        log.info("%s update %s seen before: acknowledged again", channel.platform, update.update_id)
     await bot.outbound.deliver(outcome.later)
     return channel.respond(update, outcome.inline)
 

@@ -17,6 +17,7 @@ from core.conversation.effects import (
 )
 from core.conversation.engine import Context, Conversation, Flow, State
 from core.messages import Kind, Message
+from core.settings import Settings
 
 MAX_WRONG_CODES = 5
 """Wrong `/in` codes a person may send within CODE_LIFETIME before `/in` is refused for a while."""
@@ -178,6 +179,6 @@ class LinkingFlow(Flow):
         return Conversation("idle", data)
 
 
-def build(settings: Any) -> LinkingFlow:
+def build(settings: Settings) -> LinkingFlow:
     passphrase = settings.bot_passphrase
     return LinkingFlow(passphrase.get_secret_value() if passphrase is not None else None)
