@@ -64,6 +64,8 @@ class Delivery:
     platform: str
     chat_id: str
     text: str
+    key: str = ""
+    """The same for every attempt at this reply (update id and position): VK drops repeats by it."""
     outbox_id: int | None = None
 
 

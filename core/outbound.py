@@ -61,7 +61,7 @@ class Outbound:
                 await channel.send(session, delivery)
                 return
             except ApiError as exc:
-                if attempt == ATTEMPTS:
+                if attempt == ATTEMPTS or not exc.retryable:
                     raise
                 wait = exc.retry_after if exc.retry_after is not None else 0.25 * 2**attempt
                 if wait > MAX_WAIT:

@@ -92,7 +92,10 @@ async def process(bot: Bot, channel: Channel, update: Update) -> Outcome:
         if person.id != first.id or conversation != first.conversation:
             await save_conversation(conn, person.id, conversation, now)
         chat = message.account.chat_id
-        deliveries = [Delivery(update.platform, chat, reply.text) for reply in replies]
+        deliveries = [
+            Delivery(update.platform, chat, reply.text, f"{update.update_id}:{position}")
+            for position, reply in enumerate(replies)
+        ]
         inline = len(deliveries) if channel.inline_replies is None else channel.inline_replies
         later = await add_to_outbox(conn, deliveries[inline:], now)
     return Outcome(inline=deliveries[:inline], later=later)

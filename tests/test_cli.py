@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from core.storage.migrate import head_revision
 from tests.conftest import SECRET, TOKEN, say_web
 from tests.servers import FakeTelegram, free_port
 
@@ -66,7 +67,7 @@ def test_migrate_then_check(tmp_path: Path) -> None:
     before = portabot(tmp_path, "check")
     assert before.returncode == 1 and "run `portabot migrate`" in before.stdout
     migrated = portabot(tmp_path, "migrate")
-    assert migrated.returncode == 0 and "revision 0001" in migrated.stdout
+    assert migrated.returncode == 0 and f"revision {head_revision()}" in migrated.stdout
     assert (tmp_path / "portabot.db").exists()
     after = portabot(tmp_path, "check")
     assert after.returncode == 0, after.stdout

@@ -28,9 +28,13 @@ class Rejected(Exception):
 class ApiError(Exception):
     """A platform API call failed; the message names the method and cause, never the URL."""
 
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+    def __init__(
+        self, message: str, *, retry_after: float | None = None, retryable: bool = True
+    ) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.retryable = retryable
+        """False when trying again cannot help (a blocked bot, a chat that does not exist)."""
 
 
 class Channel(Protocol):

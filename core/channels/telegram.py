@@ -135,6 +135,7 @@ class TelegramChannel:
             raise ApiError(
                 f"Telegram {method}: HTTP {status} {str(answer.get('description', ''))[:120]}",
                 retry_after=parameters.get("retry_after"),
+                retryable=status == 429 or status >= 500,
             )
         return answer.get("result")
 

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import sqlite3
 from importlib.resources import files
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 
 def alembic_url(url: str) -> str:
@@ -19,19 +23,31 @@ def alembic_url(url: str) -> str:
     )
 
 
-def upgrade(url: str) -> str | None:
-    """Bring the schema to the newest revision; returns that revision."""
-    from alembic import command
+def _config(url: str | None = None) -> Config:
     from alembic.config import Config
-    from alembic.script import ScriptDirectory
 
     config = Config()
     config.set_main_option("script_location", str(files("core.storage").joinpath("migrations")))
-    config.attributes["url"] = alembic_url(url)
+    if url is not None:
+        config.attributes["url"] = alembic_url(url)
+    return config
+
+
+def head_revision() -> str | None:
+    """The newest revision the code knows."""
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(_config()).get_current_head()
+
+
+def upgrade(url: str) -> str | None:
+    """Bring the schema to the newest revision; returns that revision."""
+    from alembic import command
+
     if url.startswith("sqlite"):
         _use_wal(url)
-    command.upgrade(config, "head")
-    return ScriptDirectory.from_config(config).get_current_head()
+    command.upgrade(_config(url), "head")
+    return head_revision()
 
 
 def _use_wal(url: str) -> None:

@@ -17,7 +17,13 @@ async def add_to_outbox(conn: Connection, deliveries: list[Delivery], now: float
         outbox.insert()
         .values(
             [
-                {"platform": d.platform, "chat_id": d.chat_id, "text": d.text, "created_at": now}
+                {
+                    "platform": d.platform,
+                    "chat_id": d.chat_id,
+                    "text": d.text,
+                    "key": d.key,
+                    "created_at": now,
+                }
                 for d in deliveries
             ]
         )
@@ -25,7 +31,7 @@ async def add_to_outbox(conn: Connection, deliveries: list[Delivery], now: float
     )
     ids = sorted(row._mapping["id"] for row in rows)
     return [
-        Delivery(d.platform, d.chat_id, d.text, outbox_id)
+        Delivery(d.platform, d.chat_id, d.text, d.key, outbox_id)
         for d, outbox_id in zip(deliveries, ids, strict=True)
     ]
 

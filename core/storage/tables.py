@@ -46,6 +46,7 @@ outbox = sa.Table(
     sa.Column("platform", sa.String(16), nullable=False),
     sa.Column("chat_id", sa.String(64), nullable=False),
     sa.Column("text", sa.Text, nullable=False),
+    sa.Column("key", sa.String(128), nullable=False, server_default=""),
     sa.Column("created_at", Timestamp, nullable=False),
     sa.Column("sent_at", Timestamp, nullable=True, index=True),
     sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
