@@ -16,9 +16,10 @@ from starlette.routing import Route
 from core import __version__
 from core.channels.base import Channel
 from core.channels.telegram import TelegramChannel
+from core.channels.vk import VkChannel
 from core.channels.web import WebChannel
 from core.conversation.engine import Flow
-from core.conversation.linking import build as build_linking_flow
+from core.conversation.loader import load_flow
 from core.outbound import Outbound
 from core.settings import Settings, load_settings
 from core.storage.database import Database
@@ -35,11 +36,13 @@ class Bot:
     def __init__(self, settings: Settings, flow: Flow | None = None) -> None:
         self.settings = settings
         self.db = Database(settings.database_url, pool_size=settings.database_pool_size)
-        self.flow = flow if flow is not None else build_linking_flow(settings)
+        self.flow = flow if flow is not None else load_flow(settings)
         secure = bool(settings.public_url and settings.public_url.startswith("https://"))
         self.channels: dict[str, Channel] = {"web": WebChannel(self.session_secret, secure=secure)}
         if settings.telegram_enabled:
             self.channels["telegram"] = TelegramChannel(settings)
+        if settings.vk_enabled:
+            self.channels["vk"] = VkChannel(settings)
         self.outbound = Outbound(self.db, self.channels)
         self._home: str | None = None
 

@@ -131,11 +131,10 @@ def cmd_set_webhook(args: argparse.Namespace) -> int:
 def telegram_call(settings: Settings, method: str, payload: dict[str, Any]) -> Any:
     from core.channels.base import ApiError
     from core.channels.telegram import TelegramChannel
+    from core.outbound import client_session
 
     async def call() -> Any:
-        import aiohttp
-
-        async with aiohttp.ClientSession() as session:
+        async with client_session() as session:
             return await TelegramChannel(settings).call(session, method, payload)
 
     try:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from typing import TYPE_CHECKING
 
 from core.channels.base import ApiError, Channel
@@ -21,6 +22,15 @@ log = logging.getLogger("portabot.outbound")
 ATTEMPTS = 3
 MAX_WAIT = 5.0
 """Longest pause between attempts: the webhook that waits for us has a time budget."""
+
+
+@contextlib.asynccontextmanager
+async def client_session() -> AsyncIterator[ClientSession]:
+    """A short-lived HTTP client for one-off calls (the CLI, VK's confirmation code)."""
+    import aiohttp
+
+    async with aiohttp.ClientSession() as session:
+        yield session
 
 
 class Outbound:

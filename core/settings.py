@@ -11,8 +11,12 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 TELEGRAM_API = "https://api.telegram.org"
+VK_API = "https://api.vk.com/method"
+VK_API_VERSION = "5.199"
+DEFAULT_FLOW = "core.conversation.linking:build"
 DEFAULT_DATABASE_URL = "sqlite:///portabot.db"
 SECRET_SHAPE = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
+VK_SECRET_SHAPE = re.compile(r"^[A-Za-z0-9]{1,50}$")
 LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
 
 
@@ -56,6 +60,13 @@ class Settings(BaseSettings):
     telegram_secret: SecretStr | None = None
     telegram_api_url: str = TELEGRAM_API
     telegram_bot_username: str | None = None
+    vk_token: SecretStr | None = None
+    vk_group_id: int | None = Field(default=None, gt=0)
+    vk_secret: SecretStr | None = None
+    vk_confirmation: str | None = None
+    vk_api_url: str = VK_API
+    vk_api_version: str = VK_API_VERSION
+    bot_flow: str = DEFAULT_FLOW
     bot_passphrase: SecretStr | None = None
     session_secret: SecretStr | None = None
     public_url: str | None = None
@@ -67,7 +78,7 @@ class Settings(BaseSettings):
     def _database_url(cls, value: str) -> str:
         return normalise_database_url(value)
 
-    @field_validator("telegram_api_url", "public_url")
+    @field_validator("telegram_api_url", "vk_api_url", "public_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         if value is None or value == "":
@@ -88,6 +99,21 @@ class Settings(BaseSettings):
             raise ValueError("must be 1-256 characters of A-Z, a-z, 0-9, _ and - (Telegram's rule)")
         return value
 
+    @field_validator("vk_secret")
+    @classmethod
+    def _vk_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not VK_SECRET_SHAPE.match(value.get_secret_value()):
+            raise ValueError("must be 1-50 letters and digits (VK's rule)")
+        return value
+
+    @field_validator("bot_flow")
+    @classmethod
+    def _bot_flow(cls, value: str) -> str:
+        module, _, attribute = value.strip().partition(":")
+        if not module or not attribute:
+            raise ValueError("must be package.module:attribute")
+        return f"{module}:{attribute}"
+
     @field_validator("log_level")
     @classmethod
     def _log_level(cls, value: str) -> str:
@@ -97,7 +123,15 @@ class Settings(BaseSettings):
         return value
 
     @field_validator(
-        "telegram_token", "telegram_secret", "bot_passphrase", "session_secret", mode="before"
+        "telegram_token",
+        "telegram_secret",
+        "vk_token",
+        "vk_secret",
+        "vk_confirmation",
+        "vk_group_id",
+        "bot_passphrase",
+        "session_secret",
+        mode="before",
     )
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
@@ -111,14 +145,28 @@ class Settings(BaseSettings):
     def telegram_enabled(self) -> bool:
         return self.telegram_token is not None
 
+    @property
+    def vk_enabled(self) -> bool:
+        return self.vk_token is not None and self.vk_group_id is not None
+
     def telegram_webhook_secret(self) -> str | None:
         """TELEGRAM_SECRET, or one derived from the token so that a token alone is enough."""
-        if self.telegram_secret is not None:
-            return self.telegram_secret.get_secret_value()
-        if self.telegram_token is None:
-            return None
-        token = self.telegram_token.get_secret_value().encode()
-        return hmac.new(token, b"portabot telegram webhook", hashlib.sha256).hexdigest()
+        return _secret_or_derived(self.telegram_secret, self.telegram_token, "telegram webhook")
+
+    def vk_callback_secret(self) -> str | None:
+        """VK_SECRET, or one derived from the token (VK takes at most 50 letters and digits)."""
+        return _secret_or_derived(self.vk_secret, self.vk_token, "vk callback", length=40)
+
+
+def _secret_or_derived(
+    given: SecretStr | None, token: SecretStr | None, purpose: str, length: int = 64
+) -> str | None:
+    if given is not None:
+        return given.get_secret_value()
+    if token is None:
+        return None
+    key = token.get_secret_value().encode()
+    return hmac.new(key, f"portabot {purpose}".encode(), hashlib.sha256).hexdigest()[:length]
 
 
 def load_settings() -> Settings:

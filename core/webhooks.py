@@ -14,7 +14,7 @@ from databases.core import Connection
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from core.channels.base import Channel, Rejected
+from core.channels.base import Answered, Channel, Rejected
 from core.conversation.effects import (
     Effect,
     EffectResult,
@@ -44,6 +44,8 @@ async def handle(bot: Bot, channel: Channel, request: Request) -> Response:
     except Rejected as rejected:
         log.warning("%s webhook: %d %s", channel.platform, rejected.status, rejected.reason)
         return JSONResponse({"error": rejected.reason}, status_code=rejected.status)
+    except Answered as answered:
+        return answered.response
     except Exception as exc:  # e.g. the database that keeps the web chat's cookie key is down
         return unavailable(f"{channel.platform} delivery not read", exc)
     try:

@@ -17,7 +17,7 @@ from core.app import create_app
 from core.conversation.engine import Flow
 from core.settings import Settings
 from core.storage.migrate import upgrade
-from tests.servers import FakeTelegram, run, serve
+from tests.servers import FakeTelegram, FakeVk, run, serve
 
 POSTGRES_URL = os.environ.get(
     "PORTABOT_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
@@ -25,6 +25,9 @@ POSTGRES_URL = os.environ.get(
 # In CI a missing PostgreSQL fails the run; elsewhere its tests are skipped.
 REQUIRE_POSTGRES = bool(os.environ.get("CI"))
 TOKEN = "123456:TEST-token-abcdefghijklmnopqrstuvwxyz"
+VK_TOKEN = "vk1.a.test-community-token"
+VK_GROUP = 777
+VK_SECRET = "vkCallbackSecret1"
 SECRET = "test-webhook-secret"
 BOT_USERNAME = "portabot_test_bot"
 TABLES = "people, accounts, updates, outbox, link_codes, secrets"
@@ -94,18 +97,30 @@ def fake_telegram() -> Iterator[FakeTelegram]:
         yield fake
 
 
+@pytest.fixture
+def fake_vk() -> Iterator[FakeVk]:
+    fake = FakeVk(VK_TOKEN, VK_GROUP)
+    with serve(fake.app()) as url:
+        fake.url = url
+        yield fake
+
+
 def make_settings(**values: Any) -> Settings:
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
 
 @pytest.fixture
-def settings(database_url: str, fake_telegram: FakeTelegram) -> Settings:
+def settings(database_url: str, fake_telegram: FakeTelegram, fake_vk: FakeVk) -> Settings:
     return make_settings(
         database_url=database_url,
         telegram_token=TOKEN,
         telegram_secret=SECRET,
         telegram_api_url=fake_telegram.url,
         telegram_bot_username=BOT_USERNAME,
+        vk_token=VK_TOKEN,
+        vk_group_id=VK_GROUP,
+        vk_secret=VK_SECRET,
+        vk_api_url=fake_vk.url,
         session_secret="test-session-secret",
     )
 
@@ -165,6 +180,50 @@ def post_telegram(client: httpx.Client, update: Any, secret: str | None = SECRET
         headers["X-Telegram-Bot-Api-Secret-Token"] = secret
     # json.dumps escapes what UTF-8 cannot carry (lone surrogates), as a platform's JSON would.
     return client.post("/webhooks/telegram", content=json.dumps(update), headers=headers)
+
+
+def vk_event(
+    event_id: str,
+    text: str | None = "hello",
+    *,
+    user_id: int = 3001,
+    peer_id: int | None = None,
+    kind: str = "message_new",
+    old_shape: bool = False,
+    **changes: Any,
+) -> dict[str, Any]:
+    """A Callback API event as VK sends it (API 5.103 and later unless `old_shape`)."""
+    body: dict[str, Any]
+    if kind in ("message_new", "message_edit"):
+        message = {
+            "id": 1,
+            "date": 1_700_000_000,
+            "from_id": user_id,
+            "peer_id": peer_id if peer_id is not None else user_id,
+            "text": text or "",
+            "attachments": [],
+        }
+        new_shape = kind == "message_new" and not old_shape
+        body = {"message": message, "client_info": {"keyboard": True}} if new_shape else message
+    else:
+        body = {"user_id": user_id}
+    event = {
+        "type": kind,
+        "event_id": event_id,
+        "v": "5.199",
+        "group_id": VK_GROUP,
+        "secret": VK_SECRET,
+        "object": body,
+    }
+    return {**event, **changes}
+
+
+def post_vk(client: httpx.Client, event: Any, **headers: str) -> httpx.Response:
+    return client.post(
+        "/webhooks/vk",
+        content=json.dumps(event),
+        headers={"Content-Type": "application/json", **headers},
+    )
 
 
 def say_web(client: httpx.Client, text: str) -> list[str]:

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qsl
 
 import uvicorn
 from starlette.applications import Starlette
@@ -95,6 +96,63 @@ class FakeTelegram:
         if method == "sendMessage":
             return {"message_id": len(self.calls), "chat": {"id": payload.get("chat_id")}}
         return True
+
+
+@dataclass
+class FakeVk:
+    """A VK API that records every call and, like VK, drops a messages.send whose random_id it has
+    seen for that peer; VK's error objects (with HTTP 200) can be queued."""
+
+    token: str
+    group_id: int
+    confirmation: str = "c0nf1rm"
+    calls: list[ApiCall] = field(default_factory=list)
+    dropped: list[dict[str, Any]] = field(default_factory=list)
+    failures: list[dict[str, Any]] = field(default_factory=list)
+    servers: list[dict[str, Any]] = field(default_factory=list)
+    url: str = ""
+
+    def fail_next(self, code: int = 10, times: int = 1, message: str = "Fake failure") -> None:
+        self.failures.extend([{"error_code": code, "error_msg": message}] * times)
+
+    def sent(self, method: str = "messages.send") -> list[dict[str, Any]]:
+        return [call.payload for call in self.calls if call.method == method]
+
+    def texts(self) -> list[tuple[str, str]]:
+        """(peer_id, message) of every message VK delivered."""
+        return [(p["peer_id"], p["message"]) for p in self.sent()]
+
+    def app(self) -> Starlette:
+        async def endpoint(request: Request) -> JSONResponse:
+            method = request.path_params["method"]
+            params = dict(parse_qsl((await request.body()).decode()))
+            token = params.pop("access_token", "")
+            if token != self.token:
+                error = {"error_code": 5, "error_msg": "User authorization failed"}
+                return JSONResponse({"error": error})
+            if self.failures:
+                return JSONResponse({"error": self.failures.pop(0)})
+            if method == "messages.send":
+                key = (params["peer_id"], params["random_id"])
+                if any((p["peer_id"], p["random_id"]) == key for p in self.sent()):
+                    self.dropped.append(params)
+                    return JSONResponse({"response": 0})
+            self.calls.append(ApiCall(token, method, params))
+            return JSONResponse({"response": self.result(method, params)})
+
+        return Starlette(routes=[Route("/{method}", endpoint, methods=["POST"])])
+
+    def result(self, method: str, params: dict[str, str]) -> Any:
+        if method == "groups.getCallbackConfirmationCode":
+            return {"code": self.confirmation}
+        if method == "groups.getCallbackServers":
+            return {"count": len(self.servers), "items": self.servers}
+        if method == "groups.addCallbackServer":
+            self.servers.append({"id": len(self.servers) + 1, **params})
+            return {"server_id": len(self.servers)}
+        if method == "messages.send":
+            return len(self.calls)
+        return 1
 
 
 def run(coroutine: Any) -> Any:

@@ -10,6 +10,7 @@ import pytest
 
 from tests.conftest import (
     BOT_USERNAME,
+    VK_GROUP,
     BotFactory,
     make_settings,
     post_telegram,
@@ -22,7 +23,7 @@ def test_healthz_when_the_database_answers(bot: httpx.Client) -> None:
     response = bot.get("/healthz")
     assert response.status_code == 200
     body = response.json()
-    assert body["status"] == "ok" and body["channels"] == ["telegram", "web"]
+    assert body["status"] == "ok" and body["channels"] == ["telegram", "vk", "web"]
 
 
 def test_healthz_when_the_database_is_down(start_bot: BotFactory) -> None:
@@ -50,12 +51,14 @@ def test_the_home_page_links_to_the_bot_and_has_a_chat_box(bot: httpx.Client) ->
     page = bot.get("/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert f"https://t.me/{BOT_USERNAME}" in page.text
+    assert f"https://vk.com/club{VK_GROUP}" in page.text
     assert 'id="chat"' in page.text and "webhooks/web" in page.text
 
 
-def test_the_home_page_without_telegram(start_bot: BotFactory) -> None:
-    page = start_bot(telegram_token=None).get("/")
-    assert "t.me" not in page.text and "Chat with it right here" in page.text
+def test_the_home_page_without_other_platforms(start_bot: BotFactory) -> None:
+    page = start_bot(telegram_token=None, vk_group_id=None).get("/")
+    assert "t.me" not in page.text and "vk.com" not in page.text
+    assert "Chat with it right here" in page.text
 
 
 def test_module_app_is_built_from_the_environment(

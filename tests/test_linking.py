@@ -7,7 +7,16 @@ import re
 
 import httpx
 
-from tests.conftest import BotFactory, post_telegram, query, say_web, telegram_update
+from tests.conftest import (
+    BotFactory,
+    post_telegram,
+    post_vk,
+    query,
+    say_web,
+    telegram_update,
+    vk_event,
+)
+from tests.servers import FakeVk
 
 CODE_LINE = re.compile(r"^/in ([a-z]+(?:-[a-z]+)+)$", re.MULTILINE)
 
@@ -103,3 +112,36 @@ def test_one_account_per_platform_per_person(bot: httpx.Client, database_url: st
     with httpx.Client(base_url=bot.base_url) as visitor:
         assert "another platform" in say_web(visitor, f"/in {code}")[0]
     assert len(query(database_url, "SELECT id FROM people")) == 2
+
+
+def vk_says(
+    bot: httpx.Client, fake_vk: FakeVk, event_id: str, text: str, user_id: int = 3001
+) -> str:
+    before = len(fake_vk.sent())
+    response = post_vk(bot, vk_event(event_id, text, user_id=user_id))
+    assert response.status_code == 200 and response.text == "ok"
+    return "\n".join(text for _, text in fake_vk.texts()[before:])
+
+
+def test_telegram_vk_and_web_become_one_person(
+    start_bot: BotFactory, fake_vk: FakeVk, database_url: str
+) -> None:
+    bot = start_bot(bot_passphrase="Open Sesame")
+    assert "welcome" in vk_says(bot, fake_vk, "v1", "open sesame")
+    code = code_from(vk_says(bot, fake_vk, "v2", "/bind"))
+    assert "welcome" in telegram_says(bot, 1, "Open sesame")
+    assert telegram_says(bot, 2, f"/in {code}") == "Linked! Your platforms: telegram, vk."
+    # The web chat joins with a code made on Telegram, in the same person.
+    assert "welcome" in say_web(bot, "OPEN SESAME")[0]
+    code = code_from(telegram_says(bot, 3, "/bind"))
+    assert say_web(bot, f"/in {code}") == ["Linked! Your platforms: telegram, vk, web."]
+    everywhere = "Linked platforms: telegram, vk, web."
+    assert vk_says(bot, fake_vk, "v3", "/me") == everywhere
+    assert telegram_says(bot, 4, "/me") == everywhere
+    assert say_web(bot, "/me") == [everywhere]
+    assert len(query(database_url, "SELECT id FROM people")) == 1
+
+
+def test_web_then_vk(bot: httpx.Client, fake_vk: FakeVk) -> None:
+    code = code_from(say_web(bot, "/bind")[0])
+    assert vk_says(bot, fake_vk, "v1", f"/in {code}") == "Linked! Your platforms: vk, web."

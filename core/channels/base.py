@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any, Protocol
 
+from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -23,6 +24,14 @@ class Rejected(Exception):
         super().__init__(reason)
         self.status = status
         self.reason = reason
+
+
+class Answered(Exception):
+    """A delivery the channel answers itself, with nothing to process (VK's confirmation)."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__("answered")
+        self.response = response
 
 
 class ApiError(Exception):
@@ -74,6 +83,13 @@ async def read_json(request: Request, limit: int = MAX_BODY) -> Any:
         raise Rejected(400, "body is not UTF-8") from None
     except ValueError:
         raise Rejected(400, "body is not valid JSON") from None
+
+
+def first_error(exc: ValidationError) -> str:
+    """The first validation problem as `where: what`."""
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"]) or "body"
+    return f"{where}: {err['msg']}"
 
 
 def clean_text(text: str) -> str:

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from core.channels.base import ApiError, Rejected, clean_text, read_json
+from core.channels.base import ApiError, Rejected, clean_text, first_error, read_json
 from core.messages import Account, Delivery, Kind, Message, Update, parse_command
 from core.settings import Settings
 
@@ -78,7 +78,7 @@ class TelegramChannel:
         try:
             update = TelegramUpdate.model_validate(body)
         except ValidationError as exc:
-            raise Rejected(400, f"not a Telegram update: {_first_error(exc)}") from None
+            raise Rejected(400, f"not a Telegram update: {first_error(exc)}") from None
         return Update(self.platform, str(update.update_id), self._message(update))
 
     def _message(self, update: TelegramUpdate) -> Message | None:
@@ -138,9 +138,3 @@ class TelegramChannel:
                 retryable=status == 429 or status >= 500,
             )
         return answer.get("result")
-
-
-def _first_error(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    where = ".".join(str(p) for p in err["loc"]) or "body"
-    return f"{where}: {err['msg']}"

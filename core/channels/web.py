@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from core.channels.base import Rejected, clean_text, read_json
+from core.channels.base import Rejected, clean_text, first_error, read_json
 from core.messages import Account, Delivery, Kind, Message, Update, parse_command
 
 if TYPE_CHECKING:
@@ -63,9 +63,7 @@ class WebChannel:
         try:
             incoming = WebMessage.model_validate(body)
         except ValidationError as exc:
-            err = exc.errors()[0]
-            where = ".".join(str(p) for p in err["loc"]) or "body"
-            raise Rejected(422, f"{where}: {err['msg']}") from None
+            raise Rejected(422, first_error(exc)) from None
         user_id = visitor(signer, request.cookies.get(COOKIE))
         client_id = incoming.id or secrets.token_hex(16)
         update_id = hashlib.sha256(f"{user_id}:{client_id}".encode()).hexdigest()[:40]

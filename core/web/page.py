@@ -14,6 +14,8 @@ def platform_links(settings: Settings) -> list[tuple[str, str]]:
     links = []
     if settings.telegram_enabled and settings.telegram_bot_username:
         links.append(("Telegram", f"https://t.me/{settings.telegram_bot_username}"))
+    if settings.vk_group_id is not None:
+        links.append(("VK", f"https://vk.com/club{settings.vk_group_id}"))
     return links
 
 

@@ -1,0 +1,171 @@
+"""VK: the Callback API webhook (confirmation, secret, both message shapes) and messages.send."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import re
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+
+from core.channels.base import Answered, ApiError, Rejected, clean_text, first_error, read_json
+from core.messages import Account, Delivery, Kind, Message, Update, parse_command
+from core.settings import Settings
+
+if TYPE_CHECKING:
+    from aiohttp import ClientSession
+
+log = logging.getLogger("portabot.vk")
+
+EVENTS = ("message_new", "message_edit", "message_allow", "group_join", "group_leave")
+API_TIMEOUT = 10.0
+RETRYABLE_ERRORS = {1, 6, 9, 10}
+"""VK error codes worth another try: unknown, too many requests, flood control, internal."""
+MENTION = re.compile(r"^\[club\d+\|[^\]]*\][\s,:]*")
+"""How VK prefixes a message that mentions the community in a group chat."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+
+
+class Event(_Model):
+    type: str
+    group_id: int
+    event_id: str | None = None
+    secret: str | None = None
+    object: dict[str, Any] | None = None
+
+
+class VkMessage(_Model):
+    from_id: int
+    peer_id: int
+    text: str = ""
+    date: int = 0
+
+
+class MemberEvent(_Model):
+    user_id: int
+
+
+class VkChannel:
+    platform = "vk"
+    inline_replies = 0  # VK must get the literal `ok`: every reply goes through messages.send
+
+    def __init__(self, settings: Settings) -> None:
+        assert settings.vk_token is not None and settings.vk_group_id is not None
+        self._token = settings.vk_token.get_secret_value()
+        self.group_id = settings.vk_group_id
+        self._secret = (settings.vk_callback_secret() or "").encode()
+        self._confirmation = settings.vk_confirmation
+        self._api = settings.vk_api_url
+        self._version = settings.vk_api_version
+
+    async def receive(self, request: Request) -> Update:
+        body = await read_json(request)
+        try:
+            event = Event.model_validate(body)
+        except ValidationError as exc:
+            raise Rejected(400, f"not a VK event: {first_error(exc)}") from None
+        if event.group_id != self.group_id:
+            raise Rejected(403, "event for another group")
+        if event.type == "confirmation":
+            raise Answered(PlainTextResponse(await self.confirmation()))
+        if event.secret is None:
+            raise Rejected(403, "missing secret")
+        if not hmac.compare_digest(event.secret.encode(), self._secret):
+            raise Rejected(403, "wrong secret")
+        if not event.event_id:
+            raise Rejected(400, "not a VK event: event_id: Field required")
+        if event.object is None:
+            raise Rejected(400, "not a VK event: object: Input should be an object")
+        try:
+            message = self._message(event.type, event.object)
+        except ValidationError as exc:
+            raise Rejected(400, f"not a VK {event.type}: {first_error(exc)}") from None
+        return Update(self.platform, event.event_id, message)
+
+    def _message(self, kind: str, body: dict[str, Any]) -> Message | None:
+        if kind in ("message_new", "message_edit"):
+            # API 5.103 and later wrap the message (next to client_info); older ones do not.
+            inner = body.get("message")
+            raw = VkMessage.model_validate(inner if isinstance(inner, dict) else body)
+            if raw.from_id <= 0:
+                return None  # a community, not a person
+            account = Account(self.platform, str(raw.from_id), str(raw.peer_id))
+            text = MENTION.sub("", clean_text(raw.text))
+            command = parse_command(text)
+            edited = kind == "message_edit"
+            if command is not None:
+                return Message(account, Kind.COMMAND, text, *command, at=raw.date, edited=edited)
+            return Message(account, Kind.TEXT, text, at=raw.date, edited=edited)
+        if kind in ("message_allow", "group_join", "group_leave"):
+            member = MemberEvent.model_validate(body)
+            if member.user_id <= 0:
+                return None
+            account = Account(self.platform, str(member.user_id), str(member.user_id))
+            return Message(account, Kind.LEFT if kind == "group_leave" else Kind.JOINED)
+        return None  # an event we do not handle
+
+    async def confirmation(self) -> str:
+        """VK_CONFIRMATION, or the code VK gives us for the group (asked once, then kept)."""
+        if self._confirmation is None:
+            from core.outbound import client_session
+
+            async with client_session() as session:
+                answer = await self.call(session, "groups.getCallbackConfirmationCode", {})
+            self._confirmation = str(answer["code"])
+        return self._confirmation
+
+    def respond(self, update: Update, inline: list[Delivery]) -> Response:
+        return PlainTextResponse("ok")
+
+    async def send(self, session: ClientSession, delivery: Delivery) -> None:
+        await self.call(
+            session,
+            "messages.send",
+            {
+                "peer_id": delivery.chat_id,
+                "message": delivery.text,
+                "random_id": random_id(delivery.key),
+            },
+        )
+
+    async def call(self, session: ClientSession, method: str, params: dict[str, Any]) -> Any:
+        """One VK API call (form-encoded); VK's error objects come with HTTP 200 and are errors."""
+        import aiohttp
+
+        form = {
+            "group_id": str(self.group_id),
+            **{k: str(v) for k, v in params.items()},
+            "access_token": self._token,
+            "v": self._version,
+        }
+        try:
+            async with session.post(
+                f"{self._api}/{method}", data=form, timeout=aiohttp.ClientTimeout(total=API_TIMEOUT)
+            ) as response:
+                answer = await response.json(content_type=None)
+                status = response.status
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            raise ApiError(f"VK {method}: {type(exc).__name__}") from None
+        if not isinstance(answer, dict) or "error" in answer or "response" not in answer:
+            error = answer.get("error") if isinstance(answer, dict) else None
+            error = error if isinstance(error, dict) else {}
+            code = error.get("error_code")
+            raise ApiError(
+                f"VK {method}: HTTP {status} error {code} {str(error.get('error_msg', ''))[:120]}",
+                retry_after=1.0 if code in (6, 9) else None,
+                retryable=status >= 500 or code in RETRYABLE_ERRORS,
+            )
+        return answer["response"]
+
+
+def random_id(key: str) -> int:
+    """messages.send's random_id (int32) for a reply: the same key always gives the same id, so
+    VK drops a repeated send."""
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:4], "big") & 0x7FFFFFFF

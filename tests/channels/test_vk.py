@@ -1,0 +1,193 @@
+"""The VK Callback API webhook over real HTTP, on SQLite and PostgreSQL, against a fake VK API."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import httpx
+import pytest
+
+from core.channels.vk import random_id
+from tests.conftest import VK_GROUP, VK_SECRET, BotFactory, post_vk, query, vk_event
+from tests.servers import FakeVk, run
+
+
+def assert_ok(response: httpx.Response) -> None:
+    assert response.status_code == 200
+    assert response.text == "ok" and response.headers["content-type"].startswith("text/plain")
+
+
+def test_confirmation_asks_vk_for_the_code_once(bot: httpx.Client, fake_vk: FakeVk) -> None:
+    confirmation = {"type": "confirmation", "group_id": VK_GROUP}
+    for _ in range(2):
+        response = post_vk(bot, confirmation)
+        assert response.status_code == 200 and response.text == "c0nf1rm"
+        assert response.headers["content-type"].startswith("text/plain")
+    assert len(fake_vk.sent("groups.getCallbackConfirmationCode")) == 1
+
+
+def test_confirmation_from_settings(start_bot: BotFactory, fake_vk: FakeVk) -> None:
+    bot = start_bot(vk_confirmation="from-settings")
+    assert post_vk(bot, {"type": "confirmation", "group_id": VK_GROUP}).text == "from-settings"
+    assert fake_vk.calls == []
+
+
+def test_confirmation_for_another_group_is_refused(bot: httpx.Client) -> None:
+    response = post_vk(bot, {"type": "confirmation", "group_id": VK_GROUP + 1})
+    assert response.status_code == 403
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"secret": "wrong"},
+        {"secret": None},
+        {"group_id": VK_GROUP + 1},
+    ],
+    ids=["wrong-secret", "no-secret", "another-group"],
+)
+def test_events_without_the_right_secret_and_group_are_refused(
+    bot: httpx.Client, database_url: str, fake_vk: FakeVk, changes: dict[str, object]
+) -> None:
+    event = {k: v for k, v in {**vk_event("e1", "/help"), **changes}.items() if v is not None}
+    response = post_vk(bot, event)
+    assert response.status_code == 403
+    assert query(database_url, "SELECT update_id FROM updates") == []
+    assert fake_vk.sent() == []
+
+
+@pytest.mark.parametrize("old_shape", [False, True], ids=["api-5.103+", "older-api"])
+def test_both_message_shapes_are_answered_through_messages_send(
+    bot: httpx.Client, fake_vk: FakeVk, old_shape: bool
+) -> None:
+    assert_ok(post_vk(bot, vk_event("e1", "/me", user_id=42, old_shape=old_shape)))
+    [sent] = fake_vk.sent()
+    assert sent["peer_id"] == "42" and sent["message"] == "Linked platforms: vk."
+    assert sent["v"] == "5.199" and sent["random_id"] == str(random_id("e1:0"))
+
+
+def test_replies_in_a_group_chat_go_to_the_chat(bot: httpx.Client, fake_vk: FakeVk) -> None:
+    event = vk_event("e1", f"[club{VK_GROUP}|@portabot], /me", user_id=42, peer_id=2000000001)
+    assert_ok(post_vk(bot, event))
+    assert fake_vk.texts() == [("2000000001", "Linked platforms: vk.")]
+
+
+def test_edits_joins_allows_and_leaves(
+    bot: httpx.Client, fake_vk: FakeVk, database_url: str
+) -> None:
+    assert_ok(post_vk(bot, vk_event("e1", "/me", kind="message_edit")))
+    assert_ok(post_vk(bot, vk_event("e2", kind="group_join", join_type="join")))
+    assert_ok(post_vk(bot, vk_event("e3", kind="message_allow", key="k")))
+    assert_ok(post_vk(bot, vk_event("e4", kind="group_leave", self=1)))
+    assert [text for _, text in fake_vk.texts()] == [
+        "Linked platforms: vk.",
+        "Hello! Send /help to see what I can do.",
+        "Hello! Send /help to see what I can do.",
+    ]
+    assert len(query(database_url, "SELECT update_id FROM updates")) == 4
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        vk_event("e1", kind="wall_post_new"),
+        vk_event("e2", "/me", user_id=-5),
+        vk_event("e3", kind="group_join", user_id=-5),
+        vk_event("e4", None),
+    ],
+    ids=["other-type", "community-author", "community-join", "attachments-only"],
+)
+def test_other_events_are_acknowledged(
+    bot: httpx.Client, fake_vk: FakeVk, event: dict[str, object]
+) -> None:
+    assert_ok(post_vk(bot, event))
+    if event["event_id"] == "e4":  # a message without text is still a message
+        assert fake_vk.texts() == [("3001", "Send /help to see what I can do.")]
+    else:
+        assert fake_vk.sent() == []
+
+
+@pytest.mark.parametrize(
+    ("event", "status"),
+    [
+        ({**vk_event("e1"), "object": "text"}, 400),
+        ({**vk_event("e1"), "object": ["a"]}, 400),
+        ({k: v for k, v in vk_event("e1").items() if k != "event_id"}, 400),
+        ({**vk_event("e1"), "group_id": "777"}, 400),
+        (vk_event("e1", object={"message": {"text": "no author"}}), 400),
+        ({**vk_event("e1"), "object": {"message": {"from_id": "1", "peer_id": 1}}}, 400),
+    ],
+    ids=[
+        "object-text",
+        "object-list",
+        "no-event-id",
+        "group-id-string",
+        "no-from-id",
+        "from-id-str",
+    ],
+)
+def test_bad_events(
+    bot: httpx.Client, database_url: str, event: dict[str, object], status: int
+) -> None:
+    response = post_vk(bot, event)
+    assert response.status_code == status and response.json()["error"]
+    assert query(database_url, "SELECT update_id FROM updates") == []
+
+
+def test_a_redelivered_event_is_processed_once(
+    bot: httpx.Client, fake_vk: FakeVk, database_url: str
+) -> None:
+    event = vk_event("e1", "/bind")
+    assert_ok(post_vk(bot, event))
+    for retry in ("1", "2"):
+        assert_ok(post_vk(bot, event, **{"X-Retry-Counter": retry}))
+    assert len(fake_vk.sent()) == 1 and fake_vk.dropped == []
+    assert len(query(database_url, "SELECT code FROM link_codes")) == 1
+
+
+def test_concurrent_copies_of_one_event_are_processed_once(
+    bot: httpx.Client, fake_vk: FakeVk, database_url: str
+) -> None:
+    async def deliver_three_times(n: int) -> list[httpx.Response]:
+        event = json.dumps(vk_event(f"event-{n}", "/bind", user_id=100 + n))
+        headers = {"Content-Type": "application/json"}
+        async with httpx.AsyncClient(base_url=str(bot.base_url), timeout=30) as client:
+            return await asyncio.gather(
+                *(client.post("/webhooks/vk", content=event, headers=headers) for _ in range(3))
+            )
+
+    for n in range(10):
+        for response in run(deliver_three_times(n)):
+            assert_ok(response)
+    assert len(fake_vk.sent()) == 10 and fake_vk.dropped == []
+    assert sorted(peer for peer, _ in fake_vk.texts()) == sorted(str(100 + n) for n in range(10))
+    assert len(query(database_url, "SELECT code FROM link_codes")) == 10
+
+
+def test_vk_error_objects_are_errors(bot: httpx.Client, fake_vk: FakeVk, database_url: str) -> None:
+    fake_vk.fail_next(code=901, message="Can't send messages for users without permission")
+    assert_ok(post_vk(bot, vk_event("e1", "/me")))
+    [row] = query(database_url, "SELECT sent_at, attempts, last_error FROM outbox")
+    assert row["sent_at"] is None and row["attempts"] == 1 and "error 901" in row["last_error"]
+    assert fake_vk.sent() == []  # 901 is permanent: not tried again
+
+
+def test_a_temporary_vk_error_is_retried_with_the_same_random_id(
+    bot: httpx.Client, fake_vk: FakeVk, database_url: str
+) -> None:
+    fake_vk.fail_next(code=10, message="Internal server error")
+    assert_ok(post_vk(bot, vk_event("e1", "/me")))
+    [sent] = fake_vk.sent()
+    assert sent["random_id"] == str(random_id("e1:0"))
+    [row] = query(database_url, "SELECT sent_at, key FROM outbox")
+    assert row["sent_at"] is not None and row["key"] == "e1:0"
+
+
+def test_vk_is_off_without_a_token_or_group(start_bot: BotFactory) -> None:
+    assert post_vk(start_bot(vk_token=None), vk_event("e1")).status_code == 404
+    assert post_vk(start_bot(vk_group_id=None), vk_event("e1")).status_code == 404
+
+
+def test_the_secret_is_compared_as_given(bot: httpx.Client) -> None:
+    assert post_vk(bot, vk_event("e1", secret=VK_SECRET.upper())).status_code == 403
