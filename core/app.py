@@ -30,6 +30,16 @@ from core.webhooks import handle
 log = logging.getLogger("portabot")
 
 
+def platform_channels(settings: Settings) -> list[TelegramChannel | VkChannel]:
+    """The channels of the platforms that are configured (each needs its token)."""
+    channels: list[TelegramChannel | VkChannel] = []
+    if settings.telegram_enabled:
+        channels.append(TelegramChannel(settings))
+    if settings.vk_enabled:
+        channels.append(VkChannel(settings))
+    return channels
+
+
 class Bot:
     """Everything a request needs: settings, database, flow, channels, outbound calls."""
 
@@ -39,10 +49,8 @@ class Bot:
         self.flow = flow if flow is not None else load_flow(settings)
         secure = bool(settings.public_url and settings.public_url.startswith("https://"))
         self.channels: dict[str, Channel] = {"web": WebChannel(self.session_secret, secure=secure)}
-        if settings.telegram_enabled:
-            self.channels["telegram"] = TelegramChannel(settings)
-        if settings.vk_enabled:
-            self.channels["vk"] = VkChannel(settings)
+        for channel in platform_channels(settings):
+            self.channels[channel.platform] = channel
         self.outbound = Outbound(self.db, self.channels)
         self._home: str | None = None
 

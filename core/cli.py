@@ -7,12 +7,20 @@ import asyncio
 import os
 import re
 import sys
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
+from typing import TYPE_CHECKING, TypeVar
 
 from core import __version__
 from core.settings import ConfigurationError, Settings, load_settings, obscure_url
 
+if TYPE_CHECKING:
+    from aiohttp import ClientSession
+
+    from core.channels.telegram import TelegramChannel
+    from core.channels.vk import VkChannel
+
+T = TypeVar("T")
 TOKEN_SHAPE = re.compile(r"^\d+:[A-Za-z0-9_-]{30,}$")
 CHECK_LABELS = {True: "ok  ", None: "note", False: "FAIL"}
 
@@ -106,39 +114,32 @@ def run_migrations(settings: Settings) -> str | None:
 
 def cmd_set_webhook(args: argparse.Namespace) -> int:
     settings = load_settings()
-    if settings.telegram_token is None:
-        raise CommandError("set-webhook needs TELEGRAM_TOKEN")
+    from core.app import platform_channels
+
+    channels = platform_channels(settings)
+    if not channels:
+        raise CommandError("set-webhook needs TELEGRAM_TOKEN, or VK_TOKEN and VK_GROUP_ID")
     if not settings.public_url or not settings.public_url.startswith("https://"):
         raise CommandError("set-webhook needs PUBLIC_URL, the bot's public https:// address")
-    from core.channels.telegram import ALLOWED_UPDATES
-
-    url = f"{settings.public_url}/webhooks/telegram"
-    telegram_call(
-        settings,
-        "setWebhook",
-        {
-            "url": url,
-            "secret_token": settings.telegram_webhook_secret(),
-            "allowed_updates": list(ALLOWED_UPDATES),
-            "drop_pending_updates": args.drop_pending_updates,
-        },
-    )
-    print(f"Telegram webhook set: {url}")
-    print(f"  updates: {', '.join(ALLOWED_UPDATES)}; secret token: set (not shown)")
+    drop = args.drop_pending_updates
+    for channel in channels:
+        url = f"{settings.public_url}/webhooks/{channel.platform}"
+        lines = call_api(partial(channel.set_webhook, url=url, drop_pending_updates=drop))
+        print("\n".join(lines))
     return 0
 
 
-def telegram_call(settings: Settings, method: str, payload: dict[str, Any]) -> Any:
+def call_api(call: Callable[[ClientSession], Awaitable[T]]) -> T:
+    """Run one platform API call from the command line; its failure is one line."""
     from core.channels.base import ApiError
-    from core.channels.telegram import TelegramChannel
     from core.outbound import client_session
 
-    async def call() -> Any:
+    async def run() -> T:
         async with client_session() as session:
-            return await TelegramChannel(settings).call(session, method, payload)
+            return await call(session)
 
     try:
-        return asyncio.run(call())
+        return asyncio.run(run())
     except ApiError as exc:
         raise CommandError(str(exc)) from None
 
@@ -153,25 +154,55 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"{CHECK_LABELS[ok]} {text}")
 
     say(*check_database(settings))
+    say(*check_flow(settings))
     if settings.telegram_token is None:
         say(None, "Telegram is off: set TELEGRAM_TOKEN to turn it on")
+    elif not TOKEN_SHAPE.match(settings.telegram_token.get_secret_value()):
+        say(False, "TELEGRAM_TOKEN does not look like a bot token (digits:letters)")
     else:
-        if not TOKEN_SHAPE.match(settings.telegram_token.get_secret_value()):
-            say(False, "TELEGRAM_TOKEN does not look like a bot token (digits:letters)")
-        else:
-            say(*check_telegram(settings))
         if settings.telegram_secret is None:
             say(None, "TELEGRAM_SECRET unset: the webhook secret is derived from the token")
-        if not settings.public_url or not settings.public_url.startswith("https://"):
-            say(False, "PUBLIC_URL must be the bot's https:// address for Telegram's webhook")
         if not settings.telegram_bot_username:
             say(None, "TELEGRAM_BOT_USERNAME unset: the home page cannot link to the bot")
+    if settings.vk_token is None:
+        say(None, "VK is off: set VK_TOKEN and VK_GROUP_ID to turn it on")
+    elif settings.vk_group_id is None:
+        say(False, "VK_TOKEN is set but VK_GROUP_ID is not: VK stays off")
+    else:
+        if settings.vk_secret is None:
+            say(None, "VK_SECRET unset: the Callback API secret is derived from the token")
+        if settings.vk_confirmation is None:
+            say(None, "VK_CONFIRMATION unset: the confirmation code is asked of VK when needed")
+    from core.app import platform_channels
+
+    channels = platform_channels(settings)
+    for channel in channels:
+        say(*check_token(channel))
+    if channels and (not settings.public_url or not settings.public_url.startswith("https://")):
+        say(False, "PUBLIC_URL must be the bot's https:// address for the platforms' webhooks")
     if settings.bot_passphrase is None:
         say(None, "BOT_PASSPHRASE unset: anyone may use the bot")
     if settings.session_secret is None:
         say(None, "SESSION_SECRET unset: the web chat uses one kept in the database")
     print("configuration has problems" if problems else "configuration is complete")
     return 1 if problems else 0
+
+
+def check_flow(settings: Settings) -> tuple[bool, str]:
+    from core.conversation.loader import load_flow
+
+    try:
+        load_flow(settings)
+    except ConfigurationError as exc:
+        return False, str(exc)
+    return True, f"flow {settings.bot_flow}"
+
+
+def check_token(channel: TelegramChannel | VkChannel) -> tuple[bool, str]:
+    try:
+        return True, call_api(channel.whoami)
+    except CommandError as exc:
+        return False, f"{channel.platform.upper()}_TOKEN was refused: {exc}"
 
 
 def check_database(settings: Settings) -> tuple[bool, str]:
@@ -200,15 +231,6 @@ def check_database(settings: Settings) -> tuple[bool, str]:
     if found is None:
         return False, f"database {where} has no schema: run `portabot migrate`"
     return True, f"database {where} reachable, schema at revision {found}"
-
-
-def check_telegram(settings: Settings) -> tuple[bool, str]:
-    try:
-        me = telegram_call(settings, "getMe", {})
-    except CommandError as exc:
-        return False, f"Telegram refused the token: {exc}"
-    username = me.get("username") if isinstance(me, dict) else None
-    return True, f"Telegram accepts the token (bot @{username})"
 
 
 def describe(exc: BaseException) -> str:

@@ -15,23 +15,13 @@ from pathlib import Path
 import httpx
 import pytest
 
+from core.settings import Settings
 from core.storage.migrate import head_revision
-from tests.conftest import SECRET, TOKEN, say_web
-from tests.servers import FakeTelegram, free_port
+from tests.conftest import SECRET, TOKEN, VK_GROUP, VK_SECRET, VK_TOKEN, make_settings, say_web
+from tests.servers import FakeTelegram, FakeVk, free_port
 
 PORTABOT = str(Path(sys.executable).with_name("portabot"))
-OUR_VARIABLES = (
-    "DATABASE_URL",
-    "TELEGRAM_TOKEN",
-    "TELEGRAM_SECRET",
-    "TELEGRAM_API_URL",
-    "TELEGRAM_BOT_USERNAME",
-    "BOT_PASSPHRASE",
-    "SESSION_SECRET",
-    "PUBLIC_URL",
-    "LOG_LEVEL",
-    "PORT",
-)
+OUR_VARIABLES = {name.upper() for name in Settings.model_fields} | {"PORT"}
 
 
 def environment(**values: str) -> dict[str, str]:
@@ -92,7 +82,7 @@ def test_check_telegram_configuration(tmp_path: Path, fake_telegram: FakeTelegra
     complete = portabot(tmp_path, "check", PUBLIC_URL="https://bot.example.com", **env)
     assert complete.returncode == 0, complete.stdout
     wrong = portabot(tmp_path, "check", **{**env, "TELEGRAM_TOKEN": "123:" + "x" * 35})
-    assert "FAIL Telegram refused the token" in wrong.stdout
+    assert "FAIL TELEGRAM_TOKEN was refused: Telegram getMe: HTTP 401" in wrong.stdout
     assert "x" * 35 not in wrong.stdout + wrong.stderr
 
 
@@ -170,3 +160,78 @@ def test_a_newcomers_first_run(tmp_path: Path) -> None:
     assert served.returncode == 0
     assert f"open http://127.0.0.1:{served.port}/" in served.output
     assert (tmp_path / "portabot.db").exists()
+
+
+def vk_environment(fake_vk: FakeVk, **more: str) -> dict[str, str]:
+    return {
+        "VK_TOKEN": VK_TOKEN,
+        "VK_GROUP_ID": str(VK_GROUP),
+        "VK_API_URL": fake_vk.url,
+        "PUBLIC_URL": "https://bot.example.com",
+        **more,
+    }
+
+
+def test_set_webhook_registers_the_vk_callback_server(tmp_path: Path, fake_vk: FakeVk) -> None:
+    env = vk_environment(fake_vk, VK_SECRET=VK_SECRET)
+    first = portabot(tmp_path, "set-webhook", **env)
+    assert first.returncode == 0, first.stderr
+    assert "VK Callback API server set: https://bot.example.com/webhooks/vk" in first.stdout
+    [added] = fake_vk.sent("groups.addCallbackServer")
+    assert added == {
+        "group_id": str(VK_GROUP),
+        "url": "https://bot.example.com/webhooks/vk",
+        "title": "portabot",
+        "secret_key": VK_SECRET,
+        "v": "5.199",
+    }
+    [settings] = fake_vk.sent("groups.setCallbackSettings")
+    assert settings["server_id"] == "1" and settings["api_version"] == "5.199"
+    for event in ("message_new", "message_edit", "message_allow", "group_join", "group_leave"):
+        assert settings[event] == "1"
+    assert VK_SECRET not in first.stdout and VK_TOKEN not in first.stdout
+    # Run again: the same server is updated, not added twice.
+    assert portabot(tmp_path, "set-webhook", **env).returncode == 0
+    assert len(fake_vk.sent("groups.addCallbackServer")) == 1
+    assert fake_vk.sent("groups.editCallbackServer")[0]["server_id"] == "1"
+
+
+@pytest.mark.parametrize("given_secret", [True, False])
+def test_set_webhook_says_what_to_enter_when_the_vk_token_cannot(
+    tmp_path: Path, fake_vk: FakeVk, given_secret: bool
+) -> None:
+    fake_vk.fail_next(code=15, message="Access denied")
+    env = vk_environment(fake_vk, **({"VK_SECRET": VK_SECRET} if given_secret else {}))
+    result = portabot(tmp_path, "set-webhook", **env)
+    assert result.returncode == 0
+    assert "address: https://bot.example.com/webhooks/vk" in result.stdout
+    assert (
+        "events: message_new, message_edit, message_allow, group_join, group_leave" in result.stdout
+    )
+    derived = make_settings(vk_token=VK_TOKEN).vk_callback_secret()
+    assert derived is not None
+    if given_secret:  # the user chose it: name it, do not print it
+        assert "secret key: the value of VK_SECRET" in result.stdout
+        assert VK_SECRET not in result.stdout
+    else:  # derived: it must be entered by hand, so it is shown
+        assert f"secret key: {derived}" in result.stdout
+
+
+def test_check_vk_configuration(tmp_path: Path, fake_vk: FakeVk) -> None:
+    portabot(tmp_path, "migrate")
+    complete = portabot(tmp_path, "check", **vk_environment(fake_vk))
+    assert complete.returncode == 0, complete.stdout
+    assert f"ok   VK accepts the token for group {VK_GROUP}" in complete.stdout
+    no_group = portabot(tmp_path, "check", VK_TOKEN=VK_TOKEN)
+    assert (
+        no_group.returncode == 1
+        and "FAIL VK_TOKEN is set but VK_GROUP_ID is not" in no_group.stdout
+    )
+    wrong = portabot(tmp_path, "check", **vk_environment(fake_vk, VK_TOKEN="another-token"))
+    assert "FAIL VK_TOKEN was refused: VK groups.getCallbackConfirmationCode" in wrong.stdout
+
+
+def test_check_reports_a_flow_that_cannot_be_loaded(tmp_path: Path) -> None:
+    portabot(tmp_path, "migrate")
+    result = portabot(tmp_path, "check", BOT_FLOW="nowhere.at_all:flow")
+    assert result.returncode == 1 and "FAIL BOT_FLOW: cannot import nowhere.at_all" in result.stdout

@@ -116,6 +116,29 @@ class TelegramChannel:
             session, "sendMessage", {"chat_id": int(delivery.chat_id), "text": delivery.text}
         )
 
+    async def set_webhook(
+        self, session: ClientSession, url: str, *, drop_pending_updates: bool = False
+    ) -> list[str]:
+        """Point Telegram at `url` with our secret; returns what to tell the user."""
+        await self.call(
+            session,
+            "setWebhook",
+            {
+                "url": url,
+                "secret_token": self._secret.decode(),
+                "allowed_updates": list(ALLOWED_UPDATES),
+                "drop_pending_updates": drop_pending_updates,
+            },
+        )
+        return [
+            f"Telegram webhook set: {url}",
+            f"  updates: {', '.join(ALLOWED_UPDATES)}; secret token: set (not shown)",
+        ]
+
+    async def whoami(self, session: ClientSession) -> str:
+        me = await self.call(session, "getMe", {})
+        return f"Telegram accepts the token (bot @{me.get('username')})"
+
     async def call(self, session: ClientSession, method: str, payload: dict[str, Any]) -> Any:
         """One Bot API call; errors never carry the URL (it holds the token)."""
         import aiohttp

@@ -61,6 +61,7 @@ class VkChannel:
         self._token = settings.vk_token.get_secret_value()
         self.group_id = settings.vk_group_id
         self._secret = (settings.vk_callback_secret() or "").encode()
+        self._secret_given = settings.vk_secret is not None
         self._confirmation = settings.vk_confirmation
         self._api = settings.vk_api_url
         self._version = settings.vk_api_version
@@ -134,6 +135,51 @@ class VkChannel:
                 "random_id": random_id(delivery.key),
             },
         )
+
+    async def set_webhook(
+        self, session: ClientSession, url: str, *, drop_pending_updates: bool = False
+    ) -> list[str]:
+        """Register `url` as the group's Callback API server with our secret and events, where
+        the token allows it; otherwise say what to enter in the group's settings."""
+        try:
+            servers = await self.call(session, "groups.getCallbackServers", {})
+            found = [s for s in servers.get("items", []) if s.get("url") == url]
+            server = {"url": url, "title": "portabot", "secret_key": self._secret.decode()}
+            if found:
+                server_id = found[0]["id"]
+                await self.call(
+                    session, "groups.editCallbackServer", {"server_id": server_id, **server}
+                )
+            else:
+                added = await self.call(session, "groups.addCallbackServer", server)
+                server_id = added["server_id"]
+            await self.call(
+                session,
+                "groups.setCallbackSettings",
+                {
+                    "server_id": server_id,
+                    "api_version": self._version,
+                    **{event: 1 for event in EVENTS},
+                },
+            )
+        except (ApiError, KeyError, TypeError, AttributeError) as exc:
+            secret = "the value of VK_SECRET" if self._secret_given else self._secret.decode()
+            return [
+                f"VK: the token could not set the Callback API ({exc}); in the group's settings,",
+                "  Manage → API usage → Callback API, enter:",
+                f"  address: {url}",
+                f"  secret key: {secret}",
+                f"  API version: {self._version}",
+                f"  events: {', '.join(EVENTS)}",
+            ]
+        return [
+            f"VK Callback API server set: {url} (server {server_id})",
+            f"  events: {', '.join(EVENTS)}; API version {self._version}; secret: set (not shown)",
+        ]
+
+    async def whoami(self, session: ClientSession) -> str:
+        await self.call(session, "groups.getCallbackConfirmationCode", {})
+        return f"VK accepts the token for group {self.group_id}"
 
     async def call(self, session: ClientSession, method: str, params: dict[str, Any]) -> Any:
         """One VK API call (form-encoded); VK's error objects come with HTTP 200 and are errors."""
