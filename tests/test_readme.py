@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from pathlib import Path
+
+import pytest
+
+from core.conversation.engine import Conversation
+from core.conversation.loader import load_flow
+from core.messages import Account, Kind, Message
+from tests.conftest import make_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -24,3 +32,17 @@ def test_quick_start_has_exactly_two_commands() -> None:
 def test_ci_runs_the_readme_test_command_verbatim() -> None:
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
     assert quick_start_commands()[1] in ci
+
+
+def test_the_flow_example_works(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    [example] = re.findall(r"```python\n(# counter\.py.+?)```", readme, re.DOTALL)
+    (tmp_path / "counter.py").write_text(example, encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    flow = load_flow(make_settings(bot_flow="counter:flow"))
+    message = Message(Account("web", "a", "a"), Kind.TEXT, "hi")
+    conversation = Conversation()
+    for n in (1, 2):
+        step = asyncio.run(flow.step(conversation, message, platforms=("web",), now=0.0))
+        conversation = step.conversation
+        assert [r.text for r in step.replies] == [f"That was message {n}."]
