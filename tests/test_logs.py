@@ -4,20 +4,37 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.conftest import SECRET, TOKEN, post_telegram, say_web, telegram_update
-from tests.servers import FakeTelegram
+from tests.conftest import (
+    SECRET,
+    TOKEN,
+    VK_GROUP,
+    VK_SECRET,
+    VK_TOKEN,
+    post_telegram,
+    post_vk,
+    say_web,
+    telegram_update,
+    vk_event,
+)
+from tests.servers import FakeTelegram, FakeVk
 from tests.test_cli import portabot_serve
 
 PASSPHRASE = "correct-horse-battery"
 SESSION_SECRET = "session-secret-for-cookies"
 
 
-def test_secrets_never_reach_the_logs(tmp_path: Path, fake_telegram: FakeTelegram) -> None:
+def test_secrets_never_reach_the_logs(
+    tmp_path: Path, fake_telegram: FakeTelegram, fake_vk: FakeVk
+) -> None:
     with portabot_serve(
         tmp_path,
         TELEGRAM_TOKEN=TOKEN,
         TELEGRAM_SECRET=SECRET,
         TELEGRAM_API_URL=fake_telegram.url,
+        VK_TOKEN=VK_TOKEN,
+        VK_GROUP_ID=str(VK_GROUP),
+        VK_SECRET=VK_SECRET,
+        VK_API_URL=fake_vk.url,
         BOT_PASSPHRASE=PASSPHRASE,
         SESSION_SECRET=SESSION_SECRET,
         LOG_LEVEL="DEBUG",
@@ -33,8 +50,21 @@ def test_secrets_never_reach_the_logs(tmp_path: Path, fake_telegram: FakeTelegra
             "/webhooks/telegram", content=b"{bad", headers={"Content-Type": "application/json"}
         )
         bot.post("/webhooks/web", json={"text": 1})
+        post_vk(bot, vk_event("v1", PASSPHRASE))
+        post_vk(bot, vk_event("v2", "/me", secret="wrong"))
+        fake_vk.fail_next(code=5, message="User authorization failed")
+        post_vk(bot, vk_event("v3", "/me"))
     output = served.output
     assert "POST /webhooks/telegram" in output  # the access log was on
     assert "wrong x-telegram-bot-api-secret-token" in output  # and so were our warnings
-    for secret in (TOKEN, TOKEN.split(":")[1], SECRET, PASSPHRASE, SESSION_SECRET):
+    assert "stays in the outbox: VK messages.send" in output
+    for secret in (
+        TOKEN,
+        TOKEN.split(":")[1],
+        SECRET,
+        PASSPHRASE,
+        SESSION_SECRET,
+        VK_TOKEN,
+        VK_SECRET,
+    ):
         assert secret not in output
