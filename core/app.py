@@ -21,7 +21,7 @@ from core.channels.web import WebChannel
 from core.conversation.engine import Flow
 from core.conversation.loader import load_flow
 from core.outbound import Outbound
-from core.settings import Settings, load_settings
+from core.settings import Settings, load_settings, refuse_lost_storage
 from core.storage.database import Database
 from core.storage.tables import secrets as secrets_table
 from core.web.page import render_home
@@ -110,6 +110,7 @@ async def webhook(request: Request) -> Response:
 
 def create_app(settings: Settings | None = None, *, flow: Flow | None = None) -> Starlette:
     settings = settings if settings is not None else load_settings()
+    refuse_lost_storage(settings)
     configure_logging(settings.log_level)
     bot = Bot(settings, flow)
 

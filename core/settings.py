@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import re
+from collections.abc import Mapping
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
@@ -172,9 +174,37 @@ def _secret_or_derived(
 def load_settings() -> Settings:
     """Settings from the environment; bad values become one ConfigurationError line."""
     try:
-        return Settings()
+        settings = Settings()
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors()
         )
         raise ConfigurationError(f"bad configuration: {problems}") from None
+    refuse_lost_storage(settings)
+    return settings
+
+
+HOST_MARKERS = {"heroku": "DYNO", "lambda": "AWS_LAMBDA_FUNCTION_NAME"}
+"""An environment variable each host sets in every process it runs."""
+
+LOST_SQLITE = {
+    "heroku": "a dyno's filesystem is wiped at every restart and deploy: add Heroku Postgres "
+    "(heroku addons:create heroku-postgresql:essential-0), which sets DATABASE_URL",
+    "lambda": "a Lambda container's disk is gone with the container and not shared between "
+    "containers: set DATABASE_URL to a PostgreSQL server",
+}
+
+
+def detect_host(environ: Mapping[str, str] | None = None) -> str | None:
+    """heroku or lambda when running there, None elsewhere (a VPS or a laptop)."""
+    environ = os.environ if environ is None else environ
+    return next((host for host, marker in HOST_MARKERS.items() if marker in environ), None)
+
+
+def refuse_lost_storage(settings: Settings, host: str | None = None) -> None:
+    """SQLite where its file would be lost is a configuration error, not a surprise later."""
+    host = host or detect_host()
+    if settings.is_sqlite and host in LOST_SQLITE:
+        raise ConfigurationError(
+            f"DATABASE_URL is SQLite on {host.title()}, but {LOST_SQLITE[host]}"
+        )

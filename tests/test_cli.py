@@ -235,3 +235,16 @@ def test_check_reports_a_flow_that_cannot_be_loaded(tmp_path: Path) -> None:
     portabot(tmp_path, "migrate")
     result = portabot(tmp_path, "check", BOT_FLOW="nowhere.at_all:flow")
     assert result.returncode == 1 and "FAIL BOT_FLOW: cannot import nowhere.at_all" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("marker", "host"), [("DYNO", "Heroku"), ("AWS_LAMBDA_FUNCTION_NAME", "Lambda")]
+)
+def test_sqlite_is_refused_where_its_file_would_be_lost(
+    tmp_path: Path, marker: str, host: str
+) -> None:
+    for command in ("migrate", "serve"):
+        result = portabot(tmp_path, command, **{marker: "x"})
+        assert result.returncode == 1 and result.stderr.count("\n") == 1
+        assert result.stderr.startswith(f"portabot: DATABASE_URL is SQLite on {host}, but ")
+    assert not (tmp_path / "portabot.db").exists()

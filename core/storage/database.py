@@ -9,11 +9,28 @@ from typing import Any
 
 import sqlalchemy as sa
 from databases import Database as _Databases
-from databases.core import Connection
+from databases.core import Connection, Transaction
 from sqlalchemy.dialects import postgresql, sqlite
 
 SQLITE_BUSY_TIMEOUT = 30.0
 """Seconds a SQLite writer waits for another process's transaction before failing."""
+
+
+def is_connection_lost(exc: BaseException) -> bool:
+    """A dead or refused connection, as opposed to a problem with what we asked."""
+    if isinstance(exc, OSError):
+        return True
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    return bool(
+        names
+        & {
+            "PostgresConnectionError",  # SQLSTATE class 08
+            "ConnectionDoesNotExistError",
+            "InterfaceError",
+            "OperatorInterventionError",  # 57P01 and friends: terminated by the server
+            "CannotConnectNowError",
+        }
+    )
 
 
 class Database:
@@ -59,15 +76,44 @@ class Database:
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Connection]:
-        database = await self.connected()
         if self.dialect == "sqlite":
+            database = await self.connected()
             if self._sqlite_writer is None:
                 self._sqlite_writer = asyncio.Lock()
             async with self._sqlite_writer, database.connection() as conn, conn.transaction():
                 yield conn
+            return
+        conn, transaction = await self._begin()
+        try:
+            yield conn
+        except BaseException:
+            await transaction.rollback()
+            raise
         else:
-            async with database.connection() as conn, conn.transaction():
-                yield conn
+            await transaction.commit()
+        finally:
+            await conn.__aexit__(None, None, None)
+
+    async def _begin(self) -> tuple[Connection, Transaction]:
+        """A connection with a transaction started. A server restart, or a Lambda container
+        frozen long enough for its socket to die, shows first here: then every pooled connection
+        is replaced and BEGIN is tried once more (nothing of ours has run yet)."""
+        for attempt in (1, 2):
+            database = await self.connected()
+            conn = database.connection()
+            await conn.__aenter__()
+            try:
+                transaction = await conn.transaction().start()
+            except Exception as exc:
+                await conn.__aexit__(None, None, None)
+                if attempt == 2 or not is_connection_lost(exc):
+                    raise
+                pool = getattr(database._backend, "_pool", None)
+                if pool is not None:
+                    pool.expire_connections()
+                continue
+            return conn, transaction
+        raise AssertionError("unreachable")
 
     def insert(self, table: sa.Table) -> Any:
         """An INSERT that knows ON CONFLICT in this database's dialect."""
