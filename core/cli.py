@@ -3,25 +3,21 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
-import re
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, TypeVar
 
 from core import __version__
+from core.checks import DEFAULT_INSTANCES, DEFAULT_MAX_CONNECTIONS, TARGETS, describe
 from core.settings import ConfigurationError, Settings, load_settings, obscure_url
 
 if TYPE_CHECKING:
     from aiohttp import ClientSession
 
-    from core.channels.telegram import TelegramChannel
-    from core.channels.vk import VkChannel
 
 T = TypeVar("T")
-TOKEN_SHAPE = re.compile(r"^\d+:[A-Za-z0-9_-]{30,}$")
 CHECK_LABELS = {True: "ok  ", None: "note", False: "FAIL"}
 
 
@@ -73,6 +69,27 @@ def build_parser() -> argparse.ArgumentParser:
     webhook.set_defaults(command=cmd_set_webhook)
 
     check = commands.add_parser("check", help="say what configuration is missing or wrong")
+    check.add_argument(
+        "--target",
+        choices=TARGETS,
+        help="also check what this host needs (database kind, connections against its limit)",
+    )
+    check.add_argument(
+        "--instances",
+        type=int,
+        metavar="N",
+        help="Heroku web dynos, Lambda's reserved concurrency or VPS machines (default: "
+        + ", ".join(f"{t} {n}" for t, n in DEFAULT_INSTANCES.items())
+        + ")",
+    )
+    check.add_argument(
+        "--max-connections",
+        type=int,
+        metavar="N",
+        help="the database's connection limit (default: "
+        + ", ".join(f"{t} {n}" for t, n in DEFAULT_MAX_CONNECTIONS.items())
+        + ")",
+    )
     check.set_defaults(command=cmd_check)
     return parser
 
@@ -132,111 +149,25 @@ def cmd_set_webhook(args: argparse.Namespace) -> int:
 def call_api(call: Callable[[ClientSession], Awaitable[T]]) -> T:
     """Run one platform API call from the command line; its failure is one line."""
     from core.channels.base import ApiError
-    from core.outbound import client_session
-
-    async def run() -> T:
-        async with client_session() as session:
-            return await call(session)
+    from core.outbound import call_now
 
     try:
-        return asyncio.run(run())
+        return call_now(call)
     except ApiError as exc:
         raise CommandError(str(exc)) from None
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    settings = load_settings()
-    problems = 0
+    from core.checks import configuration
 
-    def say(ok: bool | None, text: str) -> None:
-        nonlocal problems
+    problems = 0
+    for ok, text in configuration(
+        load_settings(), args.target, instances=args.instances, max_connections=args.max_connections
+    ):
         problems += ok is False
         print(f"{CHECK_LABELS[ok]} {text}")
-
-    say(*check_database(settings))
-    say(*check_flow(settings))
-    if settings.telegram_token is None:
-        say(None, "Telegram is off: set TELEGRAM_TOKEN to turn it on")
-    elif not TOKEN_SHAPE.match(settings.telegram_token.get_secret_value()):
-        say(False, "TELEGRAM_TOKEN does not look like a bot token (digits:letters)")
-    else:
-        if settings.telegram_secret is None:
-            say(None, "TELEGRAM_SECRET unset: the webhook secret is derived from the token")
-        if not settings.telegram_bot_username:
-            say(None, "TELEGRAM_BOT_USERNAME unset: the home page cannot link to the bot")
-    if settings.vk_token is None:
-        say(None, "VK is off: set VK_TOKEN and VK_GROUP_ID to turn it on")
-    elif settings.vk_group_id is None:
-        say(False, "VK_TOKEN is set but VK_GROUP_ID is not: VK stays off")
-    else:
-        if settings.vk_secret is None:
-            say(None, "VK_SECRET unset: the Callback API secret is derived from the token")
-        if settings.vk_confirmation is None:
-            say(None, "VK_CONFIRMATION unset: the confirmation code is asked of VK when needed")
-    from core.app import platform_channels
-
-    channels = platform_channels(settings)
-    for channel in channels:
-        say(*check_token(channel))
-    if channels and (not settings.public_url or not settings.public_url.startswith("https://")):
-        say(False, "PUBLIC_URL must be the bot's https:// address for the platforms' webhooks")
-    if settings.bot_passphrase is None:
-        say(None, "BOT_PASSPHRASE unset: anyone may use the bot")
-    if settings.session_secret is None:
-        say(None, "SESSION_SECRET unset: the web chat uses one kept in the database")
     print("configuration has problems" if problems else "configuration is complete")
     return 1 if problems else 0
-
-
-def check_flow(settings: Settings) -> tuple[bool, str]:
-    from core.conversation.loader import load_flow
-
-    try:
-        load_flow(settings)
-    except ConfigurationError as exc:
-        return False, str(exc)
-    return True, f"flow {settings.bot_flow}"
-
-
-def check_token(channel: TelegramChannel | VkChannel) -> tuple[bool, str]:
-    try:
-        return True, call_api(channel.whoami)
-    except CommandError as exc:
-        return False, f"{channel.platform.upper()}_TOKEN was refused: {exc}"
-
-
-def check_database(settings: Settings) -> tuple[bool, str]:
-    import sqlalchemy as sa
-
-    from core.storage.database import Database
-
-    where = obscure_url(settings.database_url)
-
-    async def revision() -> str | None:
-        db = Database(settings.database_url, pool_size=1)
-        try:
-            database = await db.connected()
-            try:
-                found = await database.fetch_val(sa.text("SELECT version_num FROM alembic_version"))
-                return str(found)
-            except Exception:
-                return None
-        finally:
-            await db.close()
-
-    try:
-        found = asyncio.run(revision())
-    except Exception as exc:
-        return False, f"database {where} unreachable: {describe(exc)}"
-    if found is None:
-        return False, f"database {where} has no schema: run `portabot migrate`"
-    return True, f"database {where} reachable, schema at revision {found}"
-
-
-def describe(exc: BaseException) -> str:
-    """An exception as one short line (drivers' messages name hosts, never passwords)."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__
 
 
 if __name__ == "__main__":

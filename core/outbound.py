@@ -6,8 +6,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Mapping
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, TypeVar
 
 from core.channels.base import ApiError, Channel
 from core.messages import Delivery
@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from aiohttp import ClientSession
 
 log = logging.getLogger("portabot.outbound")
+T = TypeVar("T")
 
 ATTEMPTS = 3
 MAX_WAIT = 5.0
@@ -31,6 +32,16 @@ async def client_session() -> AsyncIterator[ClientSession]:
 
     async with aiohttp.ClientSession() as session:
         yield session
+
+
+def call_now(call: Callable[[ClientSession], Awaitable[T]]) -> T:
+    """Run one API call outside the server (the command line); raises what the call raises."""
+
+    async def run() -> T:
+        async with client_session() as session:
+            return await call(session)
+
+    return asyncio.run(run())
 
 
 class Outbound:

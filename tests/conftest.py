@@ -78,14 +78,20 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.fixture
+def empty_postgres(postgres_url: str) -> str:
+    """The PostgreSQL test database, migrated, with every table empty."""
+    query(postgres_url, f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
+    return postgres_url
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         path = tmp_path / "bot.db"
         shutil.copy(request.getfixturevalue("sqlite_template"), path)
         return f"sqlite:///{path}"
-    url: str = request.getfixturevalue("postgres_url")
-    query(url, f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
+    url: str = request.getfixturevalue("empty_postgres")
     return url
 
 

@@ -248,3 +248,47 @@ def test_sqlite_is_refused_where_its_file_would_be_lost(
         assert result.returncode == 1 and result.stderr.count("\n") == 1
         assert result.stderr.startswith(f"portabot: DATABASE_URL is SQLite on {host}, but ")
     assert not (tmp_path / "portabot.db").exists()
+
+
+def test_check_target_heroku_needs_postgresql(tmp_path: Path) -> None:
+    portabot(tmp_path, "migrate")
+    result = portabot(tmp_path, "check", "--target", "heroku")
+    assert result.returncode == 1
+    assert "FAIL heroku needs PostgreSQL" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("workers", "verdict", "figure"),
+    [
+        (
+            "4",
+            "ok  ",
+            "4 workers × DATABASE_POOL_SIZE 4 + 1 = 17 connections of the database's 20",
+        ),
+        ("6", "FAIL", "= 25 connections of the database's 20: lower WEB_CONCURRENCY"),
+    ],
+)
+def test_check_target_heroku_counts_connections(
+    tmp_path: Path, empty_postgres: str, workers: str, verdict: str, figure: str
+) -> None:
+    env = {"DATABASE_URL": empty_postgres, "WEB_CONCURRENCY": workers}
+    result = portabot(tmp_path, "check", "--target", "heroku", **env)
+    assert f"{verdict} " in result.stdout and figure in result.stdout
+    assert result.returncode == (0 if verdict == "ok  " else 1)
+
+
+def test_check_target_lambda_counts_one_connection_per_container(
+    tmp_path: Path, empty_postgres: str
+) -> None:
+    args = ["check", "--target", "lambda", "--instances", "50", "--max-connections", "40"]
+    result = portabot(tmp_path, *args, DATABASE_URL=empty_postgres)
+    assert result.returncode == 1
+    assert "FAIL 50 concurrent Lambda containers × 1 connection + 1 = 51" in result.stdout
+    assert "note DATABASE_URL has no sslmode" in result.stdout
+
+
+def test_check_target_vps_accepts_sqlite(tmp_path: Path) -> None:
+    portabot(tmp_path, "migrate")
+    result = portabot(tmp_path, "check", "--target", "vps")
+    assert result.returncode == 0
+    assert "note SQLite: fine on one machine" in result.stdout

@@ -1,0 +1,18 @@
+"""gunicorn on a Heroku dyno: uvicorn workers serving core.app:app on $PORT, logging to stdout."""
+
+import os
+
+wsgi_app = "core.app:app"
+worker_class = "uvicorn_worker.UvicornWorker"
+bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
+# Heroku sets WEB_CONCURRENCY from the dyno's memory; each worker holds up to DATABASE_POOL_SIZE
+# connections, so mind the Postgres plan's limit (`portabot check --target heroku` does the sums).
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+# The router gives up on a request after 30 s (H12): answer (or fail, and be re-delivered) first.
+timeout = 25
+# Heroku sends SIGTERM and waits 30 s before SIGKILL: let requests in flight finish.
+graceful_timeout = 25
+# Only Heroku's router can reach the dyno; trust its X-Forwarded-* headers.
+forwarded_allow_ips = "*"
+accesslog = "-"
+errorlog = "-"

@@ -1,0 +1,130 @@
+"""The Heroku target, proved with Heroku's own file formats and a Foreman clone (honcho)."""
+
+from __future__ import annotations
+
+import json
+import os
+import runpy
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from core.settings import Settings
+from tests.conftest import SECRET, TOKEN, post_telegram, say_web, telegram_update
+from tests.servers import FakeTelegram, free_port
+from tests.test_cli import environment
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+NOT_FOR_USERS = {"database_url", "telegram_api_url", "vk_api_url", "vk_api_version"}
+"""Set by the Postgres add-on, or only changed by tests."""
+
+
+def procfile() -> dict[str, str]:
+    lines = (ROOT / "Procfile").read_text().splitlines()
+    return dict(line.split(": ", 1) for line in lines if line.strip())
+
+
+def test_the_procfile_releases_with_a_migration_and_serves_with_gunicorn() -> None:
+    assert procfile() == {
+        "release": "portabot migrate",
+        "web": "gunicorn --config targets/heroku/gunicorn.conf.py",
+    }
+
+
+def test_gunicorn_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PORT", "5123")
+    monkeypatch.setenv("WEB_CONCURRENCY", "3")
+    config = runpy.run_path(str(ROOT / "targets/heroku/gunicorn.conf.py"))
+    assert config["bind"] == "0.0.0.0:5123" and config["workers"] == 3
+    assert config["worker_class"] == "uvicorn_worker.UvicornWorker"
+    assert config["timeout"] < 30  # Heroku's router gives up at 30 s
+    assert config["accesslog"] == config["errorlog"] == "-"
+
+
+def test_app_json_describes_every_setting_and_generates_secrets() -> None:
+    app = json.loads((ROOT / "app.json").read_text())
+    settable = {name.upper() for name in Settings.model_fields} - {n.upper() for n in NOT_FOR_USERS}
+    assert settable <= set(app["env"])
+    assert all(entry["description"] for entry in app["env"].values())
+    assert app["env"]["SESSION_SECRET"]["generator"] == "secret"
+    assert app["env"]["TELEGRAM_SECRET"]["generator"] == "secret"
+    assert any(addon["plan"].startswith("heroku-postgresql:") for addon in app["addons"])
+    assert app["buildpacks"] == [{"url": "heroku/python"}]
+
+
+def test_the_buildpack_finds_python_and_the_dependencies() -> None:
+    version = (ROOT / ".python-version").read_text().strip()
+    assert version.count(".") == 1 and tuple(map(int, version.split("."))) >= (3, 11)
+    assert (ROOT / "requirements.txt").read_text().splitlines()[-1] == ".[postgres,server]"
+
+
+def heroku_environment(**values: str) -> dict[str, str]:
+    # On a dyno, the buildpack's bin directory is on PATH and DYNO names the dyno.
+    return environment(PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}", DYNO="web.1", **values)
+
+
+def honcho(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [str(BIN / "honcho"), "-f", "Procfile", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def test_release_then_web_under_honcho(empty_postgres: str, fake_telegram: FakeTelegram) -> None:
+    port = free_port()
+    env = heroku_environment(
+        PORT=str(port),
+        WEB_CONCURRENCY="2",
+        DATABASE_URL=empty_postgres.replace("postgresql://", "postgres://", 1),  # as Heroku sets it
+        TELEGRAM_TOKEN=TOKEN,
+        TELEGRAM_SECRET=SECRET,
+        TELEGRAM_API_URL=fake_telegram.url,
+        SESSION_SECRET="heroku-session-secret",
+    )
+    release = honcho("start", "release", env=env)
+    output, _ = release.communicate(timeout=120)
+    assert release.returncode == 0, output
+    assert "database schema at revision" in output
+
+    web = honcho("start", "web", env=env)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if client.get("/healthz").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert web.poll() is None and time.monotonic() < deadline, "web did not start"
+                time.sleep(0.2)
+            response = post_telegram(client, telegram_update(1, "/me", user_id=9))
+            assert response.json() == {
+                "method": "sendMessage",
+                "chat_id": 9,
+                "text": "Linked platforms: telegram.",
+            }
+            assert say_web(client, "/me") == ["Linked platforms: web."]
+    finally:
+        web.send_signal(signal.SIGTERM)
+        output, _ = web.communicate(timeout=60)
+    assert output.count("Booting worker with pid") == 2  # WEB_CONCURRENCY
+    assert f"Listening at: http://0.0.0.0:{port}" in output
+
+
+def test_the_release_refuses_sqlite_on_heroku() -> None:
+    release = honcho("start", "release", env=heroku_environment())
+    output, _ = release.communicate(timeout=120)
+    assert release.returncode != 0
+    assert "DATABASE_URL is SQLite on Heroku, but a dyno's filesystem is wiped" in output
+    assert "Traceback" not in output
