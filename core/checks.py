@@ -133,8 +133,9 @@ def hosting(
     else:
         workers = int(os.environ.get("WEB_CONCURRENCY") or DEFAULT_WORKERS)
         processes, per_process = instances * workers, settings.database_pool_size
-        unit = "web dynos" if target == "heroku" else "machines"
-        who = f"{instances} {unit} × {workers} workers × DATABASE_POOL_SIZE {per_process}"
+        unit = "web dyno" if target == "heroku" else "machine"
+        plural = "" if instances == 1 else "s"
+        who = f"{instances} {unit}{plural} × {workers} workers × DATABASE_POOL_SIZE {per_process}"
     needed = processes * per_process + 1  # and one for `portabot migrate` or a console
     verdict = needed <= limit
     yield (

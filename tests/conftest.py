@@ -95,20 +95,34 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return url
 
 
-@pytest.fixture
-def fake_telegram() -> Iterator[FakeTelegram]:
+@pytest.fixture(scope="session")
+def _telegram_api() -> Iterator[FakeTelegram]:
     fake = FakeTelegram(TOKEN)
     with serve(fake.app()) as url:
         fake.url = url
         yield fake
 
 
-@pytest.fixture
-def fake_vk() -> Iterator[FakeVk]:
+@pytest.fixture(scope="session")
+def _vk_api() -> Iterator[FakeVk]:
     fake = FakeVk(VK_TOKEN, VK_GROUP)
     with serve(fake.app()) as url:
         fake.url = url
         yield fake
+
+
+@pytest.fixture
+def fake_telegram(_telegram_api: FakeTelegram) -> FakeTelegram:
+    """The fake Bot API, with nothing recorded yet (one server for the whole run)."""
+    _telegram_api.reset()
+    return _telegram_api
+
+
+@pytest.fixture
+def fake_vk(_vk_api: FakeVk) -> FakeVk:
+    """The fake VK API, with nothing recorded yet (one server for the whole run)."""
+    _vk_api.reset()
+    return _vk_api
 
 
 def make_settings(**values: Any) -> Settings:

@@ -64,6 +64,10 @@ class FakeTelegram:
     failures: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
     url: str = ""
 
+    def reset(self) -> None:
+        self.calls.clear()
+        self.failures.clear()
+
     def fail_next(self, status: int = 500, times: int = 1, retry_after: int | None = None) -> None:
         body: dict[str, Any] = {"ok": False, "error_code": status, "description": "Fake failure"}
         if retry_after is not None:
@@ -111,6 +115,12 @@ class FakeVk:
     failures: list[dict[str, Any]] = field(default_factory=list)
     servers: list[dict[str, Any]] = field(default_factory=list)
     url: str = ""
+
+    def reset(self) -> None:
+        self.calls.clear()
+        self.dropped.clear()
+        self.failures.clear()
+        self.servers.clear()
 
     def fail_next(self, code: int = 10, times: int = 1, message: str = "Fake failure") -> None:
         self.failures.extend([{"error_code": code, "error_msg": message}] * times)
