@@ -7,10 +7,12 @@ import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from core import __version__
 from core.checks import DEFAULT_INSTANCES, DEFAULT_MAX_CONNECTIONS, TARGETS, describe
+from core.packaging import LAMBDA_PYTHON, MACHINES
 from core.settings import ConfigurationError, Settings, load_settings, obscure_url
 
 if TYPE_CHECKING:
@@ -67,6 +69,37 @@ def build_parser() -> argparse.ArgumentParser:
         "--drop-pending-updates", action="store_true", help="let Telegram forget queued updates"
     )
     webhook.set_defaults(command=cmd_set_webhook)
+
+    package = commands.add_parser("package", help="build a deployment package for a host")
+    hosts = package.add_subparsers(title="hosts", required=True, metavar="HOST")
+    for_lambda = hosts.add_parser(
+        "lambda", help="the zip for AWS Lambda that targets/lambda/template.yaml deploys"
+    )
+    for_lambda.add_argument(
+        "--arch", choices=sorted(MACHINES), default="arm64", help="Lambda's architecture (arm64)"
+    )
+    for_lambda.add_argument(
+        "--python-version",
+        default=LAMBDA_PYTHON,
+        metavar="X.Y",
+        help=f"the function's Python ({LAMBDA_PYTHON}, the template's Runtime)",
+    )
+    for_lambda.add_argument(
+        "--output",
+        type=Path,
+        default=Path("dist/lambda.zip"),
+        metavar="PATH",
+        help="where to write the zip (dist/lambda.zip, the template's CodeUri)",
+    )
+    for_lambda.add_argument(
+        "--include",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="a file or directory to add at the top of the zip, e.g. your BOT_FLOW module",
+    )
+    for_lambda.set_defaults(command=cmd_package_lambda)
 
     check = commands.add_parser("check", help="say what configuration is missing or wrong")
     check.add_argument(
@@ -155,6 +188,19 @@ def call_api(call: Callable[[ClientSession], Awaitable[T]]) -> T:
         return call_now(call)
     except ApiError as exc:
         raise CommandError(str(exc)) from None
+
+
+def cmd_package_lambda(args: argparse.Namespace) -> int:
+    from core.packaging import PackagingError, build_lambda_zip
+
+    try:
+        package = build_lambda_zip(
+            args.output, arch=args.arch, python_version=args.python_version, include=args.include
+        )
+    except PackagingError as exc:
+        raise CommandError(str(exc)) from None
+    print(package.describe())
+    return 0
 
 
 def cmd_check(args: argparse.Namespace) -> int:

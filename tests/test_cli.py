@@ -40,7 +40,10 @@ def portabot(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[s
     )
 
 
-@pytest.mark.parametrize("command", [[], ["serve"], ["migrate"], ["set-webhook"], ["check"]])
+@pytest.mark.parametrize(
+    "command",
+    [[], ["serve"], ["migrate"], ["set-webhook"], ["check"], ["package"], ["package", "lambda"]],
+)
 def test_help(tmp_path: Path, command: list[str]) -> None:
     result = portabot(tmp_path, *command, "--help")
     assert result.returncode == 0 and "usage: portabot" in result.stdout
@@ -292,3 +295,10 @@ def test_check_target_vps_accepts_sqlite(tmp_path: Path) -> None:
     result = portabot(tmp_path, "check", "--target", "vps")
     assert result.returncode == 0
     assert "note SQLite: fine on one machine" in result.stdout
+
+
+def test_package_lambda_refuses_a_python_lambda_does_not_run(tmp_path: Path) -> None:
+    result = portabot(tmp_path, "package", "lambda", "--python-version", "2.7")
+    assert result.returncode == 1 and result.stderr.count("\n") == 1
+    assert "Python version must be 3.11 or newer" in result.stderr
+    assert not (tmp_path / "dist").exists()

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 from collections.abc import AsyncIterator
 from typing import Any
 
 import sqlalchemy as sa
 from databases import Database as _Databases
 from databases.core import Connection, Transaction
-from sqlalchemy.dialects import postgresql, sqlite
 
 SQLITE_BUSY_TIMEOUT = 30.0
 """Seconds a SQLite writer waits for another process's transaction before failing."""
@@ -44,6 +44,7 @@ class Database:
         self._connecting: asyncio.Lock | None = None
         # SQLite takes one writer at a time; waiting here is cheaper than its busy-wait loop.
         self._sqlite_writer: asyncio.Lock | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def _options(self) -> dict[str, Any]:
         if self.dialect == "sqlite":
@@ -54,6 +55,12 @@ class Database:
         return {"min_size": 1, "max_size": self.pool_size}
 
     async def connected(self) -> _Databases:
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            # A connection belongs to the loop that made it; a host that runs each request on a
+            # new loop (none of ours does) gets a new connection rather than a broken one.
+            self._database = self._connecting = self._sqlite_writer = None
+            self._loop = loop
         if self._database is not None:
             return self._database
         if self._connecting is None:
@@ -89,10 +96,7 @@ class Database:
         except BaseException:
             await transaction.rollback()
             raise
-        else:
-            await transaction.commit()
-        finally:
-            await conn.__aexit__(None, None, None)
+        await transaction.commit()
 
     async def _begin(self) -> tuple[Connection, Transaction]:
         """A connection with a transaction started. A server restart, or a Lambda container
@@ -101,20 +105,23 @@ class Database:
         for attempt in (1, 2):
             database = await self.connected()
             conn = database.connection()
-            await conn.__aenter__()
+            transaction = conn.transaction()
             try:
-                transaction = await conn.transaction().start()
+                await transaction.start()  # takes the connection from the pool, then BEGIN
             except Exception as exc:
-                await conn.__aexit__(None, None, None)
+                while conn._connection_counter:  # give back what start() took
+                    await conn.__aexit__(None, None, None)
                 if attempt == 2 or not is_connection_lost(exc):
                     raise
                 pool = getattr(database._backend, "_pool", None)
                 if pool is not None:
-                    pool.expire_connections()
+                    await pool.expire_connections()
                 continue
             return conn, transaction
         raise AssertionError("unreachable")
 
     def insert(self, table: sa.Table) -> Any:
         """An INSERT that knows ON CONFLICT in this database's dialect."""
-        return (postgresql if self.dialect == "postgresql" else sqlite).insert(table)
+        # Imported here: a PostgreSQL deployment need not load SQLite's dialect, and vice versa.
+        dialect = importlib.import_module(f"sqlalchemy.dialects.{self.dialect}")
+        return dialect.insert(table)

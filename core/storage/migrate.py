@@ -17,7 +17,9 @@ def alembic_url(url: str) -> str:
     parsed = sa.engine.make_url(url)
     if parsed.get_backend_name() == "sqlite":
         return parsed.set(drivername="sqlite+aiosqlite").render_as_string(hide_password=False)
-    query = {k: v for k, v in parsed.query.items() if k not in ("min_size", "max_size")}
+    # Only TLS matters to the migration; other options (pool sizes, libpq's channel_binding that
+    # Neon's URLs carry) are not asyncpg.connect() arguments.
+    query = {k: v for k, v in parsed.query.items() if k == "ssl"}
     return parsed.set(drivername="postgresql+asyncpg", query=query).render_as_string(
         hide_password=False
     )

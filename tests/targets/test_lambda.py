@@ -1,0 +1,567 @@
+"""The Lambda target: the handler loaded from its file as Lambda loads it and fed the events of a
+function URL, API Gateway (HTTP and REST APIs) and an ALB; the zip built, unpacked and run on its
+own; the SAM template linted and checked against the settings."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import importlib.util
+import json
+import platform
+import re
+import subprocess
+import sys
+import zipfile
+from collections.abc import Callable, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from types import ModuleType
+from typing import Any, TypeVar
+
+import pytest
+
+from core.packaging import (
+    LAMBDA_PYTHON,
+    UNZIPPED_LIMIT,
+    ZIPPED_LIMIT,
+    LambdaPackage,
+    PackagingError,
+    build_lambda_zip,
+    copy_included,
+    runtime_requirements,
+    source_tree,
+)
+from core.settings import ConfigurationError, Settings
+from core.storage.database import Database
+from tests.conftest import BOT_USERNAME, SECRET, TOKEN, query
+from tests.servers import FakeTelegram
+
+T = TypeVar("T")
+ROOT = Path(__file__).resolve().parents[2]
+HANDLER = ROOT / "targets" / "lambda" / "handler.py"
+TEMPLATE = ROOT / "targets" / "lambda" / "template.yaml"
+EVENTS = Path(__file__).with_name("events")
+SHAPES = ["function_url", "http_api", "rest_api", "alb"]
+"""One stored event per way of putting the function on the web (tests/targets/events/*.json):
+a Telegram update (/start, update 846512001) delivered to /webhooks/telegram. The REST API's is
+base64-encoded, as API Gateway sends every body when binary media types are */*."""
+UPDATE_CHAT = 5123456789
+REQUEST_HEADERS = {"content-type", "content-length", "x-telegram-bot-api-secret-token", "cookie"}
+NOT_FOR_USERS = {"database_pool_size", "telegram_api_url", "vk_api_url", "vk_api_version"}
+"""Set by the handler, or only changed by tests."""
+
+
+@dataclass
+class LambdaContext:
+    function_name: str = "portabot"
+    function_version: str = "$LATEST"
+    invoked_function_arn: str = "arn:aws:lambda:eu-central-1:123456789012:function:portabot"
+    memory_limit_in_mb: int = 256
+    aws_request_id: str = "8f5c3a52-4f0e-4e4c-9d3b-2f1e0d9c8b7a"
+    log_group_name: str = "/aws/lambda/portabot"
+    log_stream_name: str = "2026/11/24/[$LATEST]0123456789abcdef"
+    identity: None = None
+    client_context: None = None
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 15_000
+
+
+def load_handler() -> ModuleType:
+    """targets/lambda/handler.py imported from its file, as Lambda imports `handler.handler`."""
+    spec = importlib.util.spec_from_file_location("handler", HANDLER)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class Container:
+    """One Lambda execution environment: a thread of its own imports the handler once, then runs
+    invocations one after another. (The tests' own asyncio.run calls clear the main thread's
+    event loop, which nothing does in a real container.)"""
+
+    def __init__(self) -> None:
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lambda")
+        self.module: ModuleType = self.run(load_handler)
+
+    def run(self, function: Callable[..., T], *args: Any) -> T:
+        return self._thread.submit(function, *args).result(timeout=60)
+
+    def run_async(self, make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+        """A coroutine on the container's event loop, the one Mangum runs the app on."""
+        return self.run(lambda: asyncio.get_event_loop().run_until_complete(make()))
+
+    def invoke(self, event: dict[str, Any]) -> dict[str, Any]:
+        response: dict[str, Any] = self.run(self.module.handler, event, LambdaContext())
+        return response
+
+    @property
+    def db(self) -> Database:
+        database: Database = self.module.app.state.bot.db
+        return database
+
+    def close(self) -> None:
+        try:
+            self.run_async(self.module.app.state.bot.close)
+            self.run(lambda: asyncio.get_event_loop().close())
+        finally:
+            self._thread.shutdown()
+
+
+@pytest.fixture
+def lambda_environment(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    empty_postgres: str,
+    fake_telegram: FakeTelegram,
+) -> dict[str, str]:
+    """What the template gives the function, plus what Lambda sets in every container."""
+    monkeypatch.chdir(tmp_path)  # Lambda's working directory holds no .env
+    values = {
+        "AWS_LAMBDA_FUNCTION_NAME": "portabot",
+        "DATABASE_URL": empty_postgres,
+        "TELEGRAM_TOKEN": TOKEN,
+        "TELEGRAM_SECRET": SECRET,
+        "TELEGRAM_API_URL": fake_telegram.url,
+        "TELEGRAM_BOT_USERNAME": BOT_USERNAME,
+    }
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    for name in ("VK_TOKEN", "VK_GROUP_ID", "SESSION_SECRET", "BOT_PASSPHRASE", "BOT_FLOW"):
+        monkeypatch.delenv(name, raising=False)
+    # Set, then removed: the handler's default is then undone after the test.
+    monkeypatch.setenv("DATABASE_POOL_SIZE", "4")
+    monkeypatch.delenv("DATABASE_POOL_SIZE")
+    return values
+
+
+@pytest.fixture
+def container(lambda_environment: dict[str, str]) -> Iterator[Container]:
+    started = Container()
+    yield started
+    started.close()
+
+
+def stored_event(shape: str) -> dict[str, Any]:
+    event: dict[str, Any] = json.loads((EVENTS / f"{shape}.json").read_text())
+    return event
+
+
+def request(
+    shape: str,
+    method: str,
+    path: str,
+    body: bytes = b"",
+    headers: dict[str, str] | None = None,
+    cookies: list[str] | None = None,
+) -> dict[str, Any]:
+    """Another request to the same function, in the shape of the stored event."""
+    event = stored_event(shape)
+    kept = {k: v for k, v in event["headers"].items() if k.lower() not in REQUEST_HEADERS}
+    headers = {**kept, **(headers or {})}
+    if body:
+        headers["content-length"] = str(len(body))
+    event["isBase64Encoded"] = encoded = bool(body) and event["isBase64Encoded"]
+    event["body"] = base64.b64encode(body).decode() if encoded else body.decode()
+    if shape in ("function_url", "http_api"):
+        event["rawPath"] = event["requestContext"]["http"]["path"] = path
+        event["requestContext"]["http"]["method"] = method
+        event["headers"] = {k.lower(): v for k, v in headers.items()}
+        if cookies:
+            event["cookies"] = cookies
+        return event
+    if cookies:
+        headers["cookie"] = "; ".join(cookies)
+    event["path"] = path
+    event["httpMethod"] = method
+    event["headers"] = headers
+    if shape == "rest_api":
+        event["requestContext"]["path"] = f"/{event['requestContext']['stage']}{path}"
+        event["requestContext"]["httpMethod"] = method
+        event["pathParameters"] = {"proxy": path.lstrip("/")}
+        event["multiValueHeaders"] = {k: [v] for k, v in headers.items()}
+    return event
+
+
+def with_secret(event: dict[str, Any], secret: str) -> dict[str, Any]:
+    for headers in (event["headers"], event.get("multiValueHeaders") or {}):
+        for name in headers:
+            if name.lower() == "x-telegram-bot-api-secret-token":
+                headers[name] = [secret] if isinstance(headers[name], list) else secret
+    return event
+
+
+@dataclass
+class Answer:
+    """A Lambda response of any shape, read back as HTTP."""
+
+    status: int
+    body: bytes
+    headers: dict[str, str]
+    cookies: list[str] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, response: dict[str, Any]) -> Answer:
+        raw = response.get("body") or ""
+        body = base64.b64decode(raw) if response.get("isBase64Encoded") else raw.encode()
+        headers = {k.lower(): v for k, v in (response.get("headers") or {}).items()}
+        cookies = list(response.get("cookies") or [])
+        for name, values in (response.get("multiValueHeaders") or {}).items():
+            if name.lower() == "set-cookie":
+                cookies += values
+            else:
+                headers[name.lower()] = ", ".join(values)
+        if "set-cookie" in headers:
+            cookies.append(headers.pop("set-cookie"))
+        return cls(response["statusCode"], body, headers, cookies)
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def say_web(container: Container, shape: str, text: str, cookies: list[str]) -> list[str]:
+    """A web chat message; keeps the visitor's cookie in `cookies` as a browser would."""
+    body = json.dumps({"text": text}).encode()
+    headers = {"content-type": "application/json"}
+    event = request(shape, "POST", "/webhooks/web", body, headers, cookies)
+    answer = Answer.of(container.invoke(event))
+    assert answer.status == 200, answer.body
+    if answer.cookies:
+        cookies[:] = [cookie.split(";")[0] for cookie in answer.cookies]
+    replies: list[str] = answer.json()["replies"]
+    return replies
+
+
+def telegram_updates(url: str) -> list[str]:
+    sql = "SELECT update_id FROM updates WHERE platform = 'telegram' ORDER BY update_id"
+    return [row["update_id"] for row in query(url, sql)]
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_a_telegram_update_is_answered_in_the_response_once(
+    container: Container, shape: str, empty_postgres: str, fake_telegram: FakeTelegram
+) -> None:
+    event = stored_event(shape)
+    answer = Answer.of(container.invoke(event))
+    assert answer.status == 200
+    reply = answer.json()
+    assert reply["method"] == "sendMessage" and reply["chat_id"] == UPDATE_CHAT
+    assert "/bind" in reply["text"]
+    assert answer.headers["content-type"] == "application/json"
+
+    # Telegram delivers it again (it did not see our answer in time): acknowledged, skipped.
+    again = Answer.of(container.invoke(event))
+    assert again.status == 200 and again.body == b""
+    assert telegram_updates(empty_postgres) == ["846512001"]
+    assert fake_telegram.calls == []  # the reply rode in the response: no call to the Bot API
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_a_wrong_secret_is_refused_through_every_shape(
+    container: Container, shape: str, empty_postgres: str
+) -> None:
+    answer = Answer.of(container.invoke(with_secret(stored_event(shape), "not-the-secret")))
+    assert answer.status == 403
+    assert "secret" in answer.json()["error"]
+    assert telegram_updates(empty_postgres) == []
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_the_web_chat_keeps_its_visitor_through_the_cookie(
+    container: Container, shape: str
+) -> None:
+    cookies: list[str] = []
+    [code] = say_web(container, shape, "/bind", cookies)
+    assert "/in " in code
+    assert [c.split("=")[0] for c in cookies] == ["portabot_web"]
+    # The same visitor (by the cookie) has a code to cancel; a new one would not.
+    assert say_web(container, shape, "/cancel", cookies) == ["Linking cancelled."]
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_the_home_page_and_health(container: Container, shape: str) -> None:
+    home = Answer.of(container.invoke(request(shape, "GET", "/")))
+    assert home.status == 200 and home.headers["content-type"].startswith("text/html")
+    assert f"https://t.me/{BOT_USERNAME}" in home.body.decode()
+    health = Answer.of(container.invoke(request(shape, "GET", "/healthz")))
+    assert health.status == 200
+    assert health.json()["status"] == "ok" and health.json()["database"] == "postgresql"
+
+
+def test_one_connection_per_container_on_one_event_loop(container: Container) -> None:
+    assert container.db.pool_size == 1  # the handler's default for DATABASE_POOL_SIZE
+    loop = container.run(asyncio.get_event_loop)
+    say_web(container, "function_url", "/help", [])
+    database = container.db._database
+    assert database is not None
+
+    async def backend_pid() -> int:
+        connected = await container.db.connected()
+        pid: int = await connected.fetch_val("SELECT pg_backend_pid()")
+        return pid
+
+    first = container.run_async(backend_pid)
+    for update_id in ("846512002", "846512003"):
+        update = stored_event("function_url")
+        update["body"] = update["body"].replace("846512001", update_id)
+        assert Answer.of(container.invoke(update)).status == 200
+        say_web(container, "function_url", "/me", [])
+    # Warm invocations: the same loop (Mangum keeps one), the same pool, the same connection.
+    assert container.run(asyncio.get_event_loop) is loop and not loop.is_closed()
+    assert container.db._database is database
+    pool = database._backend._pool
+    assert pool.get_size() == 1
+    assert container.run_async(backend_pid) == first
+
+
+def test_a_connection_that_died_while_frozen_is_replaced(
+    container: Container, empty_postgres: str
+) -> None:
+    cookies: list[str] = []
+    say_web(container, "function_url", "/bind", cookies)
+    # The container sleeps; meanwhile the server (or a NAT, or an idle timeout) drops it.
+    killed = query(
+        empty_postgres,
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    assert len(killed) >= 1
+    answer = Answer.of(container.invoke(stored_event("function_url")))
+    assert answer.status == 200, answer.body
+    assert "/bind" in answer.json()["text"]
+    assert say_web(container, "function_url", "/cancel", cookies) == ["Linking cancelled."]
+    assert telegram_updates(empty_postgres) == ["846512001"]
+
+
+def test_sqlite_is_refused_on_lambda_when_the_handler_is_imported(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "portabot")
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    with pytest.raises(ConfigurationError, match=r"SQLite on Lambda.*PostgreSQL"):
+        load_handler()
+
+
+# The deployment package
+
+
+@pytest.fixture(scope="module")
+def local_package(tmp_path_factory: pytest.TempPathFactory) -> LambdaPackage:
+    """The zip for this machine's Python and architecture, so that it can run here."""
+    arch = {"x86_64": "x86_64", "aarch64": "arm64"}.get(platform.machine())
+    if sys.platform != "linux" or arch is None:
+        pytest.skip("the package holds Linux wheels: it runs on Linux, x86_64 or aarch64")
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    output = tmp_path_factory.mktemp("dist") / "lambda.zip"
+    return build_lambda_zip(output, arch=arch, python_version=version)  # CLI's way: no root
+
+
+RUN_UNPACKED = """
+import json, sys
+import handler, mangum, asyncpg, pydantic_core
+modules = [m.__file__ for m in (handler, mangum, asyncpg, pydantic_core)]
+event = json.load(open(sys.argv[1]))
+first = handler.handler(event, None)
+event["body"] = event["body"].replace("846512001", "846512002")
+warm = handler.handler(event, None)
+print(json.dumps({"responses": [first, warm], "path": sys.path, "modules": modules}))
+"""
+
+
+def test_the_unpacked_zip_runs_the_bot_on_its_own(
+    local_package: LambdaPackage,
+    tmp_path: Path,
+    lambda_environment: dict[str, str],
+    fake_telegram: FakeTelegram,
+) -> None:
+    task = tmp_path / "task"  # Lambda unpacks the zip into /var/task
+    with zipfile.ZipFile(local_package.path) as archive:
+        archive.extractall(task)
+    # -S: no site-packages, so only the standard library and the unpacked zip can be imported.
+    # PYTHONDONTWRITEBYTECODE: /var/task is read-only, nothing compiled can be kept.
+    env = {**lambda_environment, "PYTHONPATH": str(task), "PYTHONDONTWRITEBYTECODE": "1"}
+    result = subprocess.run(
+        [sys.executable, "-S", "-c", RUN_UNPACKED, str(EVENTS / "function_url.json")],
+        cwd=task,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    ran = json.loads(result.stdout)
+    assert not any("site-packages" in entry for entry in ran["path"])
+    assert all(module.startswith(str(task)) for module in ran["modules"])
+    first, warm = (Answer.of(response) for response in ran["responses"])
+    assert first.status == warm.status == 200
+    assert first.json()["chat_id"] == UPDATE_CHAT and "/bind" in first.json()["text"]
+    assert telegram_updates(lambda_environment["DATABASE_URL"]) == ["846512001", "846512002"]
+    assert fake_telegram.calls == []
+
+
+def test_the_zip_holds_core_the_handler_and_wheels_within_lambdas_limits(
+    local_package: LambdaPackage,
+) -> None:
+    with zipfile.ZipFile(local_package.path) as archive:
+        entries = archive.infolist()
+    names = {entry.filename for entry in entries}
+    assert local_package.zipped <= ZIPPED_LIMIT and local_package.unzipped <= UNZIPPED_LIMIT
+    assert sum(entry.file_size for entry in entries) == local_package.unzipped
+    assert local_package.files == sum(not entry.is_dir() for entry in entries)
+    assert {
+        "handler.py",
+        "core/app.py",
+        "core/web/index.html",
+        "core/conversation/words.txt",
+        "core/storage/migrations/env.py",
+        "core/storage/migrations/script.py.mako",
+        "core/storage/migrations/versions/0001_initial.py",
+        "mangum/adapter.py",
+        "asyncpg/__init__.py",
+    } <= names
+    tops = {name.split("/")[0] for name in names}
+    assert not tops & {"tests", "examples", "targets", "bin", "include", "pip", "setuptools"}
+    assert not [name for name in names if "/tests/" in name or name.endswith("conftest.py")]
+    assert {entry.date_time for entry in entries} == {(1980, 1, 1, 0, 0, 0)}
+
+
+def test_the_zip_ships_hash_checked_bytecode_for_lambdas_python_only(
+    local_package: LambdaPackage,
+) -> None:
+    # Lambda cannot write __pycache__ into /var/task: without these, each cold start compiles.
+    assert local_package.precompiled
+    tag = sys.implementation.cache_tag
+    with zipfile.ZipFile(local_package.path) as archive:
+        names = set(archive.namelist())
+        compiled = sorted(name for name in names if name.endswith(".pyc"))
+        assert compiled and f"__pycache__/handler.{tag}.pyc" in names
+        for name in compiled:
+            pyc = PurePosixPath(name)
+            source = pyc.parent.parent / f"{pyc.name.split('.')[0]}.py"
+            assert pyc.parent.name == "__pycache__" and pyc.name.endswith(f".{tag}.pyc"), name
+            assert str(source) in names, name
+            flags = int.from_bytes(archive.read(name)[4:8], "little")
+            assert flags == 0b11, name  # hash-based and checked: no file times involved
+
+
+def test_rebuilding_gives_the_same_bytes(local_package: LambdaPackage, tmp_path: Path) -> None:
+    again = build_lambda_zip(
+        tmp_path / "lambda.zip",
+        arch=local_package.arch,
+        python_version=local_package.python_version,
+    )
+    assert again.path.read_bytes() == local_package.path.read_bytes()
+
+
+def test_the_package_takes_the_runtime_dependencies_and_the_lambda_extras() -> None:
+    pyproject = {
+        "project": {
+            "name": "portabot",
+            "dependencies": ["starlette>=0.47", "databases>=0.9"],
+            "optional-dependencies": {
+                "postgres": ["asyncpg>=0.29"],
+                "lambda": ["mangum>=0.19"],
+                "server": ["gunicorn>=23"],
+                "test": ["portabot[postgres]", "pytest>=8"],
+            },
+        }
+    }
+    assert runtime_requirements(pyproject) == [
+        "starlette>=0.47",
+        "databases>=0.9",
+        "asyncpg>=0.29",
+        "mangum>=0.19",
+    ]
+
+
+def test_the_package_is_built_from_the_source_tree_core_comes_from() -> None:
+    assert source_tree() == ROOT
+
+
+def test_a_flow_of_your_own_is_included_at_the_top(tmp_path: Path) -> None:
+    staging = tmp_path / "package"
+    (staging / "core").mkdir(parents=True)
+    copy_included(ROOT / "examples", staging)  # for BOT_FLOW=examples.support:flow
+    assert (staging / "examples" / "support.py").is_file()
+    assert not list(staging.rglob("__pycache__"))
+    with pytest.raises(PackagingError, match="has a core already"):
+        copy_included(ROOT / "core", staging)
+    with pytest.raises(PackagingError, match="no such file"):
+        copy_included(ROOT / "counter.py", staging)
+
+
+@pytest.mark.parametrize(
+    ("arch", "version", "message"),
+    [("i386", "3.13", "architecture"), ("arm64", "3.10", "3.11 or newer"), ("arm64", "3", "X.Y")],
+)
+def test_what_lambda_cannot_run_is_refused(
+    tmp_path: Path, arch: str, version: str, message: str
+) -> None:
+    with pytest.raises(PackagingError, match=message):
+        build_lambda_zip(tmp_path / "x.zip", project_root=ROOT, arch=arch, python_version=version)
+    assert not (tmp_path / "x.zip").exists()
+
+
+# The SAM template
+
+
+def template_parameters() -> dict[str, dict[str, str]]:
+    """Each parameter's simple properties, read from the template's text."""
+    text = TEMPLATE.read_text()
+    section = text.split("\nParameters:\n", 1)[1].split("\nConditions:\n", 1)[0]
+    parameters: dict[str, dict[str, str]] = {}
+    for name, body in re.findall(r"^  (\w+):\n((?:    .*\n)+)", section + "\n", re.MULTILINE):
+        properties = re.findall(r"^    (\w+): ?(.*)$", body, re.MULTILINE)
+        parameters[name] = {key: value.strip().strip('"') for key, value in properties}
+    return parameters
+
+
+def template_environment() -> dict[str, str]:
+    """The function's environment variables and the parameter each one takes."""
+    text = TEMPLATE.read_text()
+    return dict(re.findall(r"^ {10}([A-Z_]+): !Ref (\w+)$", text, re.MULTILINE))
+
+
+def test_cfn_lint_passes_the_template() -> None:
+    cfn_lint = Path(sys.executable).with_name("cfn-lint")
+    result = subprocess.run([str(cfn_lint), str(TEMPLATE)], capture_output=True, text=True)
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+
+
+def test_the_template_runs_the_handler_of_the_package() -> None:
+    text = TEMPLATE.read_text()
+    assert "Transform: AWS::Serverless-2016-10-31" in text
+    assert "      Handler: handler.handler\n" in text
+    assert f"      Runtime: python{LAMBDA_PYTHON}\n" in text  # the wheels are built for it
+    assert "      Architectures: [arm64]\n" in text  # the package's default too
+    assert "      CodeUri: ../../dist/lambda.zip\n" in text  # portabot package lambda's output
+    assert "        AuthType: NONE" in text
+
+
+def test_the_template_sets_every_setting_and_hides_the_secrets() -> None:
+    environment = template_environment()
+    parameters = template_parameters()
+    settable = {name.upper() for name in Settings.model_fields} - {n.upper() for n in NOT_FOR_USERS}
+    assert set(environment) == settable
+    assert set(environment.values()) <= set(parameters)
+    secret = re.compile(r"DATABASE_URL|TOKEN|SECRET|PASSPHRASE")
+    for variable, parameter in environment.items():
+        assert (parameters[parameter].get("NoEcho") == "true") == bool(secret.search(variable))
+    assert parameters["MemorySize"]["Default"] == "256"
+    assert parameters["Timeout"]["Default"] == "15"
+    assert "ReservedConcurrency" in parameters
+
+
+def test_the_templates_defaults_are_valid_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    parameters = template_parameters()
+    for variable, parameter in template_environment().items():
+        monkeypatch.setenv(variable, parameters[parameter].get("Default", ""))
+    monkeypatch.setenv("DATABASE_URL", "postgresql://bot:pw@db.example.com/bot?sslmode=require")
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert not settings.telegram_enabled and not settings.vk_enabled
+    assert settings.public_url is None and settings.bot_passphrase is None
+    assert settings.database_url.endswith("?ssl=require")
