@@ -37,3 +37,8 @@ def test_migrating_twice_changes_nothing(database_url: str) -> None:
 def test_sqlite_uses_wal(database_url: str) -> None:
     if database_url.startswith("sqlite"):
         assert query(database_url, "SELECT * FROM pragma_journal_mode")[0]["journal_mode"] == "wal"
+
+
+def test_the_migration_url_keeps_only_tls_of_the_options() -> None:
+    neon = "postgresql://u:p@ep-x.neon.tech/db?ssl=require&channel_binding=require&max_size=3"
+    assert alembic_url(neon) == "postgresql+asyncpg://u:p@ep-x.neon.tech/db?ssl=require"
