@@ -5,20 +5,13 @@ own; the SAM template linted and checked against the settings."""
 from __future__ import annotations
 
 import asyncio
-import base64
-import importlib.util
 import json
 import platform
 import re
 import subprocess
 import sys
 import zipfile
-from collections.abc import Callable, Coroutine, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from types import ModuleType
-from typing import Any, TypeVar
 
 import pytest
 
@@ -34,205 +27,23 @@ from core.packaging import (
     source_tree,
 )
 from core.settings import ConfigurationError, Settings
-from core.storage.database import Database
-from tests.conftest import BOT_USERNAME, SECRET, TOKEN, query
+from tests.conftest import BOT_USERNAME, query
 from tests.servers import FakeTelegram
-
-T = TypeVar("T")
-ROOT = Path(__file__).resolve().parents[2]
-HANDLER = ROOT / "targets" / "lambda" / "handler.py"
-TEMPLATE = ROOT / "targets" / "lambda" / "template.yaml"
-EVENTS = Path(__file__).with_name("events")
-SHAPES = ["function_url", "http_api", "rest_api", "alb"]
-"""One stored event per way of putting the function on the web (tests/targets/events/*.json):
-a Telegram update (/start, update 846512001) delivered to /webhooks/telegram. The REST API's is
-base64-encoded, as API Gateway sends every body when binary media types are */*."""
-UPDATE_CHAT = 5123456789
-REQUEST_HEADERS = {"content-type", "content-length", "x-telegram-bot-api-secret-token", "cookie"}
-NOT_FOR_USERS = {"database_pool_size", "telegram_api_url", "vk_api_url", "vk_api_version"}
-"""Set by the handler, or only changed by tests."""
-
-
-@dataclass
-class LambdaContext:
-    function_name: str = "portabot"
-    function_version: str = "$LATEST"
-    invoked_function_arn: str = "arn:aws:lambda:eu-central-1:123456789012:function:portabot"
-    memory_limit_in_mb: int = 256
-    aws_request_id: str = "8f5c3a52-4f0e-4e4c-9d3b-2f1e0d9c8b7a"
-    log_group_name: str = "/aws/lambda/portabot"
-    log_stream_name: str = "2026/11/24/[$LATEST]0123456789abcdef"
-    identity: None = None
-    client_context: None = None
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 15_000
-
-
-def load_handler() -> ModuleType:
-    """targets/lambda/handler.py imported from its file, as Lambda imports `handler.handler`."""
-    spec = importlib.util.spec_from_file_location("handler", HANDLER)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-class Container:
-    """One Lambda execution environment: a thread of its own imports the handler once, then runs
-    invocations one after another. (The tests' own asyncio.run calls clear the main thread's
-    event loop, which nothing does in a real container.)"""
-
-    def __init__(self) -> None:
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lambda")
-        self.module: ModuleType = self.run(load_handler)
-
-    def run(self, function: Callable[..., T], *args: Any) -> T:
-        return self._thread.submit(function, *args).result(timeout=60)
-
-    def run_async(self, make: Callable[[], Coroutine[Any, Any, T]]) -> T:
-        """A coroutine on the container's event loop, the one Mangum runs the app on."""
-        return self.run(lambda: asyncio.get_event_loop().run_until_complete(make()))
-
-    def invoke(self, event: dict[str, Any]) -> dict[str, Any]:
-        response: dict[str, Any] = self.run(self.module.handler, event, LambdaContext())
-        return response
-
-    @property
-    def db(self) -> Database:
-        database: Database = self.module.app.state.bot.db
-        return database
-
-    def close(self) -> None:
-        try:
-            self.run_async(self.module.app.state.bot.close)
-            self.run(lambda: asyncio.get_event_loop().close())
-        finally:
-            self._thread.shutdown()
-
-
-@pytest.fixture
-def lambda_environment(
-    monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
-    empty_postgres: str,
-    fake_telegram: FakeTelegram,
-) -> dict[str, str]:
-    """What the template gives the function, plus what Lambda sets in every container."""
-    monkeypatch.chdir(tmp_path)  # Lambda's working directory holds no .env
-    values = {
-        "AWS_LAMBDA_FUNCTION_NAME": "portabot",
-        "DATABASE_URL": empty_postgres,
-        "TELEGRAM_TOKEN": TOKEN,
-        "TELEGRAM_SECRET": SECRET,
-        "TELEGRAM_API_URL": fake_telegram.url,
-        "TELEGRAM_BOT_USERNAME": BOT_USERNAME,
-    }
-    for name, value in values.items():
-        monkeypatch.setenv(name, value)
-    for name in ("VK_TOKEN", "VK_GROUP_ID", "SESSION_SECRET", "BOT_PASSPHRASE", "BOT_FLOW"):
-        monkeypatch.delenv(name, raising=False)
-    # Set, then removed: the handler's default is then undone after the test.
-    monkeypatch.setenv("DATABASE_POOL_SIZE", "4")
-    monkeypatch.delenv("DATABASE_POOL_SIZE")
-    return values
-
-
-@pytest.fixture
-def container(lambda_environment: dict[str, str]) -> Iterator[Container]:
-    started = Container()
-    yield started
-    started.close()
-
-
-def stored_event(shape: str) -> dict[str, Any]:
-    event: dict[str, Any] = json.loads((EVENTS / f"{shape}.json").read_text())
-    return event
-
-
-def request(
-    shape: str,
-    method: str,
-    path: str,
-    body: bytes = b"",
-    headers: dict[str, str] | None = None,
-    cookies: list[str] | None = None,
-) -> dict[str, Any]:
-    """Another request to the same function, in the shape of the stored event."""
-    event = stored_event(shape)
-    kept = {k: v for k, v in event["headers"].items() if k.lower() not in REQUEST_HEADERS}
-    headers = {**kept, **(headers or {})}
-    if body:
-        headers["content-length"] = str(len(body))
-    event["isBase64Encoded"] = encoded = bool(body) and event["isBase64Encoded"]
-    event["body"] = base64.b64encode(body).decode() if encoded else body.decode()
-    if shape in ("function_url", "http_api"):
-        event["rawPath"] = event["requestContext"]["http"]["path"] = path
-        event["requestContext"]["http"]["method"] = method
-        event["headers"] = {k.lower(): v for k, v in headers.items()}
-        if cookies:
-            event["cookies"] = cookies
-        return event
-    if cookies:
-        headers["cookie"] = "; ".join(cookies)
-    event["path"] = path
-    event["httpMethod"] = method
-    event["headers"] = headers
-    if shape == "rest_api":
-        event["requestContext"]["path"] = f"/{event['requestContext']['stage']}{path}"
-        event["requestContext"]["httpMethod"] = method
-        event["pathParameters"] = {"proxy": path.lstrip("/")}
-        event["multiValueHeaders"] = {k: [v] for k, v in headers.items()}
-    return event
-
-
-def with_secret(event: dict[str, Any], secret: str) -> dict[str, Any]:
-    for headers in (event["headers"], event.get("multiValueHeaders") or {}):
-        for name in headers:
-            if name.lower() == "x-telegram-bot-api-secret-token":
-                headers[name] = [secret] if isinstance(headers[name], list) else secret
-    return event
-
-
-@dataclass
-class Answer:
-    """A Lambda response of any shape, read back as HTTP."""
-
-    status: int
-    body: bytes
-    headers: dict[str, str]
-    cookies: list[str] = field(default_factory=list)
-
-    @classmethod
-    def of(cls, response: dict[str, Any]) -> Answer:
-        raw = response.get("body") or ""
-        body = base64.b64decode(raw) if response.get("isBase64Encoded") else raw.encode()
-        headers = {k.lower(): v for k, v in (response.get("headers") or {}).items()}
-        cookies = list(response.get("cookies") or [])
-        for name, values in (response.get("multiValueHeaders") or {}).items():
-            if name.lower() == "set-cookie":
-                cookies += values
-            else:
-                headers[name.lower()] = ", ".join(values)
-        if "set-cookie" in headers:
-            cookies.append(headers.pop("set-cookie"))
-        return cls(response["statusCode"], body, headers, cookies)
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-def say_web(container: Container, shape: str, text: str, cookies: list[str]) -> list[str]:
-    """A web chat message; keeps the visitor's cookie in `cookies` as a browser would."""
-    body = json.dumps({"text": text}).encode()
-    headers = {"content-type": "application/json"}
-    event = request(shape, "POST", "/webhooks/web", body, headers, cookies)
-    answer = Answer.of(container.invoke(event))
-    assert answer.status == 200, answer.body
-    if answer.cookies:
-        cookies[:] = [cookie.split(";")[0] for cookie in answer.cookies]
-    replies: list[str] = answer.json()["replies"]
-    return replies
+from tests.targets.lambda_runtime import (
+    EVENTS,
+    NOT_FOR_USERS,
+    ROOT,
+    SHAPES,
+    TEMPLATE,
+    UPDATE_CHAT,
+    Answer,
+    Container,
+    load_handler,
+    request,
+    say_web,
+    stored_event,
+    with_secret,
+)
 
 
 def telegram_updates(url: str) -> list[str]:
