@@ -14,5 +14,6 @@ timeout = 25
 graceful_timeout = 25
 # Only Heroku's router can reach the dyno; trust its X-Forwarded-* headers.
 forwarded_allow_ips = "*"
+control_socket_disable = True  # gunicorn 25+ would open one in ~/.gunicorn
 accesslog = "-"
 errorlog = "-"

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Protocol
 
 import httpx
@@ -21,6 +22,7 @@ from tests.conftest import SECRET, TOKEN, make_settings, telegram_update
 from tests.servers import FakeTelegram, free_port
 from tests.targets.lambda_runtime import SHAPES, Answer, Container, request
 from tests.targets.test_heroku import heroku_environment, honcho
+from tests.targets.test_vps import run_like_systemd
 
 SESSION_SECRET = "parity-session-secret"
 EXPECTED = [
@@ -161,3 +163,19 @@ def test_procfile_web_command(empty_postgres: str, fake_telegram: FakeTelegram) 
 @pytest.mark.parametrize("shape", SHAPES)
 def test_lambda_handler(container: Container, shape: str) -> None:
     assert scenario(LambdaEntry(container, shape)) == EXPECTED
+
+
+def test_systemd_units_exec_start(
+    tmp_path: Path, empty_postgres: str, fake_telegram: FakeTelegram
+) -> None:
+    settings = {
+        "PORT": str(free_port()),
+        "DATABASE_URL": empty_postgres,
+        "TELEGRAM_TOKEN": TOKEN,
+        "TELEGRAM_SECRET": SECRET,
+        "TELEGRAM_API_URL": fake_telegram.url,
+        "SESSION_SECRET": SESSION_SECRET,
+    }
+    with run_like_systemd(tmp_path, settings) as service:
+        assert scenario(HttpEntry(service.client)) == EXPECTED
+    assert service.returncode == 0
