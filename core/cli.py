@@ -101,6 +101,57 @@ def build_parser() -> argparse.ArgumentParser:
     )
     for_lambda.set_defaults(command=cmd_package_lambda)
 
+    costs = commands.add_parser(
+        "costs",
+        help="compare what hosting costs on Heroku, AWS Lambda and a VPS for your traffic",
+        description="Monthly cost of each hosting option for one workload, in USD, with every "
+        "price's source and date. Flags override what --from-bench gives.",
+    )
+    volume = costs.add_mutually_exclusive_group()
+    volume.add_argument(
+        "--updates",
+        type=volumes,
+        metavar="N[,N...]",
+        help="updates a month, e.g. 250000 or 10k,1M,100M to compare volumes (100k)",
+    )
+    volume.add_argument("--per-day", type=volumes, metavar="N[,N...]", help="updates a day")
+    costs.add_argument("--ms", type=positive, metavar="X", help="average handling time (30 ms)")
+    costs.add_argument("--memory", type=positive, metavar="MB", help="Lambda memory (256 MB)")
+    costs.add_argument(
+        "--peak", type=positive, metavar="R", help="updates a second at the busiest (10× average)"
+    )
+    costs.add_argument("--db-gb", type=positive, metavar="GB", help="database size (0.1 GB)")
+    costs.add_argument(
+        "--free-tier",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="count AWS's always-free allowance (on)",
+    )
+    costs.add_argument(
+        "--throughput", type=positive, metavar="R", help="updates a second per vCPU (200)"
+    )
+    costs.add_argument(
+        "--init-ms", type=positive, metavar="X", help="Lambda cold start INIT time (500 ms)"
+    )
+    costs.add_argument(
+        "--lambda-db-usd",
+        type=positive,
+        metavar="USD",
+        help="what Lambda's PostgreSQL costs a month (default: Neon's free or Launch plan)",
+    )
+    costs.add_argument(
+        "--from-bench", type=Path, metavar="FILE", help="the benchmark's result file (JSON)"
+    )
+    costs.add_argument(
+        "--prices", type=Path, metavar="FILE", help="a TOML file of prices to add or override"
+    )
+    costs.add_argument("--format", choices=("table", "json", "csv", "markdown"), default="table")
+    costs.add_argument("--chart", type=Path, metavar="FILE", help="also draw FILE.svg or FILE.png")
+    costs.add_argument(
+        "--historical", action="store_true", help="also show Heroku's free tier (ended 2022-11)"
+    )
+    costs.set_defaults(command=cmd_costs)
+
     check = commands.add_parser("check", help="say what configuration is missing or wrong")
     check.add_argument(
         "--target",
@@ -200,6 +251,53 @@ def cmd_package_lambda(args: argparse.Namespace) -> int:
     except PackagingError as exc:
         raise CommandError(str(exc)) from None
     print(package.describe())
+    return 0
+
+
+def positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 <= value < 1e15:
+        raise argparse.ArgumentTypeError(f"must be 0 or more (and sane): {text}")
+    return value
+
+
+def volumes(text: str) -> list[float]:
+    """`250000`, `2.5M` or `10k,1M,100M`."""
+    scale = {"k": 1e3, "m": 1e6, "g": 1e9}
+    found = []
+    for part in text.split(","):
+        part = part.strip().lower()
+        factor = scale.get(part[-1:], 1.0)
+        found.append(positive(part[:-1] if factor != 1.0 else part) * factor)
+    return found
+
+
+def cmd_costs(args: argparse.Namespace) -> int:
+    from core.costs.bench import BenchError, workload
+    from core.costs.prices import PriceBook, PriceError
+    from core.costs.report import render, render_volumes
+
+    try:
+        book = PriceBook.load(args.prices)
+        w = workload(args)
+    except (PriceError, BenchError) as exc:
+        raise CommandError(str(exc)) from None
+    counts = [n * 30.4167 for n in args.per_day] if args.per_day is not None else args.updates or []
+    if len(counts) > 1:
+        print(render_volumes(w, counts, book, args.format))
+    else:
+        print(render(w, book, args.format, historical=args.historical))
+    if args.chart is not None:
+        from core.costs.chart import draw
+
+        try:
+            draw(w, book, args.chart)
+        except (ValueError, OSError) as exc:
+            raise CommandError(f"cannot draw {args.chart}: {exc}") from None
+        print(f"chart written to {args.chart}", file=sys.stderr)
     return 0
 
 

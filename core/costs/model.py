@@ -21,6 +21,8 @@ NEON_IDLE = 5 * 60.0
 NEON_MIN_CU = 0.25
 LAMBDA_IDLE = 10 * 60.0
 """How long an idle Lambda container is kept: not published; observed to be minutes."""
+CONTAINER_LIFETIME = 2 * 3600.0
+"""How long a busy container lives before Lambda replaces it: not published; observed hours."""
 HEROKU_DB = {
     "heroku.postgres_essential_0": ("Essential-0", 1.0),
     "heroku.postgres_essential_1": ("Essential-1", 10.0),
@@ -162,10 +164,21 @@ def lambda_database(w: Workload, book: PriceBook) -> tuple[float, str, list[str]
     )
 
 
+def cold_starts(w: Workload) -> float:
+    """New containers a month: after every idle gap longer than LAMBDA_IDLE, and at least every
+    CONTAINER_LIFETIME for each container the peak keeps busy (no more than one per update)."""
+    if not w.updates:
+        return 0.0
+    after_gaps = w.updates * math.exp(-w.rate * LAMBDA_IDLE)
+    busy = max(1, math.ceil(w.peak * w.ms / 1000))
+    recycled = HOURS * 3600 / CONTAINER_LIFETIME * busy
+    return min(w.updates, max(after_gaps, recycled))
+
+
 def lambda_compute(w: Workload, book: PriceBook, arch: str) -> tuple[float, float, float]:
     """(requests cost, duration cost, cold starts a month) for one architecture."""
     gb = w.memory_mb / 1024
-    cold = w.updates * math.exp(-w.rate * LAMBDA_IDLE) if w.updates else 0.0
+    cold = cold_starts(w)
     gb_seconds = gb * (w.updates * w.ms + cold * w.init_ms) / 1000
     requests = w.updates
     if w.free_tier:

@@ -96,7 +96,7 @@ def describe_workload(w: Workload) -> str:
     free = "with" if w.free_tier else "without"
     return (
         f"Workload: {w.updates:,.0f} updates a month, {w.ms:g} ms and {w.memory_mb} MB each, "
-        f"peak {w.peak:g}/s, database {w.db_gb:g} GB, {w.throughput:g} updates/s per vCPU; "
+        f"peak {w.peak:.3g}/s, database {w.db_gb:g} GB, {w.throughput:g} updates/s per vCPU; "
         f"AWS {free} its free tier."
     )
 
@@ -116,3 +116,43 @@ def markdown_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list
         return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
 
     return [line(header), "|" + "---|" * len(header), *(line(r) for r in rows)]
+
+
+def render_volumes(w: Workload, volumes: list[float], book: PriceBook, fmt: str) -> str:
+    """One row per option, one column per monthly volume (the peak keeps its ratio)."""
+    per_volume = [(v, options(w.at(v), book)) for v in volumes]
+    if fmt in ("json", "csv"):
+        records = []
+        for volume, found in per_volume:
+            best = cheapest(found)
+            for o in found:
+                records.append({"updates_per_month": round(volume), **as_dict(o, book, best)})
+        if fmt == "json":
+            return json.dumps(records, indent=2, ensure_ascii=False)
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(["updates_per_month", "target", "plan", "monthly_usd", "fits"])
+        for r in records:
+            row = [r["updates_per_month"], r["target"], r["plan"], r["monthly_usd"], r["fits"]]
+            writer.writerow(row)
+        return out.getvalue().rstrip("\n")
+    header = ("option", *(f"{short(v)}/month" for v, _ in per_volume))
+    keys = [o.key for o in per_volume[0][1]]
+    rows: list[tuple[str, ...]] = []
+    for i, key in enumerate(keys):
+        cells = []
+        for _, found in per_volume:
+            o = found[i]
+            mark = " *" if o is cheapest(found) else ""
+            cells.append(f"${o.monthly_usd:,.2f}{mark}" if o.fits else "does not fit")
+        rows.append((key, *cells))
+    table = markdown_table(header, rows) if fmt == "markdown" else text_table(header, rows)
+    note = "* the cheapest at that volume; costs in USD a month."
+    return "\n".join([describe_workload(w), "", *table, "", note])
+
+
+def short(volume: float) -> str:
+    for factor, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if volume >= factor:
+            return f"{volume / factor:g}{suffix}"
+    return f"{volume:g}"
