@@ -51,7 +51,7 @@ class Bot:
         self.channels: dict[str, Channel] = {"web": WebChannel(self.session_secret, secure=secure)}
         for channel in platform_channels(settings):
             self.channels[channel.platform] = channel
-        self.outbound = Outbound(self.db, self.channels)
+        self.outbound = Outbound(self.db, self.channels, settings.outbox_retry_seconds)
         self._home: str | None = None
 
     async def session_secret(self) -> str:

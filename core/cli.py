@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import sys
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from pathlib import Path
@@ -100,6 +102,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="a file or directory to add at the top of the zip, e.g. your BOT_FLOW module",
     )
     for_lambda.set_defaults(command=cmd_package_lambda)
+
+    deliver = commands.add_parser(
+        "deliver", help="send the replies left in the outbox whose time has come"
+    )
+    deliver.set_defaults(command=cmd_deliver)
 
     costs = commands.add_parser(
         "costs",
@@ -251,6 +258,36 @@ def cmd_package_lambda(args: argparse.Namespace) -> int:
     except PackagingError as exc:
         raise CommandError(str(exc)) from None
     print(package.describe())
+    return 0
+
+
+def cmd_deliver(args: argparse.Namespace) -> int:
+    from core.app import platform_channels
+    from core.outbound import Outbound
+    from core.storage.database import Database
+    from core.storage.outbox import claim_due, count_due
+
+    settings = load_settings()
+
+    async def run() -> tuple[int, int, int]:
+        db = Database(settings.database_url, pool_size=1)
+        outbound = Outbound(db, {c.platform: c for c in platform_channels(settings)})
+        sent = failed = 0
+        try:
+            while batch := await claim_due(db, time.time(), 100):
+                done, missed = await outbound.deliver(batch)
+                sent, failed = sent + done, failed + missed
+            return sent, failed, await count_due(db, time.time() + 10**9)
+        finally:
+            await outbound.close()
+            await db.close()
+
+    try:
+        sent, failed, waiting = asyncio.run(run())
+    except Exception as exc:
+        where = obscure_url(settings.database_url)
+        raise CommandError(f"cannot deliver from {where}: {describe(exc)}") from None
+    print(f"sent {sent}, failed {failed}; {waiting} waiting for a later try")
     return 0
 
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, TypeVar
 from core.channels.base import ApiError, Channel
 from core.messages import Delivery
 from core.storage.database import Database
-from core.storage.outbox import mark_failed, mark_sent
+from core.storage.outbox import claim_due, mark_failed, mark_sent
 
 if TYPE_CHECKING:
     from aiohttp import ClientSession
@@ -21,6 +21,9 @@ log = logging.getLogger("portabot.outbound")
 T = TypeVar("T")
 
 ATTEMPTS = 3
+CATCH_UP_BATCH = 10
+CATCH_UP_BUDGET = 5.0
+"""Seconds a request may spend on left-over replies (their leases cover an interruption)."""
 MAX_WAIT = 5.0
 """Longest pause between attempts: the webhook that waits for us has a time budget."""
 
@@ -45,9 +48,13 @@ def call_now(call: Callable[[ClientSession], Awaitable[T]]) -> T:
 
 
 class Outbound:
-    def __init__(self, db: Database, channels: Mapping[str, Channel]) -> None:
+    def __init__(
+        self, db: Database, channels: Mapping[str, Channel], catch_up_interval: float = 60.0
+    ) -> None:
         self.db = db
         self.channels = channels
+        self.catch_up_interval = catch_up_interval
+        self._last_catch_up = time.monotonic()  # a fresh process waits one interval first
         self._session: ClientSession | None = None
 
     async def session(self) -> ClientSession:
@@ -62,20 +69,46 @@ class Outbound:
             await self._session.close()
             self._session = None
 
-    async def deliver(self, deliveries: list[Delivery]) -> None:
-        """Send in order; what cannot be sent stays in the outbox with the error noted."""
+    async def deliver(self, deliveries: list[Delivery]) -> tuple[int, int]:
+        """Send in order; what cannot be sent stays in the outbox with the error noted and a time
+        to try again. Returns (sent, failed)."""
+        sent = 0
         for delivery in deliveries:
             assert delivery.outbox_id is not None
             try:
                 await self.send(delivery)
             except ApiError as exc:
                 log.warning("reply %d stays in the outbox: %s", delivery.outbox_id, exc)
-                await self._note(mark_failed(self.db, delivery.outbox_id, str(exc)))
+                failed = mark_failed(
+                    self.db, delivery.outbox_id, str(exc), time.time(), retryable=exc.retryable
+                )
+                await self._note(failed)
             else:
+                sent += 1
                 await self._note(mark_sent(self.db, delivery.outbox_id, time.time()))
+        return sent, len(deliveries) - sent
+
+    async def deliver_due(self, limit: int = 100) -> tuple[int, int]:
+        """Send replies whose time has come (earlier failures); returns (sent, failed)."""
+        return await self.deliver(await claim_due(self.db, time.time(), limit))
+
+    async def catch_up(self) -> None:
+        """At most every `catch_up_interval` seconds per process, a request also sends a few
+        replies left over from earlier failures (nothing runs after a response on Lambda)."""
+        now = time.monotonic()
+        if now - self._last_catch_up < self.catch_up_interval:
+            return
+        self._last_catch_up = now
+        try:
+            async with asyncio.timeout(CATCH_UP_BUDGET):
+                await self.deliver_due(CATCH_UP_BATCH)
+        except Exception as exc:  # the update itself is done: never fail it for this
+            log.warning("outbox catch-up stopped: %s", type(exc).__name__)
 
     async def send(self, delivery: Delivery) -> None:
-        channel = self.channels[delivery.platform]
+        channel = self.channels.get(delivery.platform)
+        if channel is None:
+            raise ApiError(f"{delivery.platform} is not configured here: its token is not set")
         session = await self.session()
         for attempt in range(1, ATTEMPTS + 1):
             try:
@@ -89,7 +122,7 @@ class Outbound:
                     raise
                 await asyncio.sleep(wait)
 
-    async def _note(self, write: Awaitable[None]) -> None:
+    async def _note(self, write: Awaitable[object]) -> None:
         try:
             await write
         except Exception as exc:

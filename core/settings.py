@@ -58,6 +58,7 @@ class Settings(BaseSettings):
 
     database_url: str = DEFAULT_DATABASE_URL
     database_pool_size: int = Field(default=4, ge=1, le=100)
+    outbox_retry_seconds: float = Field(default=60.0, ge=0)
     telegram_token: SecretStr | None = None
     telegram_secret: SecretStr | None = None
     telegram_api_url: str = TELEGRAM_API

@@ -55,6 +55,7 @@ async def handle(bot: Bot, channel: Channel, request: Request) -> Response:
     if outcome.duplicate:
         log.info("%s update %s seen before: acknowledged again", channel.platform, update.update_id)
     await bot.outbound.deliver(outcome.later)
+    await bot.outbound.catch_up()
     return channel.respond(update, outcome.inline)
 
 

@@ -51,6 +51,10 @@ outbox = sa.Table(
     sa.Column("sent_at", Timestamp, nullable=True, index=True),
     sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
     sa.Column("last_error", sa.String(200), nullable=True),
+    # Not to be sent before: a sender's lease, or the next retry after a failure.
+    sa.Column("due_at", Timestamp, nullable=True),
+    # When the platform refused it for good (say, the bot was blocked): kept, not retried.
+    sa.Column("gave_up_at", Timestamp, nullable=True),
 )
 
 link_codes = sa.Table(
