@@ -42,7 +42,17 @@ def portabot(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[s
 
 @pytest.mark.parametrize(
     "command",
-    [[], ["serve"], ["migrate"], ["set-webhook"], ["check"], ["package"], ["package", "lambda"]],
+    [
+        [],
+        ["serve"],
+        ["migrate"],
+        ["set-webhook"],
+        ["check"],
+        ["deliver"],
+        ["costs"],
+        ["package"],
+        ["package", "lambda"],
+    ],
 )
 def test_help(tmp_path: Path, command: list[str]) -> None:
     result = portabot(tmp_path, *command, "--help")
