@@ -1,0 +1,83 @@
+"""A TCP proxy on loopback whose connections the tests can cut, as a database outage would."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Coroutine, Iterator
+from typing import Any
+from contextlib import contextmanager
+
+
+class CuttableProxy:
+    """Forwards 127.0.0.1:<port> to an upstream; `cut()` drops every connection and refuses
+    new ones until `restore()`."""
+
+    def __init__(self, upstream_host: str, upstream_port: int) -> None:
+        self.upstream = (upstream_host, upstream_port)
+        self.port = 0
+        self.down = False
+        self._loop = asyncio.new_event_loop()
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._server: asyncio.Server | None = None
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            writer.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.down:
+            writer.close()
+            return
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self.upstream)
+        except OSError:
+            writer.close()
+            return
+        self._writers |= {writer, up_writer}
+        await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+        self._writers -= {writer, up_writer}
+
+    async def _start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    def _call(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(10)
+
+    def cut(self) -> None:
+        async def drop() -> None:
+            self.down = True
+            for writer in list(self._writers):
+                writer.transport.abort()
+
+        self._call(drop())
+
+    def restore(self) -> None:
+        self.down = False
+
+    @contextmanager
+    def running(self) -> Iterator[CuttableProxy]:
+        self._thread.start()
+        self._call(self._start())
+        try:
+            yield self
+        finally:
+            self.cut()
+
+            async def stop() -> None:
+                assert self._server is not None
+                self._server.close()
+                await self._server.wait_closed()
+
+            self._call(stop())
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+            self._loop.close()
