@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Coroutine, Iterator
-from typing import Any
 from contextlib import contextmanager
+from typing import Any
 
 
 class CuttableProxy:
