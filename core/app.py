@@ -24,6 +24,7 @@ from core.outbound import Outbound
 from core.settings import Settings, load_settings, refuse_lost_storage
 from core.storage.database import Database
 from core.storage.tables import secrets as secrets_table
+from core.web.costs import routes as cost_routes
 from core.web.page import render_home
 from core.webhooks import handle
 
@@ -124,6 +125,7 @@ def create_app(settings: Settings | None = None, *, flow: Flow | None = None) ->
             Route("/", home),
             Route("/healthz", healthz),
             Route("/webhooks/{platform}", webhook, methods=["POST"]),
+            *cost_routes,
         ],
         lifespan=lifespan,
     )

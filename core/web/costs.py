@@ -1,0 +1,138 @@
+"""The costs page: `/costs` (a form, a table and a chart drawn by the page's script) and
+`/api/costs`, the comparison for one workload as JSON.
+
+The cost model is imported on the first request, not with the app: a Lambda container that only
+answers webhooks does not pay for it at its cold start."""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Mapping
+from dataclasses import asdict
+from importlib.resources import files
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+
+if TYPE_CHECKING:
+    from core.costs.model import Workload
+    from core.costs.prices import PriceBook
+
+LIMITS = {
+    "updates": (0.0, 1e11, "updates a month"),
+    "ms": (0.0, 900_000.0, "ms an update (Lambda stops at 15 minutes)"),
+    "memory": (128.0, 10_240.0, "MB (Lambda's range)"),
+    "peak": (0.0, 1e6, "updates a second"),
+    "db_gb": (0.0, 10_000.0, "GB"),
+}
+"""Query parameter: the smallest and largest value taken, and its unit."""
+FLAGS = {"free_tier"}
+
+
+class QueryError(ValueError):
+    """A query the comparison cannot be made for; the message says which value and why."""
+
+
+@functools.cache
+def page() -> str:
+    return files("core.web").joinpath("costs.html").read_text(encoding="utf-8")
+
+
+@functools.cache
+def price_book() -> PriceBook:
+    from core.costs.prices import PriceBook
+
+    return PriceBook.load()
+
+
+def number(query: Mapping[str, str], name: str) -> float | None:
+    text = query.get(name, "").strip()
+    if not text:
+        return None
+    low, high, unit = LIMITS[name]
+    try:
+        value = float(text)
+    except ValueError:
+        raise QueryError(f"{name} must be a number, not {text[:40]!r}") from None
+    if not (math.isfinite(value) and low <= value <= high):
+        span = f"{readable(low)} to {readable(high)} {unit}"
+        raise QueryError(f"{name} must be from {span}, not {text[:40]}")
+    return value
+
+
+def readable(value: float) -> str:
+    return f"{value:,.0f}" if value == int(value) else f"{value:g}"
+
+
+def parse_workload(query: Mapping[str, str]) -> Workload:
+    """The workload a query describes; a missing or empty value takes the command's default."""
+    from core.costs.bench import DEFAULT_UPDATES, PEAK_TO_AVERAGE
+    from core.costs.model import SECONDS, Workload
+
+    unknown = sorted(set(query) - set(LIMITS) - FLAGS)
+    if unknown:
+        raise QueryError(f"unknown parameter {unknown[0]!r}")
+    updates = number(query, "updates")
+    updates = DEFAULT_UPDATES if updates is None else updates
+    average = updates / SECONDS
+    peak = number(query, "peak")
+    if peak is None:
+        peak = max(average * PEAK_TO_AVERAGE, 0.01)
+    elif peak < average:
+        raise QueryError(f"peak ({peak:g}/s) is below the average rate ({average:.3g}/s)")
+    flag = query.get("free_tier", "1")
+    if flag not in ("0", "1"):
+        raise QueryError(f"free_tier must be 0 or 1, not {flag[:40]!r}")
+    values: dict[str, Any] = {
+        "ms": number(query, "ms"),
+        "memory_mb": None if (mb := number(query, "memory")) is None else round(mb),
+        "db_gb": number(query, "db_gb"),
+    }
+    given = {k: v for k, v in values.items() if v is not None}
+    return Workload(updates=updates, peak=peak, free_tier=flag == "1", **given)
+
+
+def comparison(w: Workload) -> dict[str, Any]:
+    from core.costs.chart import crossings, volumes
+    from core.costs.model import cheapest, curves, options
+    from core.costs.report import as_dict
+
+    book = price_book()
+    found = options(w, book)
+    best = cheapest(found)
+    marks = crossings(w, book)
+    grid = volumes(w, marks)
+    return {
+        "options": [as_dict(o, book, best) for o in found],
+        "cheapest": best.key if best is not None else None,
+        "break_evens": [
+            {**asdict(m), "updates": round(m.updates), "monthly_usd": round(m.monthly_usd, 2)}
+            for m in marks
+        ],
+        "curves": {
+            "volumes": [round(v, 1) for v in grid],
+            "options": {
+                key: [None if c is None else round(c, 2) for c in costs]
+                for key, costs in curves(w, book, grid).items()
+            },
+        },
+        "workload": asdict(w),
+    }
+
+
+async def costs_page(request: Request) -> Response:
+    return HTMLResponse(page())
+
+
+async def costs_api(request: Request) -> Response:
+    try:
+        w = parse_workload(request.query_params)
+    except QueryError as exc:
+        return JSONResponse({"error": str(exc)}, status_code=400)
+    return JSONResponse(comparison(w))
+
+
+routes = [Route("/costs", costs_page), Route("/api/costs", costs_api)]

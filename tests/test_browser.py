@@ -1,0 +1,185 @@
+"""The pages as a person uses them, in a real headless Chromium (the system's): the chat on the
+home page, and the costs page with its table and chart. Also the API the costs page calls."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
+
+from tests.conftest import BotFactory, post_telegram, telegram_update
+
+# Debian's Chromium, which .ci/run installs when `chromium` is not on the PATH.
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+# In CI a missing Chromium fails the run; elsewhere the browser tests are skipped.
+REQUIRE_CHROMIUM = bool(os.environ.get("CI"))
+CODE_LINE = re.compile(r"^/in ([a-z]+(?:-[a-z]+)+)$", re.MULTILINE)
+on_sqlite = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+
+
+@pytest.fixture(scope="module")
+def chromium(sqlite_template: Path) -> Iterator[Browser]:
+    # Migrations run through asyncio.run(), which cannot start while Playwright's synchronous
+    # API holds this thread's event loop: the template database is made before the browser.
+    if not os.access(CHROMIUM, os.X_OK):
+        message = f"no Chromium at {CHROMIUM} (apt-get install chromium)"
+        if REQUIRE_CHROMIUM:
+            pytest.fail(message)
+        pytest.skip(message)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(chromium: Browser) -> Iterator[Page]:
+    """A fresh browser tab (its own cookies) that fails the test on an uncaught script error."""
+    context = chromium.new_context()
+    context.set_default_timeout(5_000)
+    tab = context.new_page()
+    errors: list[str] = []
+    tab.on("pageerror", lambda error: errors.append(str(error)))
+    tab.on("console", lambda m: errors.append(m.text) if unexpected(m) else None)
+    yield tab
+    context.close()
+    assert errors == []
+
+
+def unexpected(message: ConsoleMessage) -> bool:
+    # Chromium logs the 400 by which the costs page learns an input is wrong, and the 404 of
+    # the favicon it asks for on its own; anything else logged as an error is a failure.
+    url = message.location.get("url", "")
+    expected = "/api/costs?" in url or url.endswith("/favicon.ico")
+    return message.type == "error" and not expected
+
+
+@on_sqlite
+def test_chat_in_the_browser_and_link_telegram(start_bot: BotFactory, page: Page) -> None:
+    bot = start_bot()
+    page.goto(f"{bot.base_url}/")
+    replies = page.locator(".msg.bot")
+
+    def say(text: str) -> str:
+        before = replies.count()
+        page.fill("#text", text)
+        page.press("#text", "Enter")
+        expect(replies).to_have_count(before + 1)
+        return replies.last.inner_text()
+
+    assert say("hello") == "Send /help to see what I can do."
+    expect(page.locator(".msg.me")).to_have_text(["hello"])
+    match = CODE_LINE.search(say("/bind"))
+    assert match, replies.last.inner_text()
+
+    linked = post_telegram(bot, telegram_update(1, f"/in {match.group(1)}"))
+    assert linked.status_code == 200 and linked.json()["text"].startswith("Linked!")
+
+    assert say("/me") == "Linked platforms: telegram, web."
+
+
+@on_sqlite
+def test_the_costs_page_follows_the_workload(start_bot: BotFactory, page: Page) -> None:
+    bot = start_bot()
+    expected = bot.get("/api/costs").json()
+    keys = [f"{o['target']}:{o['plan']}" for o in expected["options"]]
+    page.goto(f"{bot.base_url}/")
+    page.click("text=What hosting this bot costs")
+    page.wait_for_url("**/costs*")
+
+    rows = page.locator("#options tbody tr")
+    expect(rows).to_have_count(len(keys))
+    shown = [row.get_attribute("data-key") for row in rows.all()]
+    assert shown == keys and {key.split(":")[0] for key in keys} == {"heroku", "lambda", "vps"}
+    expect(page.locator("tr.cheapest")).to_have_count(1)
+    expect(page.locator("tr.cheapest")).to_have_attribute("data-key", expected["cheapest"])
+    expect(page.locator("input[name=updates]")).to_have_value("100000")
+
+    chart = page.locator("#chart")
+    expect(chart.locator("path.option")).to_have_count(len(keys))
+    expect(chart.locator("line.workload")).to_have_count(1)
+    expect(chart.locator("circle.break-even")).to_have_count(len(expected["break_evens"]))
+    workload_x = float(chart.locator("line.workload").get_attribute("x1") or "nan")
+
+    rest = page.locator('tr[data-key="lambda:arm64+apigw-rest"] td.cost')
+    cost = rest.inner_text()
+    page.fill("input[name=updates]", "100000000")
+    expect(rest).not_to_have_text(cost)
+    expect(page.locator('tr[data-key="heroku:eco"]')).to_have_class(re.compile(r"\bunfit\b"))
+    expect(chart.locator("path.option")).to_have_count(len(keys))
+    expect(chart.locator("line.workload")).to_have_count(1)
+    assert float(chart.locator("line.workload").get_attribute("x1") or "nan") > workload_x
+    assert "updates=100000000" in page.url  # the address keeps the workload, to share it
+
+    page.fill("input[name=updates]", "lots")
+    error = page.locator("#error")
+    expect(error).to_be_visible()
+    expect(error).to_contain_text("updates must be a number")
+    expect(page.locator("input[name=updates]")).to_have_attribute("aria-invalid", "true")
+    expect(rows).to_have_count(len(keys))  # the last good answer stays, dimmed
+
+    page.fill("input[name=updates]", "1,000")
+    expect(error).to_be_hidden()
+    expect(page.locator("#results")).not_to_have_class(re.compile(r"\bstale\b"))
+
+
+# The API the costs page calls (plain HTTP, no browser).
+
+
+@on_sqlite
+def test_the_api_answers_with_the_comparison_and_the_curves(bot: httpx.Client) -> None:
+    response = bot.get("/api/costs", params={"updates": "2e6", "ms": "40", "free_tier": "0"})
+    assert response.status_code == 200
+    body = response.json()
+    assert body.keys() == {"options", "cheapest", "break_evens", "curves", "workload"}
+    assert body["workload"]["updates"] == 2e6 and body["workload"]["ms"] == 40
+    assert body["workload"]["free_tier"] is False
+    assert [o["cheapest"] for o in body["options"]].count(True) == 1
+    best = next(o for o in body["options"] if o["cheapest"])
+    assert body["cheapest"] == f"{best['target']}:{best['plan']}"
+    volumes = body["curves"]["volumes"]
+    assert volumes[0] <= 2e6 <= volumes[-1]
+    lines = body["curves"]["options"]
+    assert list(lines) == [f"{o['target']}:{o['plan']}" for o in body["options"]]
+    assert all(len(costs) == len(volumes) for costs in lines.values())
+    for mark in body["break_evens"]:
+        assert mark.keys() == {"cheaper_below", "cheaper_above", "updates", "monthly_usd"}
+
+
+@on_sqlite
+@pytest.mark.parametrize(
+    ("params", "reason"),
+    [
+        ({"updates": "many"}, "updates must be a number"),
+        ({"updates": "-5"}, "updates must be from 0 to"),
+        ({"updates": "1e12"}, "updates must be from 0 to"),
+        ({"updates": "nan"}, "updates must be from 0 to"),
+        ({"memory": "64"}, "memory must be from 128 to"),
+        ({"ms": "inf"}, "ms must be from 0 to"),
+        ({"db_gb": "1e9"}, "db_gb must be from 0 to"),
+        ({"updates": "1e9", "peak": "1"}, "peak (1/s) is below the average rate"),
+        ({"free_tier": "yes"}, "free_tier must be 0 or 1"),
+        ({"update": "1000"}, "unknown parameter 'update'"),
+    ],
+)
+def test_the_api_refuses_a_bad_value_with_a_reason(
+    bot: httpx.Client, params: dict[str, str], reason: str
+) -> None:
+    response = bot.get("/api/costs", params=params)
+    assert response.status_code == 400
+    assert reason in response.json()["error"]
