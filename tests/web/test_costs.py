@@ -1,0 +1,53 @@
+"""The API the costs page calls: the comparison and its curves, and bad values refused."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+on_sqlite = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+"""The comparison needs no database; one is enough for the server."""
+
+
+@on_sqlite
+def test_the_api_answers_with_the_comparison_and_the_curves(bot: httpx.Client) -> None:
+    response = bot.get("/api/costs", params={"updates": "2e6", "ms": "40", "free_tier": "0"})
+    assert response.status_code == 200
+    body = response.json()
+    assert body.keys() == {"options", "cheapest", "break_evens", "curves", "workload"}
+    assert body["workload"]["updates"] == 2e6 and body["workload"]["ms"] == 40
+    assert body["workload"]["free_tier"] is False
+    assert [o["cheapest"] for o in body["options"]].count(True) == 1
+    best = next(o for o in body["options"] if o["cheapest"])
+    assert body["cheapest"] == f"{best['target']}:{best['plan']}"
+    volumes = body["curves"]["volumes"]
+    assert volumes[0] <= 2e6 <= volumes[-1]
+    lines = body["curves"]["options"]
+    assert list(lines) == [f"{o['target']}:{o['plan']}" for o in body["options"]]
+    assert all(len(costs) == len(volumes) for costs in lines.values())
+    for mark in body["break_evens"]:
+        assert mark.keys() == {"cheaper_below", "cheaper_above", "updates", "monthly_usd"}
+
+
+@on_sqlite
+@pytest.mark.parametrize(
+    ("params", "reason"),
+    [
+        ({"updates": "many"}, "updates must be a number"),
+        ({"updates": "-5"}, "updates must be from 0 to"),
+        ({"updates": "1e12"}, "updates must be from 0 to"),
+        ({"updates": "nan"}, "updates must be from 0 to"),
+        ({"memory": "64"}, "memory must be from 128 to"),
+        ({"ms": "inf"}, "ms must be from 0 to"),
+        ({"db_gb": "1e9"}, "db_gb must be from 0 to"),
+        ({"updates": "1e9", "peak": "1"}, "peak (1/s) is below the average rate"),
+        ({"free_tier": "yes"}, "free_tier must be 0 or 1"),
+        ({"update": "1000"}, "unknown parameter 'update'"),
+    ],
+)
+def test_the_api_refuses_a_bad_value_with_a_reason(
+    bot: httpx.Client, params: dict[str, str], reason: str
+) -> None:
+    response = bot.get("/api/costs", params=params)
+    assert response.status_code == 400
+    assert reason in response.json()["error"]
