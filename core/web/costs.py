@@ -13,6 +13,7 @@ from dataclasses import asdict
 from importlib.resources import files
 from typing import TYPE_CHECKING, Any
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
@@ -95,7 +96,9 @@ def parse_workload(query: Mapping[str, str]) -> Workload:
     return Workload(updates=updates, peak=peak, free_tier=flag == "1", **given)
 
 
+@functools.lru_cache(maxsize=256)
 def comparison(w: Workload) -> dict[str, Any]:
+    """The comparison for one workload: some 15 ms of arithmetic, so answers are remembered."""
     from core.costs.chart import crossings, volumes
     from core.costs.model import cheapest, curves, options
     from core.costs.report import as_dict
@@ -132,7 +135,8 @@ async def costs_api(request: Request) -> Response:
         w = parse_workload(request.query_params)
     except QueryError as exc:
         return JSONResponse({"error": str(exc)}, status_code=400)
-    return JSONResponse(comparison(w))
+    # Off the event loop: the webhooks this worker serves must not wait for the arithmetic.
+    return JSONResponse(await run_in_threadpool(comparison, w))
 
 
 routes = [Route("/costs", costs_page), Route("/api/costs", costs_api)]
