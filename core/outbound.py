@@ -22,8 +22,10 @@ T = TypeVar("T")
 
 ATTEMPTS = 3
 CATCH_UP_BATCH = 10
-CATCH_UP_BUDGET = 5.0
-"""Seconds a request may spend on left-over replies (their leases cover an interruption)."""
+REPLY_BUDGET = 8.0
+"""Seconds a webhook request may spend sending replies through the APIs after its commit: well
+under gunicorn's graceful_timeout, Heroku's 30 s router and the Lambda template's 15 s, so a
+slow API cannot get a request killed after its commit (which would lose its inline reply)."""
 MAX_WAIT = 5.0
 """Longest pause between attempts: the webhook that waits for us has a time budget."""
 
@@ -69,14 +71,16 @@ class Outbound:
             await self._session.close()
             self._session = None
 
-    async def deliver(self, deliveries: list[Delivery]) -> tuple[int, int]:
-        """Send in order; what cannot be sent stays in the outbox with the error noted and a time
-        to try again. Returns (sent, failed)."""
+    async def deliver(
+        self, deliveries: list[Delivery], *, deadline: float | None = None
+    ) -> tuple[int, int]:
+        """Send in order; what cannot be sent (before `deadline`, on the monotonic clock) stays in
+        the outbox with the error noted and a time to try again. Returns (sent, failed)."""
         sent = 0
         for delivery in deliveries:
             assert delivery.outbox_id is not None
             try:
-                await self.send(delivery)
+                await self.send_before(delivery, deadline)
             except ApiError as exc:
                 log.warning("reply %d stays in the outbox: %s", delivery.outbox_id, exc)
                 failed = mark_failed(
@@ -88,20 +92,34 @@ class Outbound:
                 await self._note(mark_sent(self.db, delivery.outbox_id, time.time()))
         return sent, len(deliveries) - sent
 
-    async def deliver_due(self, limit: int = 100) -> tuple[int, int]:
-        """Send replies whose time has come (earlier failures); returns (sent, failed)."""
-        return await self.deliver(await claim_due(self.db, time.time(), limit))
+    async def send_before(self, delivery: Delivery, deadline: float | None) -> None:
+        if deadline is None:
+            return await self.send(delivery)
+        remaining = deadline - time.monotonic()
+        try:
+            if remaining <= 0:
+                raise TimeoutError
+            async with asyncio.timeout(remaining):
+                await self.send(delivery)
+        except TimeoutError:
+            raise ApiError("left for later: the request's time for replies ran out") from None
 
-    async def catch_up(self) -> None:
-        """At most every `catch_up_interval` seconds per process, a request also sends a few
-        replies left over from earlier failures (nothing runs after a response on Lambda)."""
+    async def deliver_due(
+        self, limit: int = 100, *, deadline: float | None = None
+    ) -> tuple[int, int]:
+        """Send replies whose time has come (earlier failures); returns (sent, failed)."""
+        return await self.deliver(await claim_due(self.db, time.time(), limit), deadline=deadline)
+
+    async def catch_up(self, deadline: float) -> None:
+        """At most every `catch_up_interval` seconds per process, a request with time to spare
+        also sends a few replies left over from earlier failures (nothing runs after a response
+        on Lambda, so requests are when it can happen)."""
         now = time.monotonic()
-        if now - self._last_catch_up < self.catch_up_interval:
+        if now - self._last_catch_up < self.catch_up_interval or now >= deadline:
             return
         self._last_catch_up = now
         try:
-            async with asyncio.timeout(CATCH_UP_BUDGET):
-                await self.deliver_due(CATCH_UP_BATCH)
+            await self.deliver_due(CATCH_UP_BATCH, deadline=deadline)
         except Exception as exc:  # the update itself is done: never fail it for this
             log.warning("outbox catch-up stopped: %s", type(exc).__name__)
 

@@ -24,6 +24,7 @@ from core.conversation.effects import (
 )
 from core.conversation.engine import Conversation, Flow, Step
 from core.messages import Delivery, Message, Outcome, Update
+from core.outbound import REPLY_BUDGET
 from core.storage.linking import issue_code, redeem_code, revoke_codes
 from core.storage.outbox import add_to_outbox
 from core.storage.people import Person, lock_person_of, save_conversation
@@ -54,9 +55,23 @@ async def handle(bot: Bot, channel: Channel, request: Request) -> Response:
         return unavailable(f"{channel.platform} update {update.update_id} not processed", exc)
     if outcome.duplicate:
         log.info("%s update %s seen before: acknowledged again", channel.platform, update.update_id)
-    await bot.outbound.deliver(outcome.later)
-    await bot.outbound.catch_up()
+    deadline = time.monotonic() + REPLY_BUDGET
+    await bot.outbound.deliver(outcome.later, deadline=deadline)
+    await bot.outbound.catch_up(deadline)
+    if outcome.inline and channel.inline_replies and await request.is_disconnected():
+        # The platform gave up waiting (its re-delivery will be a skipped duplicate): the reply
+        # that would have ridden in the response goes through the API instead.
+        await keep_for_later(bot, outcome.inline)
     return channel.respond(update, outcome.inline)
+
+
+async def keep_for_later(bot: Bot, replies: list[Delivery]) -> None:
+    try:
+        async with bot.db.transaction() as conn:
+            stored = await add_to_outbox(conn, replies, time.time())
+        await bot.outbound.deliver(stored, deadline=time.monotonic() + REPLY_BUDGET)
+    except Exception as exc:
+        log.error("reply for a platform that stopped waiting not kept: %s", type(exc).__name__)
 
 
 def unavailable(what: str, exc: Exception) -> Response:

@@ -4,13 +4,17 @@ request or `portabot deliver`), never dropped silently and never sent twice."""
 from __future__ import annotations
 
 import asyncio
+import json
+import socket
+import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 
 from core.app import platform_channels
-from core.conversation.engine import Flow
-from core.messages import Delivery
+from core.conversation.engine import Context, Flow, State
+from core.messages import Delivery, Message
 from core.outbound import Outbound
 from core.settings import Settings
 from core.storage.database import Database
@@ -111,3 +115,39 @@ def test_concurrent_senders_never_send_a_reply_twice(
     run(scenario())
     texts = [p["text"] for p in fake_telegram.sent()]
     assert sorted(texts) == sorted(f"n{i}" for i in range(30))
+
+
+class Slow(State):
+    """Takes a second over each message: longer than the impatient client below waits."""
+
+    name = "slow"
+
+    async def handle(self, ctx: Context, message: Message) -> str | None:
+        await asyncio.sleep(1)
+        ctx.reply(f"slow reply to {message.text}")
+        return None
+
+
+def test_a_reply_is_sent_through_the_api_when_telegram_stopped_waiting(
+    start_bot: BotFactory, fake_telegram: FakeTelegram, database_url: str
+) -> None:
+    bot = start_bot(flow=Flow([Slow()], initial="slow"))
+    url = urlsplit(str(bot.base_url))
+    body = json.dumps(telegram_update(1, "hi", user_id=5)).encode()
+    with socket.create_connection((url.hostname, url.port)) as impatient:
+        impatient.sendall(
+            b"POST /webhooks/telegram HTTP/1.1\r\nHost: bot\r\nContent-Type: application/json\r\n"
+            + f"X-Telegram-Bot-Api-Secret-Token: {SECRET}\r\n".encode()
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        time.sleep(0.3)  # Telegram gives up and closes the connection
+    deadline = time.monotonic() + 10
+    while not fake_telegram.sent() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert fake_telegram.sent() == [{"chat_id": 5, "text": "slow reply to hi"}]
+    [row] = query(database_url, OUTBOX)
+    assert row["sent_at"] is not None
+    # Its re-delivery is a duplicate: acknowledged, and the reply is not sent again.
+    assert post_telegram(bot, telegram_update(1, "hi", user_id=5)).content == b""
+    assert len(fake_telegram.sent()) == 1

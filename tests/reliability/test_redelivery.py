@@ -1,0 +1,81 @@
+"""Re-delivery under load, as a VPS runs the bot (gunicorn, four uvicorn workers, PostgreSQL):
+each update delivered three times at once is processed once and answered once, on Telegram and
+on VK; and one person's burst of messages spread over the workers loses none."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import query
+from tests.reliability.load import (
+    ECHO_FLOW,
+    PLATFORMS,
+    Gunicorn,
+    fake_platforms,
+    gunicorn,
+    measure,
+    plan,
+)
+
+WORKERS = 4
+UPDATES = 1000
+"""Distinct updates per platform, as in the load script: about 10 s each on this 2-core machine."""
+COPIES = 3
+PER_PERSON = 5
+"""A person's updates follow each other, so several of theirs are in flight at once."""
+BURST = 500
+
+
+@pytest.fixture(scope="module")
+def fakes() -> Iterator[str]:
+    with fake_platforms() as url:
+        yield url
+
+
+@pytest.fixture
+def bot(empty_postgres: str, fakes: str, tmp_path: Path) -> Iterator[Gunicorn]:
+    """The counting bot with a second reply (Telegram sends that one through sendMessage)."""
+    log = tmp_path / "gunicorn.log"
+    with gunicorn(empty_postgres, fakes, workers=WORKERS, flow=ECHO_FLOW, log=log) as server:
+        yield server
+    assert "Traceback" not in server.output()
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_each_update_delivered_three_times_at_once_is_processed_and_answered_once(
+    bot: Gunicorn, fakes: str, empty_postgres: str, platform: str
+) -> None:
+    planned = plan(platform, UPDATES, per_person=PER_PERSON)
+    report = measure(bot, fakes, empty_postgres, planned, copies=COPIES, echo=True)
+    print(report.summary())
+    assert report.sent == UPDATES * COPIES and report.errors == 0
+    [stored] = query(empty_postgres, "SELECT platform, count(*) AS n FROM updates GROUP BY 1")
+    assert stored == {"platform": platform, "n": UPDATES}
+    assert (report.processed, report.counted) == (UPDATES, UPDATES)
+    assert (report.duplicate_updates, report.lost_updates) == (0, 0)
+    # Every person got "That was message 1." up to their count, and each text back, once each.
+    assert report.replies == 2 * UPDATES
+    assert (report.duplicate_replies, report.lost_replies, report.unsent) == (0, 0, 0)
+    if platform == "telegram":  # one copy's response carries the first reply, the others none
+        assert report.inline_replies == UPDATES
+    else:  # VK never even saw a repeated random_id: each reply was sent once
+        assert (report.inline_replies, report.vk_dropped) == (0, 0)
+    assert report.workers_used > 1, "the load did not reach more than one worker"
+
+
+def test_one_persons_burst_over_every_worker_loses_no_update(
+    bot: Gunicorn, fakes: str, empty_postgres: str
+) -> None:
+    planned = plan("telegram", BURST, per_person=BURST)
+    report = measure(bot, fakes, empty_postgres, planned, copies=1, concurrency=BURST, echo=True)
+    print(report.summary())
+    assert report.errors == 0
+    [person] = query(empty_postgres, "SELECT data FROM people")
+    assert json.loads(person["data"])["count"] == BURST
+    # Had two workers read the same count, two replies would say the same number.
+    assert (report.duplicates, report.lost, report.replies) == (0, 0, 2 * BURST)
+    assert report.workers_used > 1, "the burst did not reach more than one worker"
