@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Annotated, Any, Protocol
 
-from pydantic import ValidationError
+from pydantic import Field, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -15,6 +15,8 @@ if TYPE_CHECKING:
     from aiohttp import ClientSession
 
 MAX_BODY = 1024 * 1024
+Int64 = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
+"""A platform's integer id or time: what the database's BIGINT and our id columns take."""
 
 
 class Rejected(Exception):
@@ -70,7 +72,7 @@ async def read_json(request: Request, limit: int = MAX_BODY) -> Any:
     if content_type != "application/json":
         raise Rejected(415, "expected Content-Type: application/json")
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise Rejected(413, f"body over {limit} bytes")
     body = bytearray()
     async for chunk in request.stream():
@@ -81,6 +83,8 @@ async def read_json(request: Request, limit: int = MAX_BODY) -> Any:
         return json.loads(body)
     except UnicodeDecodeError:
         raise Rejected(400, "body is not UTF-8") from None
+    except RecursionError:
+        raise Rejected(400, "body is nested too deeply") from None
     except ValueError:
         raise Rejected(400, "body is not valid JSON") from None
 
@@ -88,8 +92,9 @@ async def read_json(request: Request, limit: int = MAX_BODY) -> Any:
 def first_error(exc: ValidationError) -> str:
     """The first validation problem as `where: what`."""
     err = exc.errors()[0]
-    where = ".".join(str(p) for p in err["loc"]) or "body"
-    return f"{where}: {err['msg']}"
+    # The location may hold a key the sender chose: short, and on one line, for the log.
+    where = ".".join(str(p) for p in err["loc"])[:100].encode("unicode_escape").decode()
+    return f"{where or 'body'}: {err['msg']}"
 
 
 def clean_text(text: str) -> str:

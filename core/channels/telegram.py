@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from core.channels.base import ApiError, Rejected, clean_text, first_error, read_json
+from core.channels.base import ApiError, Int64, Rejected, clean_text, first_error, read_json
 from core.messages import Account, Delivery, Kind, Message, Update, parse_command
 from core.settings import Settings
 
@@ -29,20 +29,20 @@ class _Model(BaseModel):
 
 
 class User(_Model):
-    id: int
+    id: Int64
     is_bot: bool = False
     first_name: str = ""
     username: str | None = None
 
 
 class Chat(_Model):
-    id: int
+    id: Int64
     type: str = "private"
 
 
 class TelegramMessage(_Model):
-    message_id: int
-    date: int = 0
+    message_id: Int64
+    date: Int64 = 0
     chat: Chat
     sender: User | None = Field(default=None, alias="from")
     text: str | None = None
@@ -52,7 +52,7 @@ class TelegramMessage(_Model):
 
 
 class TelegramUpdate(_Model):
-    update_id: int
+    update_id: Int64
     message: TelegramMessage | None = None
     edited_message: TelegramMessage | None = None
 

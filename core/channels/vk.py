@@ -6,13 +6,21 @@ import hashlib
 import hmac
 import logging
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
-from core.channels.base import Answered, ApiError, Rejected, clean_text, first_error, read_json
+from core.channels.base import (
+    Answered,
+    ApiError,
+    Int64,
+    Rejected,
+    clean_text,
+    first_error,
+    read_json,
+)
 from core.messages import Account, Delivery, Kind, Message, Update, parse_command
 from core.settings import Settings
 
@@ -35,21 +43,21 @@ class _Model(BaseModel):
 
 class Event(_Model):
     type: str
-    group_id: int
-    event_id: str | None = None
+    group_id: Int64
+    event_id: Annotated[str, Field(max_length=64, pattern=r"^[!-~]*$")] | None = None
     secret: str | None = None
     object: dict[str, Any] | None = None
 
 
 class VkMessage(_Model):
-    from_id: int
-    peer_id: int
+    from_id: Int64
+    peer_id: Int64
     text: str = ""
-    date: int = 0
+    date: Int64 = 0
 
 
 class MemberEvent(_Model):
-    user_id: int
+    user_id: Int64
 
 
 class VkChannel:
@@ -78,7 +86,7 @@ class VkChannel:
             raise Answered(PlainTextResponse(await self.confirmation()))
         if event.secret is None:
             raise Rejected(403, "missing secret")
-        if not hmac.compare_digest(event.secret.encode(), self._secret):
+        if not hmac.compare_digest(event.secret.encode("utf-8", "surrogatepass"), self._secret):
             raise Rejected(403, "wrong secret")
         if not event.event_id:
             raise Rejected(400, "not a VK event: event_id: Field required")
