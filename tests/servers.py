@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
+import httpx
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -163,6 +165,22 @@ class FakeVk:
         if method == "messages.send":
             return len(self.calls)
         return 1
+
+
+def wait_until_healthy(
+    client: httpx.Client, process: subprocess.Popen[str], timeout: float = 60
+) -> None:
+    """Poll /healthz until it answers 200; fail if the server process exits or time runs out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if client.get("/healthz").status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert process.poll() is None, "the server exited before it answered /healthz"
+        assert time.monotonic() < deadline, "the server did not answer /healthz in time"
+        time.sleep(0.1)
 
 
 def run(coroutine: Any) -> Any:

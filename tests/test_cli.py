@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ import pytest
 from core.settings import Settings
 from core.storage.migrate import head_revision
 from tests.conftest import SECRET, TOKEN, VK_GROUP, VK_SECRET, VK_TOKEN, make_settings, say_web
-from tests.servers import FakeTelegram, FakeVk, free_port
+from tests.servers import FakeTelegram, FakeVk, free_port, wait_until_healthy
 
 PORTABOT = str(Path(sys.executable).with_name("portabot"))
 OUR_VARIABLES = {name.upper() for name in Settings.model_fields} | {"PORT"}
@@ -148,15 +147,7 @@ def portabot_serve(cwd: Path, **env: str) -> Iterator[Served]:
     )
     served = Served(httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30), port)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if served.client.get("/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None and time.monotonic() < deadline, "serve did not start"
-            time.sleep(0.1)
+        wait_until_healthy(served.client, process, timeout=30)
         yield served
     finally:
         served.client.close()

@@ -535,7 +535,8 @@ def test_other_methods_and_unknown_channels(target: Target) -> None:
 @pytest.mark.parametrize("path", PATHS)
 def test_deep_nesting_is_refused(target: Target, path: str) -> None:
     # json.loads recurses once per level: past Python's recursion limit it raises RecursionError,
-    # which is not a ValueError. 100,000 bytes on the platforms' webhooks, 60,000 on the web's.
+    # which is not a ValueError (Python 3.13 parses deeper; then the model refuses the shape).
+    # 100,000 bytes on the platforms' webhooks, 60,000 on the web's.
     size = min(100_000, LIMITS[path] - 4000)
     for body in (
         b"[" * size,
@@ -544,7 +545,7 @@ def test_deep_nesting_is_refused(target: Target, path: str) -> None:
     ):
         logged = len(target.records)
         response = target.send(path, body, telegram_headers())
-        assert response.status_code == 400
+        assert response.status_code in (400, 422), response.text
         target.refused(response, target.tables.counts(), logged)
     target.healthy()
 

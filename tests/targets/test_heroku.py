@@ -8,7 +8,6 @@ import runpy
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -16,7 +15,7 @@ import pytest
 
 from core.settings import Settings
 from tests.conftest import SECRET, TOKEN, post_telegram, say_web, telegram_update
-from tests.servers import FakeTelegram, free_port
+from tests.servers import FakeTelegram, free_port, wait_until_healthy
 from tests.test_cli import environment
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -99,15 +98,7 @@ def test_release_then_web_under_honcho(empty_postgres: str, fake_telegram: FakeT
     web = honcho("start", "web", env=env)
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if client.get("/healthz").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert web.poll() is None and time.monotonic() < deadline, "web did not start"
-                time.sleep(0.2)
+            wait_until_healthy(client, web)
             response = post_telegram(client, telegram_update(1, "/me", user_id=9))
             assert response.json() == {
                 "method": "sendMessage",

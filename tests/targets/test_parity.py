@@ -9,7 +9,6 @@ import json
 import re
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
@@ -19,7 +18,7 @@ import pytest
 
 from core.app import create_app
 from tests.conftest import SECRET, TOKEN, make_settings, telegram_update
-from tests.servers import FakeTelegram, free_port
+from tests.servers import FakeTelegram, free_port, wait_until_healthy
 from tests.targets.lambda_runtime import SHAPES, Answer, Container, request
 from tests.targets.test_heroku import heroku_environment, honcho
 from tests.targets.test_vps import run_like_systemd
@@ -119,15 +118,7 @@ def served(process: subprocess.Popen[str], port: int) -> Iterator[HttpEntry]:
     """Wait for a server process to answer /healthz, hand it out, then stop it with SIGTERM."""
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if client.get("/healthz").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert process.poll() is None and time.monotonic() < deadline, "no answer"
-                time.sleep(0.2)
+            wait_until_healthy(client, process)
             yield HttpEntry(client)
     finally:
         process.send_signal(signal.SIGTERM)
