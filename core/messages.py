@@ -50,6 +50,8 @@ class Update:
     platform: str
     update_id: str
     message: Message | None
+    over_https: bool = False
+    """The delivery reached us over HTTPS (directly, or through a proxy we trust)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -74,7 +74,7 @@ class WebChannel:
             message = Message(account, Kind.COMMAND, text, *command)
         else:
             message = Message(account, Kind.TEXT, text)
-        return Update(self.platform, update_id, message)
+        return Update(self.platform, update_id, message, request.url.scheme == "https")
 
     def respond(self, update: Update, inline: list[Delivery]) -> Response:
         response = JSONResponse({"replies": [d.text for d in inline]})
@@ -86,7 +86,7 @@ class WebChannel:
                 max_age=COOKIE_MAX_AGE,
                 httponly=True,
                 samesite="lax",
-                secure=self._secure,
+                secure=self._secure or update.over_https,
             )
         return response
 

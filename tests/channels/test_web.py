@@ -35,6 +35,14 @@ def test_the_cookie_is_secure_behind_https(start_bot: BotFactory) -> None:
     assert "Secure" in bot.post("/webhooks/web", json={"text": "hi"}).headers["set-cookie"]
 
 
+def test_the_cookie_is_secure_when_the_request_came_over_https(bot: httpx.Client) -> None:
+    # As behind Caddy, or a Lambda Function URL: the proxy says the visitor used HTTPS.
+    response = bot.post(
+        "/webhooks/web", json={"text": "hi"}, headers={"X-Forwarded-Proto": "https"}
+    )
+    assert "Secure" in response.headers["set-cookie"]
+
+
 def test_a_retried_message_with_the_same_id_is_processed_once(
     bot: httpx.Client, database_url: str
 ) -> None:
