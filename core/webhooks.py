@@ -27,7 +27,7 @@ from core.messages import Delivery, Message, Outcome, Update
 from core.outbound import REPLY_BUDGET
 from core.storage.linking import issue_code, redeem_code, revoke_codes
 from core.storage.outbox import add_to_outbox
-from core.storage.people import Person, lock_person_of, save_conversation
+from core.storage.people import Person, admit, lock_person_of, save_conversation
 from core.storage.updates import record_update
 
 if TYPE_CHECKING:
@@ -84,12 +84,14 @@ async def process(bot: Bot, channel: Channel, update: Update) -> Outcome:
     """Everything an update changes, in one transaction; a re-delivery changes nothing."""
     now = time.time()
     async with bot.db.transaction() as conn:
-        if not await record_update(conn, bot.db, update.platform, update.update_id, now):
-            return Outcome(duplicate=True)
         message = update.message
         if message is None:
-            return Outcome()
-        first = person = await lock_person_of(conn, bot.db, message.account, now)
+            fresh = await record_update(conn, bot.db, update.platform, update.update_id, now)
+            return Outcome(duplicate=not fresh)
+        fresh, found = await admit(conn, bot.db, update.update_id, message.account, now)
+        if not fresh:
+            return Outcome(duplicate=True)
+        first = person = found or await lock_person_of(conn, bot.db, message.account, now)
         step = await bot.flow.step(first.conversation, message, platforms=first.platforms, now=now)
         replies = list(step.replies)
         effects = deque(step.effects)
@@ -108,7 +110,7 @@ async def process(bot: Bot, channel: Channel, update: Update) -> Outcome:
         else:
             raise RuntimeError(f"the flow asked for more than {MAX_EFFECTS} effects")
         if person.id != first.id or conversation != first.conversation:
-            await save_conversation(conn, person.id, conversation, now)
+            await save_conversation(conn, bot.db, person.id, conversation, now)
         chat = message.account.chat_id
         deliveries = [
             Delivery(update.platform, chat, reply.text, f"{update.update_id}:{position}")

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import sqlalchemy as sa
 from databases.core import Connection
 
-from core.storage.database import Database
-from core.storage.tables import updates
+from core.storage.database import Database, Prepared
+
+RECORD_UPDATE = Prepared(
+    sa.text(
+        "INSERT INTO updates (platform, update_id, received_at)"
+        " VALUES (:platform, :update_id, :now) ON CONFLICT DO NOTHING RETURNING 1"
+    )
+)
 
 
 async def record_update(
@@ -13,10 +20,5 @@ async def record_update(
 ) -> bool:
     """True the first time this update is seen; False for a re-delivery (or a concurrent twin,
     which waits here until the first one's transaction ends)."""
-    inserted = await conn.fetch_val(
-        db.insert(updates)
-        .values(platform=platform, update_id=update_id, received_at=now)
-        .on_conflict_do_nothing()
-        .returning(updates.c.update_id)
-    )
-    return inserted is not None
+    row = await db.fetch_row(conn, RECORD_UPDATE, platform=platform, update_id=update_id, now=now)
+    return row is not None
