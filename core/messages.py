@@ -52,6 +52,8 @@ class Update:
     message: Message | None
     over_https: bool = False
     """The delivery reached us over HTTPS (directly, or through a proxy we trust)."""
+    sequence: int | None = None
+    """Where the platform puts it among its updates (Telegram's update_id), when it numbers them."""
 
 
 @dataclass(frozen=True, slots=True)

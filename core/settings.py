@@ -20,6 +20,9 @@ DEFAULT_DATABASE_URL = "sqlite:///portabot.db"
 SECRET_SHAPE = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
 VK_SECRET_SHAPE = re.compile(r"^[A-Za-z0-9]{1,50}$")
 LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
+MIN_KEEP_DAYS = 1.0
+"""Telegram re-delivers an update for up to a day: an update id forgotten sooner could let a
+late copy be processed twice."""
 
 
 class ConfigurationError(Exception):
@@ -59,6 +62,8 @@ class Settings(BaseSettings):
     database_url: str = DEFAULT_DATABASE_URL
     database_pool_size: int = Field(default=4, ge=1, le=100)
     outbox_retry_seconds: float = Field(default=60.0, ge=0)
+    order_window_ms: int = Field(default=0, ge=0, le=5000)
+    keep_updates_days: float = Field(default=7.0, ge=MIN_KEEP_DAYS, le=36500)
     telegram_token: SecretStr | None = None
     telegram_secret: SecretStr | None = None
     telegram_api_url: str = TELEGRAM_API

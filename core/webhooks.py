@@ -24,6 +24,7 @@ from core.conversation.effects import (
 )
 from core.conversation.engine import Conversation, Flow, Step
 from core.messages import Delivery, Message, Outcome, Update
+from core.ordering import wait_turn
 from core.outbound import REPLY_BUDGET
 from core.storage.linking import issue_code, redeem_code, revoke_codes
 from core.storage.outbox import add_to_outbox
@@ -50,6 +51,7 @@ async def handle(bot: Bot, channel: Channel, request: Request) -> Response:
     except Exception as exc:  # e.g. the database that keeps the web chat's cookie key is down
         return unavailable(f"{channel.platform} delivery not read", exc)
     try:
+        await wait_turn(bot.db, update, bot.settings.order_window_ms / 1000)
         outcome = await process(bot, channel, update)
     except Exception as exc:
         return unavailable(f"{channel.platform} update {update.update_id} not processed", exc)

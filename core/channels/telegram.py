@@ -74,12 +74,16 @@ class TelegramChannel:
             raise Rejected(401, f"missing {SECRET_HEADER} header")
         if not hmac.compare_digest(given.encode(), self._secret):
             raise Rejected(403, f"wrong {SECRET_HEADER} header")
-        body = await read_json(request)
+        return self.parse(await read_json(request))
+
+    def parse(self, payload: Any) -> Update:
+        """One update, from a webhook's body or getUpdates' result; raises Rejected."""
         try:
-            update = TelegramUpdate.model_validate(body)
+            update = TelegramUpdate.model_validate(payload)
         except ValidationError as exc:
             raise Rejected(400, f"not a Telegram update: {first_error(exc)}") from None
-        return Update(self.platform, str(update.update_id), self._message(update))
+        message = self._message(update)
+        return Update(self.platform, str(update.update_id), message, sequence=update.update_id)
 
     def _message(self, update: TelegramUpdate) -> Message | None:
         edited = update.message is None
@@ -139,14 +143,21 @@ class TelegramChannel:
         me = await self.call(session, "getMe", {})
         return f"Telegram accepts the token (bot @{me.get('username')})"
 
-    async def call(self, session: ClientSession, method: str, payload: dict[str, Any]) -> Any:
+    async def call(
+        self,
+        session: ClientSession,
+        method: str,
+        payload: dict[str, Any],
+        *,
+        timeout: float = API_TIMEOUT,
+    ) -> Any:
         """One Bot API call; errors never carry the URL (it holds the token)."""
         import aiohttp
 
         url = f"{self._api}/bot{self._token}/{method}"
         try:
             async with session.post(
-                url, json=payload, timeout=aiohttp.ClientTimeout(total=API_TIMEOUT)
+                url, json=payload, timeout=aiohttp.ClientTimeout(total=timeout)
             ) as response:
                 answer = await response.json(content_type=None)
                 status = response.status

@@ -116,6 +116,18 @@ class Database:
             raise
         await transaction.commit()
 
+    @contextlib.asynccontextmanager
+    async def autocommit(self) -> AsyncIterator[Connection]:
+        """A connection outside any transaction: each statement commits by itself (one round trip
+        where a transaction would take three). On SQLite, the writer's connection and turn."""
+        if self.dialect == "sqlite":
+            async with self.transaction() as conn:
+                yield conn
+            return
+        database = await self.connected()
+        async with database.connection() as conn:
+            yield conn
+
     async def _begin(self) -> tuple[Connection, Transaction]:
         """A connection with a transaction started. A server restart, or a Lambda container
         frozen long enough for its socket to die, shows first here: then every pooled connection

@@ -39,6 +39,19 @@ updates = sa.Table(
     sa.Column("received_at", Timestamp, nullable=False, index=True),
 )
 
+arrivals = sa.Table(
+    "arrivals",
+    metadata,
+    sa.Column("platform", sa.String(16), primary_key=True),
+    sa.Column("update_id", sa.String(64), primary_key=True),
+    sa.Column("user_id", sa.String(64), nullable=False),
+    sa.Column("sequence", sa.BigInteger, nullable=False),
+    sa.Column("arrived_at", Timestamp, nullable=False, index=True),
+    sa.Index("ix_arrivals_sender", "platform", "user_id", "sequence"),
+)
+"""Updates held back to apply in their platform's order (ORDER_WINDOW_MS); the `updates` row
+written when one is processed marks it done, and `portabot maintain` clears old rows."""
+
 outbox = sa.Table(
     "outbox",
     metadata,
