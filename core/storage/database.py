@@ -12,6 +12,8 @@ import sqlalchemy as sa
 from databases import Database as _Databases
 from databases.core import Connection, Transaction
 
+from core.storage.sqlite import GroupCommit
+
 SQLITE_BUSY_TIMEOUT = 30.0
 """Seconds a SQLite writer waits for another process's transaction before failing."""
 
@@ -48,10 +50,9 @@ class Database:
         self.pool_size = pool_size
         self._database: _Databases | None = None
         self._connecting: asyncio.Lock | None = None
-        # SQLite takes one writer at a time; waiting here is cheaper than its busy-wait loop. The
-        # writer keeps one connection: `databases` would open one (and a thread) per transaction.
-        self._sqlite_writer: asyncio.Lock | None = None
-        self._sqlite_connection: Connection | None = None
+        # SQLite takes one writer at a time: transactions take turns on one connection (where
+        # `databases` would open one, and a thread, for each) and share COMMITs.
+        self._sqlite_writer: GroupCommit | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def _options(self) -> dict[str, Any]:
@@ -69,7 +70,6 @@ class Database:
             # A connection belongs to the loop that made it; a host that runs each request on a
             # new loop (none of ours does) gets a new connection rather than a broken one.
             self._database = self._connecting = self._sqlite_writer = None
-            self._sqlite_connection = None
             self._loop = loop
         if self._database is not None:
             return self._database
@@ -83,9 +83,8 @@ class Database:
         return self._database
 
     async def close(self) -> None:
-        if self._sqlite_connection is not None:
-            connection, self._sqlite_connection = self._sqlite_connection, None
-            await connection.__aexit__(None, None, None)
+        if self._sqlite_writer is not None:
+            await self._sqlite_writer.close()
         if self._database is not None:
             database, self._database = self._database, None
             await database.disconnect()
@@ -97,16 +96,11 @@ class Database:
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Connection]:
         if self.dialect == "sqlite":
-            database = await self.connected()
+            await self.connected()
             if self._sqlite_writer is None:
-                self._sqlite_writer = asyncio.Lock()
-            async with self._sqlite_writer:
-                if self._sqlite_connection is None:
-                    connection = Connection(database, database._backend)
-                    await connection.__aenter__()  # held until close()
-                    self._sqlite_connection = connection
-                async with self._sqlite_connection.transaction():
-                    yield self._sqlite_connection
+                self._sqlite_writer = GroupCommit(self._sqlite_connect)
+            async with self._sqlite_writer.transaction() as conn:
+                yield conn
             return
         conn, transaction = await self._begin()
         try:
@@ -115,6 +109,12 @@ class Database:
             await transaction.rollback()
             raise
         await transaction.commit()
+
+    async def _sqlite_connect(self) -> Connection:
+        database = await self.connected()
+        connection = Connection(database, database._backend)
+        await connection.__aenter__()  # held until close()
+        return connection
 
     @contextlib.asynccontextmanager
     async def autocommit(self) -> AsyncIterator[Connection]:
