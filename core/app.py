@@ -22,13 +22,17 @@ from core.conversation.engine import Flow
 from core.conversation.loader import load_flow
 from core.outbound import Outbound
 from core.settings import Settings, load_settings, refuse_lost_storage
-from core.storage.database import Database
-from core.storage.tables import secrets as secrets_table
+from core.storage.database import Database, Query
 from core.web.costs import routes as cost_routes
 from core.web.page import render_home
 from core.webhooks import handle
 
 log = logging.getLogger("portabot")
+
+_KEEP_SECRET = Query(
+    "INSERT INTO secrets (name, value) VALUES (:name, :value) ON CONFLICT DO NOTHING"
+)
+_SECRET = Query("SELECT value FROM secrets WHERE name = :name")
 
 
 def platform_channels(settings: Settings) -> list[TelegramChannel | VkChannel]:
@@ -60,16 +64,8 @@ class Bot:
         if self.settings.session_secret is not None:
             return self.settings.session_secret.get_secret_value()
         async with self.db.transaction() as conn:
-            await conn.execute(
-                self.db.insert(secrets_table)
-                .values(name="session", value=secrets.token_urlsafe(32))
-                .on_conflict_do_nothing()
-            )
-            value: str = await conn.fetch_val(
-                secrets_table.select()
-                .with_only_columns(secrets_table.c.value)
-                .where(secrets_table.c.name == "session")
-            )
+            await conn.execute(_KEEP_SECRET, name="session", value=secrets.token_urlsafe(32))
+            value: str = await conn.fetch_val(_SECRET, name="session")
         return value
 
     def home(self) -> str:

@@ -41,23 +41,21 @@ def configuration(
 
 
 def database(settings: Settings) -> Finding:
-    import sqlalchemy as sa
-
-    from core.storage.database import Database
+    from core.storage.database import Database, Query, is_connection_lost
 
     where = obscure_url(settings.database_url)
 
     async def revision() -> str | None:
         db = Database(settings.database_url, pool_size=1)
         try:
-            connected = await db.connected()
-            try:
-                found = await connected.fetch_val(
-                    sa.text("SELECT version_num FROM alembic_version")
-                )
-                return str(found)
-            except Exception:
-                return None
+            async with db.autocommit() as conn:
+                try:
+                    found = await conn.fetch_val(Query("SELECT version_num FROM alembic_version"))
+                except Exception as exc:
+                    if is_connection_lost(exc):
+                        raise
+                    return None
+            return str(found)
         finally:
             await db.close()
 

@@ -10,7 +10,6 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING
 
-from databases.core import Connection
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -26,6 +25,7 @@ from core.conversation.engine import Conversation, Flow, Step
 from core.messages import Delivery, Message, Outcome, Update
 from core.ordering import wait_turn
 from core.outbound import REPLY_BUDGET
+from core.storage.database import Conn
 from core.storage.linking import issue_code, redeem_code, revoke_codes
 from core.storage.outbox import add_to_outbox
 from core.storage.people import Person, admit, lock_person_of, save_conversation
@@ -88,12 +88,12 @@ async def process(bot: Bot, channel: Channel, update: Update) -> Outcome:
     async with bot.db.transaction() as conn:
         message = update.message
         if message is None:
-            fresh = await record_update(conn, bot.db, update.platform, update.update_id, now)
+            fresh = await record_update(conn, update.platform, update.update_id, now)
             return Outcome(duplicate=not fresh)
-        fresh, found = await admit(conn, bot.db, update.update_id, message.account, now)
+        fresh, found = await admit(conn, update.update_id, message.account, now)
         if not fresh:
             return Outcome(duplicate=True)
-        first = person = found or await lock_person_of(conn, bot.db, message.account, now)
+        first = person = found or await lock_person_of(conn, message.account, now)
         step = await bot.flow.step(first.conversation, message, platforms=first.platforms, now=now)
         replies = list(step.replies)
         effects = deque(step.effects)
@@ -112,7 +112,7 @@ async def process(bot: Bot, channel: Channel, update: Update) -> Outcome:
         else:
             raise RuntimeError(f"the flow asked for more than {MAX_EFFECTS} effects")
         if person.id != first.id or conversation != first.conversation:
-            await save_conversation(conn, bot.db, person.id, conversation, now)
+            await save_conversation(conn, person.id, conversation, now)
         chat = message.account.chat_id
         deliveries = [
             Delivery(update.platform, chat, reply.text, f"{update.update_id}:{position}")
@@ -125,7 +125,7 @@ async def process(bot: Bot, channel: Channel, update: Update) -> Outcome:
 
 async def _carry_out(
     flow: Flow,
-    conn: Connection,
+    conn: Conn,
     effect: Effect,
     person: Person,
     conversation: Conversation,

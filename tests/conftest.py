@@ -3,12 +3,15 @@ loopback."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -43,19 +46,25 @@ async def _reset_postgres(url: str) -> None:
         await connection.close()
 
 
-async def _run_sql(url: str, sql: str) -> list[dict[str, Any]]:
-    from databases import Database
+async def _run_postgres(url: str, sql: str) -> list[dict[str, Any]]:
+    import asyncpg
 
-    async with Database(url) as database:
-        if not sql.lstrip().upper().startswith("SELECT"):
-            await database.execute(sql)
-            return []
-        return [dict(row._mapping) for row in await database.fetch_all(sql)]
+    connection = await asyncpg.connect(url)
+    try:
+        return [dict(row) for row in await connection.fetch(sql)]
+    finally:
+        await connection.close()
 
 
 def query(url: str, sql: str) -> list[dict[str, Any]]:
     """Run SQL straight against the test database (to look at or to age what the app stored)."""
-    return run(_run_sql(url, sql))  # type: ignore[no-any-return]
+    if not url.startswith("sqlite"):
+        return run(_run_postgres(url, sql))  # type: ignore[no-any-return]
+    with contextlib.closing(sqlite3.connect(urlsplit(url).path[1:], timeout=30)) as connection:
+        connection.row_factory = sqlite3.Row
+        rows = [dict(row) for row in connection.execute(sql).fetchall()]
+        connection.commit()
+    return rows
 
 
 @pytest.fixture(scope="session")

@@ -3,31 +3,24 @@ them), done once their `updates` row is committed."""
 
 from __future__ import annotations
 
-import sqlalchemy as sa
+from core.storage.database import Database, Query
 
-from core.storage.database import Database, Prepared
-
-_NOTE = Prepared(
-    sa.text(
-        "INSERT INTO arrivals (platform, update_id, user_id, sequence, arrived_at)"
-        " VALUES (:platform, :update_id, :user_id, :sequence, :now)"
-        " ON CONFLICT (platform, update_id) DO UPDATE SET arrived_at = excluded.arrived_at"
-    )
+_NOTE = Query(
+    "INSERT INTO arrivals (platform, update_id, user_id, sequence, arrived_at)"
+    " VALUES (:platform, :update_id, :user_id, :sequence, :now)"
+    " ON CONFLICT (platform, update_id) DO UPDATE SET arrived_at = excluded.arrived_at"
 )
-_EARLIER = Prepared(
-    sa.text(
-        """
-        SELECT 1 FROM arrivals
-        WHERE platform = :platform AND user_id = :user_id AND sequence < :sequence
-            AND arrived_at > :since
-            AND NOT EXISTS (
-                SELECT 1 FROM updates
-                WHERE updates.platform = arrivals.platform
-                    AND updates.update_id = arrivals.update_id
-            )
-        LIMIT 1
-        """
-    )
+_EARLIER = Query(
+    """
+    SELECT 1 FROM arrivals
+    WHERE platform = :platform AND user_id = :user_id AND sequence < :sequence
+        AND arrived_at > :since
+        AND NOT EXISTS (
+            SELECT 1 FROM updates
+            WHERE updates.platform = arrivals.platform AND updates.update_id = arrivals.update_id
+        )
+    LIMIT 1
+    """
 )
 
 
@@ -35,8 +28,7 @@ async def note_arrival(
     db: Database, platform: str, update_id: str, user_id: str, sequence: int, now: float
 ) -> None:
     async with db.autocommit() as conn:
-        await db.run(
-            conn,
+        await conn.execute(
             _NOTE,
             platform=platform,
             update_id=update_id,
@@ -52,7 +44,7 @@ async def earlier_waiting(
     """Whether an update from the same sender with a lower sequence, which arrived after `since`,
     is not processed yet."""
     async with db.autocommit() as conn:
-        row = await db.fetch_row(
-            conn, _EARLIER, platform=platform, user_id=user_id, sequence=sequence, since=since
+        row = await conn.fetch_one(
+            _EARLIER, platform=platform, user_id=user_id, sequence=sequence, since=since
         )
     return row is not None

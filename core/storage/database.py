@@ -1,21 +1,135 @@
-"""The database handle: connects lazily on first use, keeps the connection, runs transactions."""
+"""The database handle: connects on first use, keeps its connections, runs transactions.
+
+It talks to the drivers directly, asyncpg for PostgreSQL and aiosqlite for SQLite. Statements are
+SQL text written once for both (`Query`), turned into the driver's parameter style on first use,
+and asyncpg keeps them prepared. Nothing builds or compiles a query while serving, and neither
+SQLAlchemy nor Alembic is imported then: they describe the schema (tables.py) and migrate it.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
-from collections.abc import AsyncIterator, Sequence
-from typing import Any
-
-import sqlalchemy as sa
-from databases import Database as _Databases
-from databases.core import Connection, Transaction
+import re
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from core.storage.sqlite import GroupCommit
 
+if TYPE_CHECKING:
+    import aiosqlite
+    import asyncpg
+
 SQLITE_BUSY_TIMEOUT = 30.0
 """Seconds a SQLite writer waits for another process's transaction before failing."""
+
+_WORDS = {
+    "postgresql": {"for_update": "FOR UPDATE", "skip_locked": "FOR UPDATE SKIP LOCKED"},
+    "sqlite": {"for_update": "", "skip_locked": ""},  # one writer at a time: nothing to lock
+}
+_PARAMETER = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
+
+
+class Row(Protocol):
+    """A result row: by column name or by position (asyncpg's Record, sqlite3's Row)."""
+
+    def __getitem__(self, key: int | str, /) -> Any: ...
+
+
+class Query:
+    """SQL with `:name` parameters. `{for_update}` and `{skip_locked}` become each database's
+    words for row locks; `postgresql=`/`sqlite=` give a database its own text."""
+
+    __slots__ = ("_compiled", "_texts")
+
+    def __init__(self, text: str = "", **by_dialect: str) -> None:
+        self._texts = {"postgresql": text, "sqlite": text, **by_dialect}
+        self._compiled: dict[str, tuple[str, tuple[str, ...]]] = {}
+
+    def compiled(self, dialect: str) -> tuple[str, tuple[str, ...]]:
+        """The text for `dialect`, in its driver's style ($1 for asyncpg; sqlite3 takes :name),
+        and the parameters' names in order."""
+        found = self._compiled.get(dialect)
+        if found is None:
+            text = self._texts[dialect].format(**_WORDS[dialect])
+            if dialect == "sqlite":
+                found = (text, ())
+            else:
+                names: list[str] = []
+
+                def number(match: re.Match[str]) -> str:
+                    if match[1] not in names:
+                        names.append(match[1])
+                    return f"${names.index(match[1]) + 1}"
+
+                found = (_PARAMETER.sub(number, text), tuple(names))
+            self._compiled[dialect] = found
+        return found
+
+
+class Conn(Protocol):
+    """A connection inside a transaction (or, from `autocommit`, outside of one)."""
+
+    dialect: str
+
+    async def fetch_all(self, query: Query, **params: Any) -> list[Row]: ...
+
+    async def fetch_one(self, query: Query, **params: Any) -> Row | None: ...
+
+    async def fetch_val(self, query: Query, **params: Any) -> Any: ...
+
+    async def execute(self, query: Query, **params: Any) -> None: ...
+
+
+class _PostgresConn:
+    dialect = "postgresql"
+    __slots__ = ("_raw",)
+
+    def __init__(self, raw: asyncpg.Connection) -> None:
+        self._raw = raw
+
+    async def fetch_all(self, query: Query, **params: Any) -> list[Row]:
+        sql, names = query.compiled(self.dialect)
+        rows: list[Row] = await self._raw.fetch(sql, *[params[name] for name in names])
+        return rows
+
+    async def fetch_one(self, query: Query, **params: Any) -> Row | None:
+        sql, names = query.compiled(self.dialect)
+        row: Row | None = await self._raw.fetchrow(sql, *[params[name] for name in names])
+        return row
+
+    async def fetch_val(self, query: Query, **params: Any) -> Any:
+        sql, names = query.compiled(self.dialect)
+        return await self._raw.fetchval(sql, *[params[name] for name in names])
+
+    async def execute(self, query: Query, **params: Any) -> None:
+        sql, names = query.compiled(self.dialect)
+        await self._raw.execute(sql, *[params[name] for name in names])
+
+
+class _SqliteConn:
+    dialect = "sqlite"
+    __slots__ = ("_raw",)
+
+    def __init__(self, raw: aiosqlite.Connection) -> None:
+        self._raw = raw
+
+    async def fetch_all(self, query: Query, **params: Any) -> list[Row]:
+        sql, _ = query.compiled(self.dialect)
+        return list(await self._raw.execute_fetchall(sql, params))
+
+    async def fetch_one(self, query: Query, **params: Any) -> Row | None:
+        rows = await self.fetch_all(query, **params)
+        return rows[0] if rows else None
+
+    async def fetch_val(self, query: Query, **params: Any) -> Any:
+        row = await self.fetch_one(query, **params)
+        return None if row is None else row[0]
+
+    async def execute(self, query: Query, **params: Any) -> None:
+        sql, _ = query.compiled(self.dialect)
+        await self._raw.execute(sql, params)
 
 
 def is_connection_lost(exc: BaseException) -> bool:
@@ -42,178 +156,145 @@ async def _keep_session(connection: Any) -> None:
 
 
 class Database:
-    """One `databases.Database` per process, created on the first request that needs it."""
+    """The process's connections: an asyncpg pool, or one SQLite connection that every
+    transaction takes turns on. Made on the first request that needs them."""
 
     def __init__(self, url: str, *, pool_size: int = 4) -> None:
         self.url = url
         self.dialect = "sqlite" if url.startswith("sqlite") else "postgresql"
         self.pool_size = pool_size
-        self._database: _Databases | None = None
+        self._pool: asyncpg.Pool | None = None
+        self._writer: GroupCommit | None = None
         self._connecting: asyncio.Lock | None = None
-        # SQLite takes one writer at a time: transactions take turns on one connection (where
-        # `databases` would open one, and a thread, for each) and share COMMITs.
-        self._sqlite_writer: GroupCommit | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    def _options(self) -> dict[str, Any]:
-        if self.dialect == "sqlite":
-            return {"timeout": SQLITE_BUSY_TIMEOUT}
-        options: dict[str, Any] = {"reset": _keep_session}
-        query = sa.engine.make_url(self.url).query
-        if "min_size" not in query and "max_size" not in query:
-            options.update(min_size=1, max_size=self.pool_size)
-        return options
-
-    async def connected(self) -> _Databases:
-        loop = asyncio.get_running_loop()
-        if self._loop is not loop:
-            # A connection belongs to the loop that made it; a host that runs each request on a
-            # new loop (none of ours does) gets a new connection rather than a broken one.
-            self._database = self._connecting = self._sqlite_writer = None
-            self._loop = loop
-        if self._database is not None:
-            return self._database
-        if self._connecting is None:
-            self._connecting = asyncio.Lock()
-        async with self._connecting:
-            if self._database is None:
-                database = _Databases(self.url, **self._options())
-                await database.connect()
-                self._database = database
-        return self._database
-
     async def close(self) -> None:
-        if self._sqlite_writer is not None:
-            await self._sqlite_writer.close()
-        if self._database is not None:
-            database, self._database = self._database, None
-            await database.disconnect()
+        if self._writer is not None:
+            writer, self._writer = self._writer, None
+            await writer.close()
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()
 
     async def ping(self) -> None:
-        database = await self.connected()
-        await database.fetch_val("SELECT 1")
+        async with self.autocommit() as conn:
+            await conn.fetch_val(_PING)
 
     @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Connection]:
+    async def transaction(self) -> AsyncIterator[Conn]:
         if self.dialect == "sqlite":
-            await self.connected()
-            if self._sqlite_writer is None:
-                self._sqlite_writer = GroupCommit(self._sqlite_connect)
-            async with self._sqlite_writer.transaction() as conn:
-                yield conn
+            async with self._sqlite().transaction() as raw:
+                yield _SqliteConn(raw)
             return
-        conn, transaction = await self._begin()
+        pool = await self._postgres()
+        raw = await self._begin(pool)
         try:
-            yield conn
-        except BaseException:
-            await transaction.rollback()
-            raise
-        await transaction.commit()
-
-    async def _sqlite_connect(self) -> Connection:
-        database = await self.connected()
-        connection = Connection(database, database._backend)
-        await connection.__aenter__()  # held until close()
-        return connection
+            try:
+                yield _PostgresConn(raw)
+            except BaseException:
+                with contextlib.suppress(Exception):  # a dead connection: the pool drops it
+                    await raw.execute("ROLLBACK")
+                raise
+            await raw.execute("COMMIT")
+        finally:
+            await pool.release(raw)
 
     @contextlib.asynccontextmanager
-    async def autocommit(self) -> AsyncIterator[Connection]:
+    async def autocommit(self) -> AsyncIterator[Conn]:
         """A connection outside any transaction: each statement commits by itself (one round trip
-        where a transaction would take three). On SQLite, the writer's connection and turn."""
+        where a transaction takes three). On SQLite, the writer's connection and turn."""
         if self.dialect == "sqlite":
             async with self.transaction() as conn:
                 yield conn
             return
-        database = await self.connected()
-        async with database.connection() as conn:
-            yield conn
+        pool = await self._postgres()
+        async with pool.acquire() as raw:
+            yield _PostgresConn(raw)
 
-    async def _begin(self) -> tuple[Connection, Transaction]:
-        """A connection with a transaction started. A server restart, or a Lambda container
-        frozen long enough for its socket to die, shows first here: then every pooled connection
-        is replaced and BEGIN is tried once more (nothing of ours has run yet)."""
+    @contextlib.asynccontextmanager
+    async def session(self) -> AsyncIterator[Conn]:
+        """A PostgreSQL connection of its own, outside the pool, for session state such as an
+        advisory lock held while other work goes through the pool (which may be one connection)."""
+        import asyncpg
+
+        assert self.dialect == "postgresql"
+        dsn, options = pool_options(self.url, self.pool_size)
+        raw = await asyncpg.connect(dsn, ssl=options.get("ssl"))
+        try:
+            yield _PostgresConn(raw)
+        finally:
+            await raw.close()
+
+    async def _begin(self, pool: asyncpg.Pool) -> asyncpg.Connection:
+        """A pooled connection with a transaction started. A server restart, or a Lambda
+        container frozen long enough for its sockets to die, shows first here: then every pooled
+        connection is replaced and BEGIN is tried once more (nothing of ours has run yet)."""
         for attempt in (1, 2):
-            database = await self.connected()
-            conn = database.connection()
-            transaction = conn.transaction()
+            raw = await pool.acquire()
             try:
-                await transaction.start()  # takes the connection from the pool, then BEGIN
+                await raw.execute("BEGIN")
             except Exception as exc:
-                while conn._connection_counter:  # give back what start() took
-                    await conn.__aexit__(None, None, None)
+                await pool.release(raw)
                 if attempt == 2 or not is_connection_lost(exc):
                     raise
-                pool = getattr(database._backend, "_pool", None)
-                if pool is not None:
-                    await pool.expire_connections()
+                await pool.expire_connections()
                 continue
-            return conn, transaction
+            return raw
         raise AssertionError("unreachable")
 
-    async def fetch_row(
-        self, conn: Connection, statement: Prepared, **params: Any
-    ) -> Sequence[Any] | None:
-        """The first row of a prepared statement's result, as a tuple-like row."""
-        sql, names = statement.compiled(self.dialect)
-        args = [params[name] for name in names]
-        raw = conn.raw_connection
-        if self.dialect == "sqlite":
-            rows = await raw.execute_fetchall(sql, args)
-            return rows[0] if rows else None
-        row: Sequence[Any] | None = await raw.fetchrow(sql, *args)
-        return row
+    def _same_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            # Connections belong to the loop that made them; a host that runs each request on a
+            # new loop (none of ours does) gets new ones rather than broken ones.
+            self._pool = self._writer = self._connecting = None
+            self._loop = loop
 
-    async def run(self, conn: Connection, statement: Prepared, **params: Any) -> None:
-        sql, names = statement.compiled(self.dialect)
-        args = [params[name] for name in names]
-        raw = conn.raw_connection
-        if self.dialect == "sqlite":
-            await raw.execute(sql, args)
+    def _sqlite(self) -> GroupCommit:
+        self._same_loop()
+        if self._writer is None:
+            self._writer = GroupCommit(self._sqlite_connect)
+        return self._writer
+
+    async def _sqlite_connect(self) -> aiosqlite.Connection:
+        import sqlite3
+
+        import aiosqlite
+
+        path = urlsplit(self.url).path[1:] or ":memory:"  # sqlite:///x.db → x.db, //// → /x.db
+        raw = await aiosqlite.connect(path, isolation_level=None, timeout=SQLITE_BUSY_TIMEOUT)
+        raw.row_factory = sqlite3.Row
+        return raw
+
+    async def _postgres(self) -> asyncpg.Pool:
+        self._same_loop()
+        if self._pool is not None:
+            return self._pool
+        if self._connecting is None:
+            self._connecting = asyncio.Lock()
+        async with self._connecting:
+            if self._pool is None:
+                import asyncpg
+
+                dsn, options = pool_options(self.url, self.pool_size)
+                self._pool = await asyncpg.create_pool(dsn, reset=_keep_session, **options)
+        return self._pool
+
+
+def pool_options(url: str, pool_size: int) -> tuple[str, dict[str, Any]]:
+    """The URL without the options that are the pool's (min_size, max_size, ssl), and those."""
+    parts = urlsplit(url)
+    options: dict[str, Any] = {"min_size": 1, "max_size": pool_size}
+    kept = []
+    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        if key in ("min_size", "max_size"):
+            options[key] = int(value)
+        elif key in ("ssl", "sslmode"):
+            options["ssl"] = {"true": True, "false": False}.get(value.lower(), value)
         else:
-            await raw.execute(sql, *args)
-
-    def insert(self, table: sa.Table) -> Any:
-        """An INSERT that knows ON CONFLICT in this database's dialect."""
-        # Imported here: a PostgreSQL deployment need not load SQLite's dialect, and vice versa.
-        dialect = importlib.import_module(f"sqlalchemy.dialects.{self.dialect}")
-        return dialect.insert(table)
+            kept.append((key, value))
+    options["min_size"] = min(options["min_size"], options["max_size"])
+    return urlunsplit(parts._replace(query=urlencode(kept))), options
 
 
-class Prepared:
-    """A statement on the path of every update, compiled once per dialect and run on the driver's
-    own connection (asyncpg then keeps it prepared): `databases` compiles SQLAlchemy statements on
-    every call, which was a third of an update's time."""
-
-    __slots__ = ("_compiled", "_statements")
-
-    def __init__(
-        self, statement: sa.ClauseElement | None = None, **by_dialect: sa.ClauseElement
-    ) -> None:
-        every = {} if statement is None else {"postgresql": statement, "sqlite": statement}
-        self._statements = {**every, **by_dialect}
-        self._compiled: dict[str, tuple[str, tuple[str, ...]]] = {}
-
-    def compiled(self, dialect: str) -> tuple[str, tuple[str, ...]]:
-        """The SQL text in the driver's parameter style and the parameters' names in order."""
-        found = self._compiled.get(dialect)
-        if found is None:
-            compiled = self._statements[dialect].compile(dialect=_DIALECTS[dialect]())
-            assert isinstance(compiled, sa.sql.compiler.SQLCompiler)
-            found = (str(compiled), tuple(compiled.positiontup or ()))
-            self._compiled[dialect] = found
-        return found
-
-
-def _postgresql_dialect() -> sa.Dialect:
-    from sqlalchemy.dialects.postgresql.asyncpg import dialect
-
-    return dialect()  # type: ignore[no-untyped-call]  # $1, $2 … as asyncpg takes them
-
-
-def _sqlite_dialect() -> sa.Dialect:
-    from sqlalchemy.dialects.sqlite.pysqlite import dialect
-
-    return dialect(paramstyle="qmark")
-
-
-_DIALECTS = {"postgresql": _postgresql_dialect, "sqlite": _sqlite_dialect}
+_PING = Query("SELECT 1")

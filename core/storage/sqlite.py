@@ -12,8 +12,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING
 
-from databases.core import Connection
+if TYPE_CHECKING:
+    from aiosqlite import Connection
 
 MAX_GROUP = 64
 """Transactions that share one COMMIT at most (a bound on the latency a busy queue adds)."""
@@ -33,7 +35,7 @@ class GroupCommit:
         async with self._turn:
             if self._conn is not None:
                 conn, self._conn = self._conn, None
-                await conn.__aexit__(None, None, None)
+                await conn.close()
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Connection]:
@@ -97,4 +99,4 @@ class GroupCommit:
 
     async def _execute(self, sql: str) -> None:
         assert self._conn is not None
-        await self._conn.raw_connection.execute(sql)
+        await self._conn.execute(sql)

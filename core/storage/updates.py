@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-import sqlalchemy as sa
-from databases.core import Connection
+from core.storage.database import Conn, Query
 
-from core.storage.database import Database, Prepared
-
-RECORD_UPDATE = Prepared(
-    sa.text(
-        "INSERT INTO updates (platform, update_id, received_at)"
-        " VALUES (:platform, :update_id, :now) ON CONFLICT DO NOTHING RETURNING 1"
-    )
+RECORD_UPDATE = Query(
+    "INSERT INTO updates (platform, update_id, received_at)"
+    " VALUES (:platform, :update_id, :now) ON CONFLICT DO NOTHING RETURNING 1"
 )
 
 
-async def record_update(
-    conn: Connection, db: Database, platform: str, update_id: str, now: float
-) -> bool:
+async def record_update(conn: Conn, platform: str, update_id: str, now: float) -> bool:
     """True the first time this update is seen; False for a re-delivery (or a concurrent twin,
     which waits here until the first one's transaction ends)."""
-    row = await db.fetch_row(conn, RECORD_UPDATE, platform=platform, update_id=update_id, now=now)
+    row = await conn.fetch_one(RECORD_UPDATE, platform=platform, update_id=update_id, now=now)
     return row is not None

@@ -27,6 +27,7 @@ from core.packaging import (
     source_tree,
 )
 from core.settings import ConfigurationError, Settings
+from core.storage.database import Query
 from tests.conftest import BOT_USERNAME, query
 from tests.servers import FakeTelegram
 from tests.targets.lambda_runtime import (
@@ -106,12 +107,12 @@ def test_one_connection_per_container_on_one_event_loop(container: Container) ->
     assert container.db.pool_size == 1  # the handler's default for DATABASE_POOL_SIZE
     loop = container.run(asyncio.get_event_loop)
     say_web(container, "function_url", "/help", [])
-    database = container.db._database
-    assert database is not None
+    pool = container.db._pool
+    assert pool is not None
 
     async def backend_pid() -> int:
-        connected = await container.db.connected()
-        pid: int = await connected.fetch_val("SELECT pg_backend_pid()")
+        async with container.db.autocommit() as conn:
+            pid: int = await conn.fetch_val(Query("SELECT pg_backend_pid()"))
         return pid
 
     first = container.run_async(backend_pid)
@@ -122,9 +123,8 @@ def test_one_connection_per_container_on_one_event_loop(container: Container) ->
         say_web(container, "function_url", "/me", [])
     # Warm invocations: the same loop (Mangum keeps one), the same pool, the same connection.
     assert container.run(asyncio.get_event_loop) is loop and not loop.is_closed()
-    assert container.db._database is database
-    pool = database._backend._pool
-    assert pool.get_size() == 1
+    assert container.db._pool is pool
+    assert pool is not None and pool.get_size() == 1
     assert container.run_async(backend_pid) == first
 
 
