@@ -93,7 +93,9 @@ async def process(bot: Bot, channel: Channel, update: Update) -> Outcome:
         fresh, found = await admit(conn, update.update_id, message.account, now)
         if not fresh:
             return Outcome(duplicate=True)
-        first = person = found or await lock_person_of(conn, message.account, now)
+        first = person = found or await lock_person_of(
+            conn, message.account, now, found_none=True
+        )
         step = await bot.flow.step(first.conversation, message, platforms=first.platforms, now=now)
         replies = list(step.replies)
         effects = deque(step.effects)

@@ -97,13 +97,18 @@ async def lock_person(conn: Conn, person_id: int) -> Person | None:
     return None if row is None else _person(row)
 
 
-async def lock_person_of(conn: Conn, account: Account, now: float) -> Person:
-    """The person who owns `account`, locked for this transaction; created on first contact."""
+async def lock_person_of(
+    conn: Conn, account: Account, now: float, *, found_none: bool = False
+) -> Person:
+    """The person who owns `account`, locked for this transaction; created on first contact
+    (straight away when the caller has just `found_none`)."""
     owner = {"platform": account.platform, "user_id": account.user_id}
     for _ in range(5):  # a concurrent merge or first contact can move the account under us
-        row = await conn.fetch_one(_LOCK_OWNER, **owner)
-        if row is not None:
-            return _person(row)
+        if not found_none:
+            row = await conn.fetch_one(_LOCK_OWNER, **owner)
+            if row is not None:
+                return _person(row)
+        found_none = False
         person_id = await conn.fetch_val(_CREATE, now=now)
         claimed = await conn.fetch_val(
             _CLAIM, person_id=person_id, chat_id=account.chat_id, now=now, **owner
