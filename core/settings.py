@@ -37,7 +37,7 @@ def normalise_database_url(url: str) -> str:
     if scheme in ("postgres", "postgresql", "postgresql+asyncpg", "postgres+asyncpg"):
         query = []
         for key, value in parse_qsl(parts.query, keep_blank_values=True):
-            # asyncpg takes libpq's sslmode values under the name `ssl` (so does SQLAlchemy's dialect).
+            # asyncpg (and SQLAlchemy's dialect for it) take libpq's sslmode values as `ssl`.
             query.append(("ssl" if key == "sslmode" else key, value))
         return urlunsplit(("postgresql", parts.netloc, parts.path, urlencode(query), ""))
     if scheme in ("sqlite", "sqlite+aiosqlite"):

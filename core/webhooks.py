@@ -26,6 +26,7 @@ from core.messages import Delivery, Message, Outcome, Update
 from core.ordering import wait_turn
 from core.outbound import REPLY_BUDGET
 from core.storage.database import Conn
+from core.storage.failures import note_failure
 from core.storage.linking import issue_code, redeem_code, revoke_codes
 from core.storage.outbox import add_to_outbox
 from core.storage.people import Person, admit, lock_person_of, save_conversation
@@ -38,6 +39,8 @@ log = logging.getLogger("portabot.webhooks")
 
 MAX_EFFECTS = 16
 """Effects one update may cause (a guard against a flow that keeps asking)."""
+MAX_FAILURES = 3
+"""Deliveries of one update the flow may fail on before it is given up."""
 
 
 async def handle(bot: Bot, channel: Channel, request: Request) -> Response:
@@ -54,6 +57,8 @@ async def handle(bot: Bot, channel: Channel, request: Request) -> Response:
         await wait_turn(bot.db, update, bot.settings.order_window_ms / 1000)
         outcome = await process(bot, channel, update)
     except Exception as exc:
+        if not _is_database_error(exc) and await given_up(bot, update, exc):
+            return channel.respond(update, [])
         return unavailable(f"{channel.platform} update {update.update_id} not processed", exc)
     if outcome.duplicate:
         log.info("%s update %s seen before: acknowledged again", channel.platform, update.update_id)
@@ -76,6 +81,39 @@ async def keep_for_later(bot: Bot, replies: list[Delivery]) -> None:
         log.error("reply for a platform that stopped waiting not kept: %s", type(exc).__name__)
 
 
+async def given_up(bot: Bot, update: Update, exc: Exception) -> bool:
+    """The flow (or our code) failed on this update, not the database. The platform delivers it
+    again; after MAX_FAILURES it is acknowledged and left in `failed_updates` with its error, so
+    that one poisonous message does not hold up the rest (VK stops sending after several errors
+    in a row)."""
+    try:
+        gave_up = await note_failure(
+            bot.db,
+            update.platform,
+            update.update_id,
+            f"{type(exc).__name__}: {exc}",
+            time.time(),
+            give_up_at=MAX_FAILURES,
+        )
+    except Exception as noting:
+        log.error(
+            "failure of %s update %s not noted: %s",
+            update.platform,
+            update.update_id,
+            type(noting).__name__,
+        )
+        return False
+    if gave_up:
+        log.error(
+            "%s update %s failed %d times: given up, see failed_updates",
+            update.platform,
+            update.update_id,
+            MAX_FAILURES,
+            exc_info=exc,
+        )
+    return gave_up
+
+
 def unavailable(what: str, exc: Exception) -> Response:
     """Nothing was committed: a 5xx makes the platform deliver the update again."""
     log.error("%s: %s", what, type(exc).__name__, exc_info=not _is_database_error(exc))
@@ -93,9 +131,7 @@ async def process(bot: Bot, channel: Channel, update: Update) -> Outcome:
         fresh, found = await admit(conn, update.update_id, message.account, now)
         if not fresh:
             return Outcome(duplicate=True)
-        first = person = found or await lock_person_of(
-            conn, message.account, now, found_none=True
-        )
+        first = person = found or await lock_person_of(conn, message.account, now, found_none=True)
         step = await bot.flow.step(first.conversation, message, platforms=first.platforms, now=now)
         replies = list(step.replies)
         effects = deque(step.effects)

@@ -20,6 +20,7 @@ from core.app import create_app
 from core.conversation.engine import Flow
 from core.settings import Settings
 from core.storage.migrate import upgrade
+from core.storage.tables import metadata
 from tests.servers import FakeTelegram, FakeVk, run, serve
 
 POSTGRES_URL = os.environ.get(
@@ -33,7 +34,7 @@ VK_GROUP = 777
 VK_SECRET = "vkCallbackSecret1"
 SECRET = "test-webhook-secret"
 BOT_USERNAME = "portabot_test_bot"
-TABLES = "people, accounts, updates, outbox, link_codes, secrets"
+TABLES = ", ".join(table.name for table in metadata.sorted_tables)
 
 
 async def _reset_postgres(url: str) -> None:

@@ -52,6 +52,19 @@ arrivals = sa.Table(
 """Updates held back to apply in their platform's order (ORDER_WINDOW_MS); the `updates` row
 written when one is processed marks it done, and `portabot maintain` clears old rows."""
 
+failed_updates = sa.Table(
+    "failed_updates",
+    metadata,
+    sa.Column("platform", sa.String(16), primary_key=True),
+    sa.Column("update_id", sa.String(64), primary_key=True),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("error", sa.String(200), nullable=False),
+    sa.Column("first_at", Timestamp, nullable=False),
+    sa.Column("last_at", Timestamp, nullable=False, index=True),
+)
+"""Updates the flow raised an exception on; given up (acknowledged, and recorded in `updates`)
+after MAX_FAILURES, so one poisonous message does not hold up the rest."""
+
 outbox = sa.Table(
     "outbox",
     metadata,

@@ -1,0 +1,31 @@
+"""Updates the flow failed on: counted across deliveries, and given up after a few."""
+
+from __future__ import annotations
+
+from core.storage.database import Database, Query
+from core.storage.updates import record_update
+
+_NOTE = Query(
+    """
+    INSERT INTO failed_updates (platform, update_id, attempts, error, first_at, last_at)
+    VALUES (:platform, :update_id, 1, :error, :now, :now)
+    ON CONFLICT (platform, update_id) DO UPDATE SET
+        attempts = failed_updates.attempts + 1, error = excluded.error, last_at = excluded.last_at
+    RETURNING attempts
+    """
+)
+
+
+async def note_failure(
+    db: Database, platform: str, update_id: str, error: str, now: float, *, give_up_at: int
+) -> bool:
+    """Count one more failure; at the `give_up_at`-th the update is recorded as seen, so that its
+    re-deliveries are acknowledged as duplicates. Returns whether it was given up."""
+    async with db.transaction() as conn:
+        attempts: int = await conn.fetch_val(
+            _NOTE, platform=platform, update_id=update_id, error=error[:200], now=now
+        )
+        if attempts < give_up_at:
+            return False
+        await record_update(conn, platform, update_id, now)
+    return True
