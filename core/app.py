@@ -9,9 +9,11 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from core import __version__
 from core.channels.base import Channel
@@ -28,6 +30,9 @@ from core.web.page import render_home
 from core.webhooks import handle
 
 log = logging.getLogger("portabot")
+
+MAX_HEADERS = 16 * 1024
+"""Bytes of request headers (names and values) a request may carry."""
 
 _KEEP_SECRET = Query(
     "INSERT INTO secrets (name, value) VALUES (:name, :value) ON CONFLICT DO NOTHING"
@@ -123,10 +128,28 @@ def create_app(settings: Settings | None = None, *, flow: Flow | None = None) ->
             Route("/webhooks/{platform}", webhook, methods=["POST"]),
             *cost_routes,
         ],
+        middleware=[Middleware(HeaderLimit)],
         lifespan=lifespan,
     )
     app.state.bot = bot
     return app
+
+
+class HeaderLimit:
+    """431 for a request whose headers exceed MAX_HEADERS: uvicorn's httptools parser sets no
+    limit of its own (h11's was 16 KiB), and no platform sends more than a few hundred bytes."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and sum(len(k) + len(v) for k, v in scope["headers"]) > (
+            MAX_HEADERS
+        ):
+            too_big = JSONResponse({"error": "request headers too large"}, status_code=431)
+            await too_big(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
 
 
 def configure_logging(level: str) -> None:

@@ -498,15 +498,18 @@ def test_any_content_length_behind_a_lenient_front_end(settings: Settings) -> No
         loop.close()
 
 
+KNOWN_METHODS = {"GET", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD", "TRACE"}
+
+
 def test_other_methods_and_unknown_channels(target: Target) -> None:
-    """GET, PUT, DELETE and made-up methods on a webhook are 405; a channel that does not exist
-    is 404; nothing is stored."""
+    """GET, PUT, DELETE and other methods on a webhook are 405 (a made-up one may already be a
+    400 from the HTTP parser); a channel that does not exist is 404; nothing is stored."""
     empty = target.tables.counts()
     valid = json.dumps(telegram_update(1, "/bind")).encode()
 
     @fuzz(target.examples(120))
     @given(
-        method=st.sampled_from(["GET", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD", "TRACE"])
+        method=st.sampled_from(sorted(KNOWN_METHODS))
         | st.text(string.ascii_letters, min_size=1, max_size=12).filter(
             lambda m: m not in ("POST", "CONNECT")  # CONNECT is the HTTP server's business
         ),
@@ -517,7 +520,7 @@ def test_other_methods_and_unknown_channels(target: Target) -> None:
     )
     def deliver(method: str, path: str, channel: str) -> None:
         response = target.send(path, valid, telegram_headers(), method=method)
-        assert response.status_code == 405
+        assert response.status_code in ((405,) if method in KNOWN_METHODS else (400, 405))
         assert target.tables.counts() == empty
         response = target.send(f"/webhooks/{quote(channel, safe='')}", valid, telegram_headers())
         # A name ending in "/" may be redirected without it first (Starlette's redirect_slashes).

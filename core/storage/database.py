@@ -228,14 +228,17 @@ class Database:
     async def _begin(self, pool: asyncpg.Pool) -> asyncpg.Connection:
         """A pooled connection with a transaction started. A server restart, or a Lambda
         container frozen long enough for its sockets to die, shows first here: then every pooled
-        connection is replaced and BEGIN is tried once more (nothing of ours has run yet)."""
+        connection is replaced and BEGIN is tried once more (nothing of ours has run yet). A
+        connection the server has just closed fails in more ways than a lost connection's (such
+        as asyncpg's "another operation is in progress" while it reads the server's goodbye), so
+        any failure of BEGIN gets the second try."""
         for attempt in (1, 2):
             raw = await pool.acquire()
             try:
                 await raw.execute("BEGIN")
-            except Exception as exc:
+            except Exception:
                 await pool.release(raw)
-                if attempt == 2 or not is_connection_lost(exc):
+                if attempt == 2:
                     raise
                 await pool.expire_connections()
                 continue
