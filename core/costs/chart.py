@@ -195,7 +195,7 @@ def plot(
     peak = f"peak {w.peak / w.rate:.3g}× the average, " if w.rate else ""
     ax.set_title(
         "Monthly hosting cost against traffic\n"
-        f"{w.ms:g} ms and {w.memory_mb} MB an update, {peak}database {w.db_gb:g} GB, "
+        f"{w.ms:g} ms and {w.memory_mb} MB an update, {peak}database {w.database_gb:.2g} GB, "
         f"AWS {'with' if w.free_tier else 'without'} its free tier",
         fontsize=10,
     )

@@ -23,6 +23,13 @@ LAMBDA_IDLE = 10 * 60.0
 """How long an idle Lambda container is kept: not published; observed to be minutes."""
 CONTAINER_LIFETIME = 2 * 3600.0
 """How long a busy container lives before Lambda replaces it: not published; observed hours."""
+KEPT_DAYS = 7.0
+"""How long `portabot maintain` keeps update ids by default (KEEP_UPDATES_DAYS)."""
+MONTH_DAYS = HOURS / 24
+GB_PER_MILLION_UPDATES = 0.124
+"""The `updates` table with its index, per million rows (PostgreSQL 15, measured)."""
+BASE_GB = 0.05
+"""People, accounts, the schema and PostgreSQL's own overhead for a small bot."""
 HEROKU_DB = {
     "heroku.postgres_essential_0": ("Essential-0", 1.0),
     "heroku.postgres_essential_1": ("Essential-1", 10.0),
@@ -40,15 +47,27 @@ class Workload:
     """Lambda's memory setting; also what one worker process needs."""
     peak: float = 1.0
     """Updates a second at the busiest moment."""
-    db_gb: float = 0.1
+    db_gb: float | None = None
+    """The database's size; None: what `portabot maintain` keeps for this volume (`database_gb`)."""
     free_tier: bool = True
     """Count AWS's always-free allowance (a new or otherwise idle account)."""
-    throughput: float = 200.0
-    """Updates a second one vCPU sustains (a dyno counts as one); the benchmark measures it."""
+    throughput: float = 1000.0
+    """Updates a second one vCPU sustains (a dyno counts as one): about half of what one worker
+    answered on PostgreSQL in the benchmark (2,280/s, bench/results), which shared its two cores
+    with the database and the load generator; `--from-bench` takes the measured figure."""
     init_ms: float = 500.0
     """A Lambda cold start's INIT phase, billed since 2025-08-01."""
     lambda_db_usd: float | None = None
     """A monthly figure for Lambda's PostgreSQL; None: Neon's free or Launch plan."""
+
+    @property
+    def database_gb(self) -> float:
+        """The given size, or the update ids of KEPT_DAYS (measured: 124 MB a million on
+        PostgreSQL, indexes included) on top of BASE_GB for everything else."""
+        if self.db_gb is not None:
+            return self.db_gb
+        kept = self.updates * KEPT_DAYS / MONTH_DAYS
+        return BASE_GB + kept / 1e6 * GB_PER_MILLION_UPDATES
 
     @property
     def rate(self) -> float:
@@ -98,10 +117,11 @@ def cheapest(found: list[Option]) -> Option | None:
 
 def heroku(w: Workload, book: PriceBook) -> list[Option]:
     database = next(
-        (key for key, (_, gb) in HEROKU_DB.items() if w.db_gb <= gb), "heroku.postgres_essential_1"
+        (key for key, (_, gb) in HEROKU_DB.items() if w.database_gb <= gb),
+        "heroku.postgres_essential_1",
     )
     db_name, db_gb = HEROKU_DB[database]
-    db_fits = w.db_gb <= db_gb
+    db_fits = w.database_gb <= db_gb
     dynos = max(1, math.ceil(w.peak / w.throughput))
     found = []
     plans = (("eco", False), ("basic", False), ("standard_1x", True), ("standard_2x", True))
@@ -113,7 +133,7 @@ def heroku(w: Workload, book: PriceBook) -> list[Option]:
         caveats = []
         fits = db_fits
         if not db_fits:
-            caveats.append(f"the database ({w.db_gb:g} GB) outgrows the Essential plans")
+            caveats.append(f"the database ({w.database_gb:g} GB) outgrows the Essential plans")
         if dynos > 1 and not scales:
             fits = False
             caveats.append(f"peak {w.peak:g}/s needs {dynos} dynos; this plan runs one")
@@ -151,12 +171,12 @@ def lambda_database(w: Workload, book: PriceBook) -> tuple[float, str, list[str]
     if w.lambda_db_usd is not None:
         return w.lambda_db_usd, f"your PostgreSQL at ${w.lambda_db_usd:g}", []
     cu_hours = HOURS * awake_fraction(w.rate, NEON_IDLE) * NEON_MIN_CU
-    if cu_hours <= book.value("neon.free_cu_hours") and w.db_gb <= 0.5:
+    if cu_hours <= book.value("neon.free_cu_hours") and w.database_gb <= 0.5:
         return 0.0, f"Neon free ({cu_hours:.0f} of 100 CU-hours)", ["neon.free_cu_hours"]
-    cost = cu_hours * book.value("neon.cu_hour") + w.db_gb * book.value("neon.gb_month")
+    cost = cu_hours * book.value("neon.cu_hour") + w.database_gb * book.value("neon.gb_month")
     return (
         cost,
-        f"Neon Launch ({cu_hours:.0f} CU-hours, {w.db_gb:g} GB)",
+        f"Neon Launch ({cu_hours:.0f} CU-hours, {w.database_gb:g} GB)",
         [
             "neon.cu_hour",
             "neon.gb_month",

@@ -96,7 +96,8 @@ def describe_workload(w: Workload) -> str:
     free = "with" if w.free_tier else "without"
     return (
         f"Workload: {w.updates:,.0f} updates a month, {w.ms:g} ms and {w.memory_mb} MB each, "
-        f"peak {w.peak:.3g}/s, database {w.db_gb:g} GB, {w.throughput:g} updates/s per vCPU; "
+        f"peak {w.peak:.3g}/s, database {w.database_gb:.2g} GB, "
+        f"{w.throughput:g} updates/s per vCPU; "
         f"AWS {free} its free tier."
     )
 

@@ -103,7 +103,13 @@ def test_the_break_even_between_lambda_and_a_vps() -> None:
     # Per update on Lambda (no free tier, own database free): $0.20/M + 0.25 GB × 0.03 s ×
     # 0.0000133334 = 3.000005e-7; the cheapest VPS is $4: even at 4 / 3.000005e-7 updates.
     w = Workload(
-        updates=1_000_000, peak=0.4, free_tier=False, init_ms=0, lambda_db_usd=0, memory_mb=256
+        updates=1_000_000,
+        peak=0.4,
+        free_tier=False,
+        init_ms=0,
+        lambda_db_usd=0,
+        memory_mb=256,
+        db_gb=0.1,  # at every volume: Heroku's Essential-0 all along
     )
     found = {(below, above): volume for below, above, volume in break_evens(w, BOOK)}
     assert found[("lambda", "vps")] == pytest.approx(4 / 3.000005e-7, rel=1e-4)
@@ -125,3 +131,16 @@ def test_every_option_names_prices_that_carry_a_source_and_a_date() -> None:
         for key in option.prices:
             price = BOOK[key]
             assert price.source.startswith("https://") and price.checked
+
+
+def test_the_database_holds_what_maintenance_keeps() -> None:
+    # A week of update ids at 124 MB a million, on top of 0.05 GB.
+    assert Workload(updates=10_000).database_gb == pytest.approx(0.05 + 0.0023 * 0.124, rel=1e-2)
+    big = Workload(updates=100_000_000)
+    assert big.database_gb == pytest.approx(0.05 + 100 * 7 / (730 / 24) * 0.124)
+    # Nearly 3 GB outgrows Essential-0's 1 GB: the Eco dyno comes with a bigger database.
+    assert (
+        priced(big, "heroku:eco").monthly_usd
+        > priced(Workload(updates=10_000), "heroku:eco").monthly_usd
+    )
+    assert Workload(updates=100_000_000, db_gb=0.2).database_gb == 0.2
