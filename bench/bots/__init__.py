@@ -1,0 +1,1 @@
+"""Echo bots on the peer frameworks, each run by its own virtualenv's Python as a script."""

@@ -1,0 +1,193 @@
+"""`python -m bench`: every scenario in one run, results in bench/results/latest.{json,md}."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench import coldstart, load, markdown, report, roundtrips, throughput
+from bench.database import postgres_url
+from bench.fake_api import FakeApi
+from bench.machine import describe
+from bench.peers import PEERS
+from bench.processes import ROOT, BenchError, bench_environment, free_port, running
+from bench.processes import wait_until_answering as wait_for
+
+SCENARIOS = (
+    *throughput.THROUGHPUT,
+    *throughput.PEER_SCENARIOS,
+    "cold-start",
+    "peer-imports",
+    "round-trips",
+)
+NEEDS_WRK = {*throughput.THROUGHPUT, *throughput.PEER_SCENARIOS}
+EXTRAS = ("asyncpg", "gunicorn", "uvicorn_worker", "mangum")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How much of each measurement a run makes (--quick makes less)."""
+
+    seconds: float
+    cold_runs: int
+    warm_invocations: int
+    round_trip_updates: int
+    warm_up: bool
+
+
+def parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="Measure portabot beside a bare endpoint, aiogram and python-telegram-bot: "
+        "throughput and latency, cold start, round trips per update, memory.",
+    )
+    parser.add_argument("--seconds", type=float, help="load per throughput scenario (default 10)")
+    parser.add_argument("--only", help=f"comma-separated scenarios, of: {', '.join(SCENARIOS)}")
+    parser.add_argument("--quick", action="store_true", help="a short smoke run (2 s loads)")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument(
+        "--postgres-url",
+        default=postgres_url(),
+        help="the bench's own database, emptied at each use (default $PORTABOT_BENCH_POSTGRES_URL "
+        "or postgresql://postgres@127.0.0.1:5432/test_bench)",
+    )
+    parser.add_argument(
+        "--profile", action="store_true", help="sample the portabot-postgres worker with py-spy"
+    )
+    return parser.parse_args(argv)
+
+
+def selected(only: str | None) -> list[str]:
+    if not only:
+        return list(SCENARIOS)
+    names = [name.strip() for name in only.split(",") if name.strip()]
+    unknown = [name for name in names if name not in SCENARIOS]
+    if unknown:
+        raise SystemExit(
+            f"bench: unknown scenario {', '.join(unknown)}; known: {', '.join(SCENARIOS)}"
+        )
+    return [name for name in SCENARIOS if name in names]
+
+
+def plan(args: argparse.Namespace) -> Plan:
+    if args.quick:
+        return Plan(args.seconds or 2, 2, 10, 50, warm_up=False)
+    return Plan(args.seconds or 10, 5, 50, 500, warm_up=True)
+
+
+def scenario(name: str, setup: throughput.Setup, how: Plan, index: int) -> dict[str, Any]:
+    if name in NEEDS_WRK:
+        return throughput.measure(name, setup, 100_000_000 + index * 10_000_000)
+    if name == "cold-start":
+        return {
+            kind: coldstart.lambda_cold_start(kind, setup, how.cold_runs, how.warm_invocations)
+            for kind in ("postgres", "sqlite")
+        }
+    if name == "peer-imports":
+        return {peer: coldstart.peer_import(peer, setup, how.cold_runs) for peer in PEERS}
+    return roundtrips.measure(setup, how.round_trip_updates)
+
+
+def one_line(name: str, found: dict[str, Any]) -> str:
+    if "error" in found:
+        return f"bench: {name}: ERROR {found['error'].splitlines()[0]}"
+    if "acks_per_second" in found:
+        replies = found.get("replies_per_second")
+        tail = f", {replies:,} replies/s" if replies else ""
+        p99 = found["latency_ms"]["p99"]
+        return f"bench: {name}: {found['acks_per_second']:,} acks/s{tail}, p99 {p99:.1f} ms"
+    return f"bench: {name}: done"
+
+
+def run_all(names: list[str], setup: throughput.Setup, how: Plan) -> dict[str, dict[str, Any]]:
+    results: dict[str, dict[str, Any]] = {}
+    for index, name in enumerate(names):
+        print(f"bench: {name} …", flush=True)
+        started = time.monotonic()
+        try:
+            found = scenario(name, setup, how, index)
+        except BenchError as exc:
+            found = {"error": str(exc)}
+        except Exception as exc:
+            found = {"error": f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=4)}"}
+        found["wall_seconds"] = round(time.monotonic() - started, 1)
+        results[name] = found
+        print(one_line(name, found), flush=True)
+    return results
+
+
+def with_fake_api(
+    workdir: Path, body: Callable[[FakeApi], dict[str, dict[str, Any]]]
+) -> dict[str, dict[str, Any]]:
+    port = free_port()
+    command = [sys.executable, "-m", "bench.fake_api", str(port)]
+    log = workdir / "fake-api.log"
+    with running("fake Bot API", command, log=log, env=bench_environment()) as process:
+        fake = FakeApi(f"http://127.0.0.1:{port}")
+        wait_for(fake.url + "/stats", process)
+        return body(fake)
+
+
+def require_extras() -> None:
+    """The servers and drivers the bench runs portabot with: the project's optional extras."""
+    missing = [name for name in EXTRAS if importlib.util.find_spec(name) is None]
+    if missing:
+        raise SystemExit(
+            f"bench: {', '.join(missing)} missing; install them with "
+            f"{Path(sys.executable).parent / 'pip'} install -e '.[postgres,server,lambda]'"
+        )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse(argv)
+    names = selected(args.only)
+    require_extras()
+    how = plan(args)
+    if NEEDS_WRK & set(names):
+        load.ensure_wrk()
+    started = time.monotonic()
+    workdir = Path(tempfile.mkdtemp(prefix="portabot-bench-"))
+    machine = describe(args.postgres_url)
+
+    def measure(fake: FakeApi) -> dict[str, dict[str, Any]]:
+        setup = throughput.Setup(
+            workdir, fake, how.seconds, args.postgres_url, how.warm_up, args.profile
+        )
+        return run_all(names, setup, how)
+
+    results = with_fake_api(workdir, measure)
+    machine["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    settings = {
+        "seconds": how.seconds,
+        "quick": args.quick,
+        "threads": load.THREADS,
+        "connections": load.CONNECTIONS,
+        "people": load.PEOPLE,
+        "scenarios": names,
+        "wall_seconds": round(time.monotonic() - started, 1),
+    }
+    document = report.document(results, machine, settings)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "latest.json").write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+    text = markdown.render(document)
+    (args.out / "latest.md").write_text(text)
+    print(text)
+    print(
+        f"bench: wrote {args.out / 'latest.json'} and latest.md in {settings['wall_seconds']:.0f} s"
+    )
+    if document["errors"]:
+        print(f"bench: {len(document['errors'])} scenario(s) failed; logs kept in {workdir}")
+        return 1
+    shutil.rmtree(workdir, ignore_errors=True)
+    return 0

@@ -1,0 +1,109 @@
+"""The benchmark's smoke run, as a user runs it: `python -m bench --quick` on portabot's own
+scenarios (the peers are not installed here), then the results file checked for sane figures and
+read by `portabot costs --from-bench`."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from core.costs.bench import from_bench
+from tests.conftest import POSTGRES_URL, REQUIRE_POSTGRES
+from tests.servers import run
+
+ROOT = Path(__file__).resolve().parents[1]
+SCENARIOS = ("portabot-sqlite", "portabot-postgres", "cold-start", "round-trips")
+
+
+def bench_postgres_url() -> str:
+    """The bench's own database beside the tests' (the bench empties it at every use)."""
+    given = os.environ.get("PORTABOT_BENCH_POSTGRES_URL")
+    if given:
+        return given
+    url = sa.engine.make_url(POSTGRES_URL).set(database="test_bench")
+    return url.render_as_string(hide_password=False)
+
+
+def unavailable(reason: str) -> None:
+    if REQUIRE_POSTGRES:  # in CI (CI=1) PostgreSQL and wrk are installed: missing is a failure
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+async def _ping(url: str) -> None:
+    import asyncpg
+
+    connection = await asyncpg.connect(url, timeout=5)
+    await connection.close()
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    if shutil.which("wrk") is None:
+        unavailable("wrk is not installed (apt-get install -y wrk)")
+    try:
+        run(_ping(POSTGRES_URL))
+    except Exception as exc:
+        unavailable(f"PostgreSQL at {POSTGRES_URL} unavailable: {type(exc).__name__}")
+    out = tmp_path_factory.mktemp("bench")
+    command = [sys.executable, "-m", "bench", "--quick", "--only", ",".join(SCENARIOS)]
+    done = subprocess.run(
+        [*command, "--out", str(out), "--postgres-url", bench_postgres_url()],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=170,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    document: dict[str, Any] = json.loads((out / "latest.json").read_text())
+    document["markdown"] = (out / "latest.md").read_text()
+    document["path"] = out / "latest.json"
+    return document
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("name", ["portabot-sqlite", "portabot-postgres"])
+def test_portabot_replies_to_every_update_under_load(results: dict[str, Any], name: str) -> None:
+    found = results["scenarios"][name]
+    assert found["replies"]["total"] > 0 and found["replies_per_second"] > 0
+    assert found["failed"] == 0 and found["socket_errors"] == 0
+    assert found["not_replied_at_end"] == 0
+    assert found["latency_ms"]["p50"] > 0
+    assert 10 < found["memory_mb"]["vmhwm"] < 1000
+
+
+@pytest.mark.postgres
+def test_round_trips_and_outbound_calls_are_counted_per_update(results: dict[str, Any]) -> None:
+    found = results["scenarios"]["round-trips"]
+    first, ordinary = found["first_contact"], found["ordinary"]
+    assert 0 < ordinary["round_trips_per_update"] <= first["round_trips_per_update"]
+    # BEGIN, the statement that records the update id and locks the person, the save, COMMIT.
+    assert ordinary["round_trips_per_update"] <= 4
+    assert ordinary["inline_replies_per_update"] == 1  # the counter's one reply rides inline
+    assert ordinary["outbound_calls_per_update"] == 0
+
+
+@pytest.mark.postgres
+def test_the_lambda_handler_answers_cold_and_warm(results: dict[str, Any]) -> None:
+    for kind in ("postgres", "sqlite"):
+        found = results["scenarios"]["cold-start"][kind]
+        assert 0 < found["import_ms"] < found["cold_start_ms"]
+        assert 0 < found["warm_ms"] < found["cold_start_ms"]
+
+
+@pytest.mark.postgres
+def test_the_results_file_prices_hosting(results: dict[str, Any]) -> None:
+    assert results["errors"] == {}
+    workload = from_bench(results["path"])
+    assert set(workload) == {"ms", "memory_mb", "throughput", "init_ms"}
+    judged = {goal["name"]: goal for goal in results["goals"]}
+    assert judged["database round trips per ordinary update (PostgreSQL)"]["met"] is not None
+    assert "## Goals" in results["markdown"] and "## Per update" in results["markdown"]
