@@ -1,4 +1,5 @@
-"""The `portabot` command: serve, migrate, set-webhook, check."""
+"""The `portabot` command: serve, poll, migrate, set-webhook, deliver, maintain, check, costs,
+package."""
 
 from __future__ import annotations
 
@@ -6,19 +7,26 @@ import argparse
 import asyncio
 import os
 import sys
-import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from core import __version__
 from core.checks import DEFAULT_INSTANCES, DEFAULT_MAX_CONNECTIONS, TARGETS, describe
 from core.packaging import LAMBDA_PYTHON, MACHINES
-from core.settings import ConfigurationError, Settings, load_settings, obscure_url
+from core.settings import (
+    MIN_KEEP_DAYS,
+    ConfigurationError,
+    Settings,
+    load_settings,
+    obscure_url,
+)
 
 if TYPE_CHECKING:
     from aiohttp import ClientSession
+
+    from core.outbound import Outbound
 
 
 T = TypeVar("T")
@@ -26,7 +34,11 @@ CHECK_LABELS = {True: "ok  ", None: "note", False: "FAIL"}
 
 
 class CommandError(Exception):
-    """Ends the command with this one-line message and exit status 1."""
+    """Ends the command with this one-line message and exit status `status`."""
+
+    def __init__(self, message: str, status: int = 1) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -37,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return command(args)
     except (ConfigurationError, CommandError) as exc:
         print(f"portabot: {exc}", file=sys.stderr)
-        return 1
+        return exc.status if isinstance(exc, CommandError) else 1
     except KeyboardInterrupt:
         return 130
 
@@ -107,6 +119,43 @@ def build_parser() -> argparse.ArgumentParser:
         "deliver", help="send the replies left in the outbox whose time has come"
     )
     deliver.set_defaults(command=cmd_deliver)
+
+    maintain = commands.add_parser(
+        "maintain",
+        help="delete what is past its retention and send the replies that are due (schedule it)",
+        description="One run: delete update ids older than the retention window, used and "
+        "expired link codes, replies sent before the window (given up ones after 30 days at "
+        "least), then send the replies that are due. Safe to run from several places at once.",
+    )
+    maintain.add_argument(
+        "--keep-updates-days",
+        type=keep_days,
+        metavar="DAYS",
+        help=f"how long update ids (and sent replies) are kept: at least {MIN_KEEP_DAYS:g}, "
+        "since Telegram re-delivers for a day ($KEEP_UPDATES_DAYS, else 7)",
+    )
+    maintain.set_defaults(command=cmd_maintain)
+
+    poll = commands.add_parser(
+        "poll",
+        help="take Telegram's updates by long polling (getUpdates) instead of a webhook",
+        description="Asks Telegram for updates (getUpdates) and handles them as the webhook "
+        "does, every reply through the outbox; Ctrl-C or SIGTERM finishes the update in hand "
+        "and stops. Refuses to start while a webhook is set.",
+    )
+    poll.add_argument(
+        "--timeout",
+        type=whole_seconds,
+        default=30,
+        metavar="SECONDS",
+        help="how long one getUpdates call waits for an update (30)",
+    )
+    poll.add_argument(
+        "--drop-webhook",
+        action="store_true",
+        help="remove the webhook first (deleteWebhook); updates waiting for it are kept",
+    )
+    poll.set_defaults(command=cmd_poll)
 
     costs = commands.add_parser(
         "costs",
@@ -262,33 +311,68 @@ def cmd_package_lambda(args: argparse.Namespace) -> int:
 
 
 def cmd_deliver(args: argparse.Namespace) -> int:
-    from core.app import platform_channels
-    from core.outbound import Outbound
-    from core.storage.database import Database
-    from core.storage.outbox import claim_due, count_due
+    from core.maintenance import deliver_outbox
+
+    print(on_database(load_settings(), "deliver from", deliver_outbox))
+    return 0
+
+
+def cmd_maintain(args: argparse.Namespace) -> int:
+    from core.maintenance import maintain
 
     settings = load_settings()
+    days = settings.keep_updates_days if args.keep_updates_days is None else args.keep_updates_days
+    print("\n".join(on_database(settings, "maintain", partial(maintain, keep_updates_days=days))))
+    return 0
 
-    async def run() -> tuple[int, int, int]:
-        db = Database(settings.database_url, pool_size=1)
-        outbound = Outbound(db, {c.platform: c for c in platform_channels(settings)})
-        sent = failed = 0
-        try:
-            while batch := await claim_due(db, time.time(), 100):
-                done, missed = await outbound.deliver(batch)
-                sent, failed = sent + done, failed + missed
-            return sent, failed, await count_due(db, time.time() + 10**9)
-        finally:
-            await outbound.close()
-            await db.close()
+
+def on_database(
+    settings: Settings, doing: str, work: Callable[[Outbound], Coroutine[Any, Any, T]]
+) -> T:
+    """Run one command's work against the database and the platforms' APIs; a failure (the
+    database unreachable, say) is one line."""
+    from core.maintenance import outbound_for
+
+    async def run() -> T:
+        async with outbound_for(settings) as outbound:
+            return await work(outbound)
 
     try:
-        sent, failed, waiting = asyncio.run(run())
+        return asyncio.run(run())
     except Exception as exc:
         where = obscure_url(settings.database_url)
-        raise CommandError(f"cannot deliver from {where}: {describe(exc)}") from None
-    print(f"sent {sent}, failed {failed}; {waiting} waiting for a later try")
+        raise CommandError(f"cannot {doing} {where}: {describe(exc)}") from None
+
+
+def cmd_poll(args: argparse.Namespace) -> int:
+    from core.polling import PollingError, run_polling
+
+    settings = load_settings()
+    if not settings.telegram_enabled:
+        raise CommandError("poll needs TELEGRAM_TOKEN")
+    if settings.is_sqlite:
+        run_migrations(settings)
+    try:
+        run_polling(settings, timeout=args.timeout, drop_webhook=args.drop_webhook)
+    except PollingError as exc:
+        raise CommandError(str(exc), exc.status) from None
     return 0
+
+
+def whole_seconds(text: str) -> int:
+    value = positive(text)
+    if value != int(value) or value > 3600:
+        raise argparse.ArgumentTypeError(f"must be whole seconds, at most 3600: {text}")
+    return int(value)
+
+
+def keep_days(text: str) -> float:
+    days = positive(text)
+    if days < MIN_KEEP_DAYS:
+        raise argparse.ArgumentTypeError(
+            f"must be at least {MIN_KEEP_DAYS:g}: Telegram re-delivers an update for a day"
+        )
+    return days
 
 
 def positive(text: str) -> float:

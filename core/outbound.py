@@ -110,6 +110,16 @@ class Outbound:
         """Send replies whose time has come (earlier failures); returns (sent, failed)."""
         return await self.deliver(await claim_due(self.db, time.time(), limit), deadline=deadline)
 
+    async def deliver_all_due(self, batch: int = 100) -> tuple[int, int]:
+        """Send every reply whose time has come, `batch` at a time (what fails now is scheduled
+        for later, so this ends); returns (sent, failed)."""
+        sent = failed = 0
+        while True:
+            done, missed = await self.deliver_due(batch)
+            if done + missed == 0:
+                return sent, failed
+            sent, failed = sent + done, failed + missed
+
     async def catch_up(self, deadline: float) -> None:
         """At most every `catch_up_interval` seconds per process, a request with time to spare
         also sends a few replies left over from earlier failures (nothing runs after a response

@@ -57,7 +57,7 @@ async def handle(bot: Bot, channel: Channel, request: Request) -> Response:
         await wait_turn(bot.db, update, bot.settings.order_window_ms / 1000)
         outcome = await process(bot, channel, update)
     except Exception as exc:
-        if not _is_database_error(exc) and await given_up(bot, update, exc):
+        if await given_up(bot, update, exc):
             return channel.respond(update, [])
         return unavailable(f"{channel.platform} update {update.update_id} not processed", exc)
     if outcome.duplicate:
@@ -85,7 +85,9 @@ async def given_up(bot: Bot, update: Update, exc: Exception) -> bool:
     """The flow (or our code) failed on this update, not the database. The platform delivers it
     again; after MAX_FAILURES it is acknowledged and left in `failed_updates` with its error, so
     that one poisonous message does not hold up the rest (VK stops sending after several errors
-    in a row)."""
+    in a row). A database failure is never the update's fault: False."""
+    if _is_database_error(exc):
+        return False
     try:
         gave_up = await note_failure(
             bot.db,

@@ -55,26 +55,59 @@ class ApiCall:
     token: str
     method: str
     payload: dict[str, Any]
+    at: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class Failure:
+    status: int
+    body: dict[str, Any]
+    method: str | None
+    """The method it answers (None: the next call of any)."""
 
 
 @dataclass
 class FakeTelegram:
-    """A Bot API that records every call and answers as Telegram does; failures can be queued."""
+    """A Bot API that records every call and answers as Telegram does; failures can be queued.
+    For long polling it keeps the updates given to `push` until a getUpdates call's offset passes
+    them, as Telegram does, and holds a getUpdates with nothing to give for at most `poll_wait`
+    seconds of the timeout asked for."""
 
     token: str
     calls: list[ApiCall] = field(default_factory=list)
-    failures: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+    failed: list[ApiCall] = field(default_factory=list)
+    """Calls answered with a queued failure."""
+    pending: list[dict[str, Any]] = field(default_factory=list)
+    webhook_url: str = ""
+    poll_wait: float = 0.5
     url: str = ""
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def reset(self) -> None:
         self.calls.clear()
         self.failures.clear()
+        self.failed.clear()
+        with self._lock:
+            self.pending.clear()
+        self.webhook_url = ""
 
-    def fail_next(self, status: int = 500, times: int = 1, retry_after: int | None = None) -> None:
+    def fail_next(
+        self,
+        status: int = 500,
+        times: int = 1,
+        retry_after: int | None = None,
+        method: str | None = None,
+    ) -> None:
         body: dict[str, Any] = {"ok": False, "error_code": status, "description": "Fake failure"}
         if retry_after is not None:
             body["parameters"] = {"retry_after": retry_after}
-        self.failures.extend([(status, body)] * times)
+        self.failures.extend([Failure(status, body, method)] * times)
+
+    def push(self, *updates: dict[str, Any]) -> None:
+        """Updates for getUpdates to hand out (an update id again: a re-delivery)."""
+        with self._lock:
+            self.pending.extend(updates)
 
     def sent(self, method: str = "sendMessage") -> list[dict[str, Any]]:
         return [call.payload for call in self.calls if call.method == method]
@@ -88,19 +121,50 @@ class FakeTelegram:
                     {"ok": False, "error_code": 401, "description": "Unauthorized"}, 401
                 )
             payload = await request.json() if await request.body() else {}
-            if self.failures:
-                status, body = self.failures.pop(0)
-                return JSONResponse(body, status)
+            failure = self.failure_for(method)
+            if failure is not None:
+                self.failed.append(ApiCall(token, method, payload))
+                return JSONResponse(failure.body, failure.status)
             self.calls.append(ApiCall(token, method, payload))
+            if method == "getUpdates":
+                return JSONResponse({"ok": True, "result": await self.updates(payload)})
             return JSONResponse({"ok": True, "result": self.result(method, payload)})
 
         return Starlette(routes=[Route("/bot{token}/{method}", endpoint, methods=["POST"])])
+
+    def failure_for(self, method: str) -> Failure | None:
+        for failure in self.failures:
+            if failure.method in (None, method):
+                self.failures.remove(failure)
+                return failure
+        return None
+
+    async def updates(self, payload: dict[str, Any]) -> list[dict[str, Any]]:
+        """Forget what the offset confirms and hand out what is left, waiting a little for some.
+        (Only the forgetting changes anything: a call whose client has gone, still waiting here
+        when the next test starts, must not touch that test's updates.)"""
+        offset = payload.get("offset") or 0
+        with self._lock:
+            self.pending[:] = [u for u in self.pending if u["update_id"] >= offset]
+        deadline = time.monotonic() + min(float(payload.get("timeout", 0)), self.poll_wait)
+        while True:
+            with self._lock:
+                left = [u for u in self.pending if u["update_id"] >= offset]
+            if left or time.monotonic() >= deadline:
+                return left[: payload.get("limit", 100)]
+            await asyncio.sleep(0.01)
 
     def result(self, method: str, payload: dict[str, Any]) -> Any:
         if method == "getMe":
             return {"id": 1, "is_bot": True, "first_name": "Test", "username": "portabot_test_bot"}
         if method == "sendMessage":
             return {"message_id": len(self.calls), "chat": {"id": payload.get("chat_id")}}
+        if method == "setWebhook":
+            self.webhook_url = payload["url"]
+        if method == "deleteWebhook":
+            self.webhook_url = ""
+        if method == "getWebhookInfo":
+            return {"url": self.webhook_url, "pending_update_count": len(self.pending)}
         return True
 
 

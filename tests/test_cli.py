@@ -48,6 +48,8 @@ def portabot(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[s
         ["set-webhook"],
         ["check"],
         ["deliver"],
+        ["maintain"],
+        ["poll"],
         ["costs"],
         ["package"],
         ["package", "lambda"],

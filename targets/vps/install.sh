@@ -8,14 +8,16 @@ VENV="$APP/venv"
 CONFIG_DIR=/etc/portabot
 ENV_FILE="$CONFIG_DIR/portabot.env"
 UNIT_FILE=/etc/systemd/system/portabot.service
+MAINTENANCE_UNITS="portabot-maintain.service portabot-maintain.timer"
 
 usage() {
 	cat <<EOF
 Usage: sudo $0 [--source DIR|GIT-URL] [--domain NAME]
 
 Copies portabot to $APP, installs it in the virtualenv $VENV, writes $ENV_FILE
-(once: an existing one keeps its contents) and (re)starts the systemd service portabot, which
-brings the database schema up to date before it serves.
+(once: an existing one keeps its contents), (re)starts the systemd service portabot, which
+brings the database schema up to date before it serves, and enables the hourly
+portabot-maintain.timer.
 
   --source DIR|GIT-URL  where the app comes from (env PORTABOT_SOURCE); default: the
                         repository this script is in
@@ -139,6 +141,8 @@ $public_url
 #BOT_PASSPHRASE=
 #BOT_NAME=portabot
 #LOG_LEVEL=INFO
+# Days the hourly portabot-maintain.timer keeps update ids and sent replies (at least 1).
+#KEEP_UPDATES_DAYS=7
 # gunicorn worker processes (2 suit a VPS with one or two cores).
 #WEB_CONCURRENCY=2
 
@@ -153,6 +157,9 @@ chown root:root "$ENV_FILE"
 chmod 0600 "$ENV_FILE"
 
 install -m 0644 "$APP/targets/vps/portabot.service" "$UNIT_FILE"
+for unit in $MAINTENANCE_UNITS; do
+	install -m 0644 "$APP/targets/vps/$unit" "$(dirname "$UNIT_FILE")/$unit"
+done
 systemctl daemon-reload
 systemctl enable --quiet portabot.service
 say "starting portabot (it migrates the database first)"
@@ -162,6 +169,9 @@ if ! systemctl restart portabot.service; then
 		"Fix $ENV_FILE, then: sudo systemctl restart portabot"
 fi
 say "portabot is running: curl http://127.0.0.1:8000/healthz; logs: journalctl -u portabot -f"
+# Hourly `portabot maintain`; its first run comes at the next hour, after the migration above.
+systemctl enable --quiet --now portabot-maintain.timer
+say "maintenance runs hourly: systemctl list-timers portabot-maintain.timer"
 if [ "$created" = yes ]; then
 	say "next: fill in TELEGRAM_TOKEN (and VK's settings, PUBLIC_URL) in $ENV_FILE,"
 	say "      then: sudo systemctl restart portabot (targets/vps/README.md has the rest)"

@@ -8,6 +8,7 @@ import runpy
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -33,6 +34,7 @@ def test_the_procfile_releases_with_a_migration_and_serves_with_gunicorn() -> No
     assert procfile() == {
         "release": "portabot migrate",
         "web": "gunicorn --config targets/heroku/gunicorn.conf.py",
+        "worker": "portabot poll",  # instead of the webhook: heroku ps:scale web=0 worker=1
     }
 
 
@@ -53,7 +55,9 @@ def test_app_json_describes_every_setting_and_generates_secrets() -> None:
     assert all(entry["description"] for entry in app["env"].values())
     assert app["env"]["SESSION_SECRET"]["generator"] == "secret"
     assert app["env"]["TELEGRAM_SECRET"]["generator"] == "secret"
-    assert any(addon["plan"].startswith("heroku-postgresql:") for addon in app["addons"])
+    plans = [addon["plan"] for addon in app["addons"]]
+    assert any(plan.startswith("heroku-postgresql:") for plan in plans)
+    assert "scheduler:standard" in plans  # runs `portabot maintain` (README)
     assert app["buildpacks"] == [{"url": "heroku/python"}]
 
 
@@ -111,6 +115,30 @@ def test_release_then_web_under_honcho(empty_postgres: str, fake_telegram: FakeT
         output, _ = web.communicate(timeout=60)
     assert output.count("Booting worker with pid") == 2  # WEB_CONCURRENCY
     assert f"Listening at: http://0.0.0.0:{port}" in output
+
+
+def test_the_worker_polls_telegram_under_honcho(
+    empty_postgres: str, fake_telegram: FakeTelegram
+) -> None:
+    """`heroku ps:scale web=0 worker=1`: updates by long polling instead of the webhook."""
+    env = heroku_environment(
+        DATABASE_URL=empty_postgres.replace("postgresql://", "postgres://", 1),
+        TELEGRAM_TOKEN=TOKEN,
+        TELEGRAM_API_URL=fake_telegram.url,
+    )
+    fake_telegram.push(telegram_update(1, "/me", user_id=9))
+    worker = honcho("start", "worker", env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while not fake_telegram.sent():
+            assert worker.poll() is None and time.monotonic() < deadline, "no reply"
+            time.sleep(0.05)
+    finally:
+        worker.send_signal(signal.SIGTERM)  # what Heroku does to a dyno it stops
+        output, _ = worker.communicate(timeout=60)
+    assert fake_telegram.sent() == [{"chat_id": 9, "text": "Linked platforms: telegram."}]
+    assert "stopped: 1 handled, 0 seen before" in output
+    assert TOKEN not in output
 
 
 def test_the_release_refuses_sqlite_on_heroku() -> None:

@@ -10,6 +10,7 @@ import platform
 import re
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path, PurePosixPath
 
@@ -45,6 +46,7 @@ from tests.targets.lambda_runtime import (
     stored_event,
     with_secret,
 )
+from tests.test_maintain import Backlog, counts, fill
 
 
 def telegram_updates(url: str) -> list[str]:
@@ -145,6 +147,23 @@ def test_a_connection_that_died_while_frozen_is_replaced(
     assert "/bind" in answer.json()["text"]
     assert say_web(container, "function_url", "/cancel", cookies) == ["Linking cancelled."]
     assert telegram_updates(empty_postgres) == ["846512001"]
+
+
+def test_the_schedule_runs_maintenance_in_the_container(
+    container: Container, empty_postgres: str, fake_telegram: FakeTelegram
+) -> None:
+    backlog = Backlog(old_updates=1_000)
+    fill(empty_postgres, backlog, time.time())
+    # What the template's EventBridge rule sends every hour.
+    result = container.invoke(stored_event("scheduled"))
+    assert result["maintained"][0] == "updates: 1000 deleted (received more than 7 days ago)"
+    assert result["maintained"][-1] == "outbox: sent 3, failed 0; 0 waiting for a later try"
+    assert counts(empty_postgres)["updates"] == backlog.recent_updates
+    assert [p["text"] for p in fake_telegram.sent()] == ["due 1", "due 2", "due 3"]
+    # The same container then serves a webhook as before, on the same connection.
+    assert Answer.of(container.invoke(stored_event("function_url"))).status == 200
+    assert container.db._pool is not None
+    assert container.db._pool.get_size() == 1
 
 
 def test_sqlite_is_refused_on_lambda_when_the_handler_is_imported(
@@ -351,6 +370,10 @@ def test_the_template_runs_the_handler_of_the_package() -> None:
     assert "      Architectures: [arm64]\n" in text  # the package's default too
     assert "      CodeUri: ../../dist/lambda.zip\n" in text  # portabot package lambda's output
     assert "        AuthType: NONE" in text
+    # `portabot maintain` every hour: an EventBridge rule whose event the handler recognises.
+    assert "      Events:\n        Maintain:\n" in text
+    assert "          Type: Schedule\n" in text and "Input:" not in text
+    assert "            Schedule: rate(1 hour)\n" in text
 
 
 def test_the_template_sets_every_setting_and_hides_the_secrets() -> None:

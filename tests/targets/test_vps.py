@@ -106,6 +106,10 @@ def read_unit(text: str) -> dict[str, list[str]]:
 
 UNIT_TEXT = (VPS / "portabot.service").read_text(encoding="utf-8")
 UNIT = read_unit(UNIT_TEXT)
+MAINTENANCE = ("portabot-maintain.service", "portabot-maintain.timer")
+MAINTAIN_TEXT = (VPS / "portabot-maintain.service").read_text(encoding="utf-8")
+MAINTAIN = read_unit(MAINTAIN_TEXT)
+TIMER = read_unit((VPS / "portabot-maintain.timer").read_text(encoding="utf-8"))
 INSTALL_SH = (VPS / "install.sh").read_text(encoding="utf-8")
 
 
@@ -132,16 +136,17 @@ def on_this_machine(text: str, tmp_path: Path) -> str:
 
 
 def install_here(tmp_path: Path, settings: dict[str, str]) -> Path:
-    """The unit, its settings file (mode 0600, as install.sh writes it) and its state directory
-    (which systemd makes), in tmp_path."""
+    """The units, the settings file (mode 0600, as install.sh writes it) and the state directory
+    (which systemd makes), in tmp_path; returns the bot's unit."""
     (tmp_path / "etc").mkdir(exist_ok=True)
     (tmp_path / "state").mkdir(exist_ok=True)
     env_file = tmp_path / "etc" / "portabot.env"
     env_file.write_text("".join(f"{k}={v}\n" for k, v in settings.items()), encoding="utf-8")
     env_file.chmod(0o600)
-    unit = tmp_path / "portabot.service"
-    unit.write_text(on_this_machine(UNIT_TEXT, tmp_path), encoding="utf-8")
-    return unit
+    for name in ("portabot.service", *MAINTENANCE):
+        text = (VPS / name).read_text(encoding="utf-8")
+        (tmp_path / name).write_text(on_this_machine(text, tmp_path), encoding="utf-8")
+    return tmp_path / "portabot.service"
 
 
 def environment(**values: str) -> dict[str, str]:
@@ -166,15 +171,64 @@ def test_systemd_finds_nothing_wrong_with_the_installed_unit(tmp_path: Path) -> 
     assert (result.returncode, result.stdout + result.stderr) == (0, "")
 
 
-def test_the_sandbox_exposure_is_low_and_the_readme_says_how_low(tmp_path: Path) -> None:
-    unit = install_here(tmp_path, {"SESSION_SECRET": "s"})
-    result = systemd_analyze("security", "--offline=yes", str(unit))
+def test_systemd_finds_nothing_wrong_with_the_maintenance_timer(tmp_path: Path) -> None:
+    install_here(tmp_path, {"SESSION_SECRET": "s"})
+    result = systemd_analyze("verify", *(str(tmp_path / name) for name in MAINTENANCE))
+    assert (result.returncode, result.stdout + result.stderr) == (0, "")
+
+
+@pytest.mark.parametrize("name", ["portabot.service", "portabot-maintain.service"])
+def test_the_sandbox_exposure_is_low_and_the_readme_says_how_low(tmp_path: Path, name: str) -> None:
+    install_here(tmp_path, {"SESSION_SECRET": "s"})
+    result = systemd_analyze("security", "--offline=yes", str(tmp_path / name))
     found = re.search(
-        r"Overall exposure level for portabot\.service: (\d+\.\d+) \w+", result.stdout
+        rf"Overall exposure level for {re.escape(name)}: (\d+\.\d+) \w+", result.stdout
     )
     assert found, result.stdout + result.stderr
     assert float(found[1]) <= 1.5, result.stdout
     assert found[0] in (VPS / "README.md").read_text(encoding="utf-8")
+
+
+def sandbox(unit_text: str) -> dict[str, list[str]]:
+    return read_unit(unit_text.split("\nUMask=", 1)[1].split("\n[Install]", 1)[0])
+
+
+def test_maintenance_runs_hourly_as_the_bot_in_the_same_sandbox() -> None:
+    assert TIMER["OnCalendar"] == ["hourly"] and TIMER["Persistent"] == ["true"]
+    assert TIMER["WantedBy"] == ["timers.target"]
+    assert MAINTAIN["Type"] == ["oneshot"]
+    assert MAINTAIN["ExecStart"] == [f"{install_locations()['VENV']}/bin/portabot maintain"]
+    for same in ("DynamicUser", "User", "StateDirectory", "WorkingDirectory", "Environment"):
+        assert MAINTAIN[same] == UNIT[same], same
+    assert MAINTAIN["EnvironmentFile"] == UNIT["EnvironmentFile"]
+    assert sandbox(MAINTAIN_TEXT) == sandbox(UNIT_TEXT)
+    for name in MAINTENANCE:  # installed beside the bot's unit, the timer started
+        assert name in INSTALL_SH
+    assert "systemctl enable --quiet --now portabot-maintain.timer" in INSTALL_SH
+
+
+def test_the_maintenance_command_runs_as_systemd_would(
+    tmp_path: Path, bot_settings: dict[str, str]
+) -> None:
+    """ExecStart of portabot-maintain.service with the unit's environment and settings file,
+    against the database the bot's unit migrated."""
+    with run_like_systemd(tmp_path, bot_settings):
+        pass  # the bot's start migrates the database
+    unit = read_unit((tmp_path / "portabot-maintain.service").read_text(encoding="utf-8"))
+    unit_env = dict(e.partition("=")[::2] for e in unit["Environment"])
+    [command] = unit["ExecStart"]
+    [cwd] = unit["WorkingDirectory"]
+    result = subprocess.run(
+        shlex.split(command),
+        cwd=cwd,
+        env=environment(**{**unit_env, **bot_settings}),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "updates: 0 deleted" in result.stdout
+    assert "outbox: sent 0, failed 0; 0 waiting for a later try" in result.stdout
 
 
 def test_the_unit_runs_what_install_sh_puts_where_it_puts_it() -> None:

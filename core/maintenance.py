@@ -1,0 +1,76 @@
+"""`portabot maintain`: one idempotent run that keeps the tables to their retention window and
+sends the replies whose time has come. Hosts run it on a schedule (Heroku Scheduler, an
+EventBridge rule on Lambda, a systemd timer)."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator
+
+from core.outbound import Outbound
+from core.settings import Settings
+from core.storage.database import Database
+from core.storage.outbox import count_due
+from core.storage.purge import (
+    maintenance_lock,
+    purge_failed_updates,
+    purge_link_codes,
+    purge_outbox,
+    purge_updates,
+)
+
+DAY = 86_400.0
+EXPIRED_CODES_KEPT = DAY
+"""An expired code is kept a day, so that whoever tries it soon after hears that it expired
+rather than that it never existed."""
+GAVE_UP_KEPT = 30 * DAY
+"""Replies a platform refused for good are kept at least a month: they are rare, and the only
+trace of a reply that never arrived."""
+LOCKED = "another maintain run holds the lock; nothing done"
+
+
+@contextlib.asynccontextmanager
+async def outbound_for(settings: Settings) -> AsyncIterator[Outbound]:
+    """The database (one connection) and the platforms' APIs, for a command's one run."""
+    from core.app import platform_channels
+
+    db = Database(settings.database_url, pool_size=1)
+    outbound = Outbound(db, {c.platform: c for c in platform_channels(settings)})
+    try:
+        yield outbound
+    finally:
+        await outbound.close()
+        await db.close()
+
+
+async def deliver_outbox(outbound: Outbound) -> str:
+    """Send every reply that is due; says what happened in one line."""
+    sent, failed = await outbound.deliver_all_due()
+    waiting = await count_due(outbound.db, time.time() + 100 * 365 * DAY)
+    return f"sent {sent}, failed {failed}; {waiting} waiting for a later try"
+
+
+async def maintain(outbound: Outbound, keep_updates_days: float) -> list[str]:
+    """Purge, then deliver; one line per thing done. Running it again at once finds nothing."""
+    db = outbound.db
+    async with maintenance_lock(db) as held:
+        if not held:
+            return [LOCKED]
+        now = time.time()
+        keep = keep_updates_days * DAY
+        updates = await purge_updates(db, now - keep)
+        codes = await purge_link_codes(db, now - EXPIRED_CODES_KEPT)
+        replies = await purge_outbox(db, now - keep, now - max(keep, GAVE_UP_KEPT))
+        failed = await purge_failed_updates(db, now - max(keep, GAVE_UP_KEPT))
+        delivered = await deliver_outbox(outbound)
+    days = f"{keep_updates_days:g} day{'s' if keep_updates_days != 1 else ''}"
+    gave_up_days = f"{max(keep, GAVE_UP_KEPT) / DAY:g} days"
+    return [
+        f"updates: {updates} deleted (received more than {days} ago)",
+        f"link codes: {codes} deleted (used, or expired more than a day ago)",
+        f"outbox: {replies} deleted (sent more than {days} ago, "
+        f"or given up more than {gave_up_days} ago)",
+        f"failed updates: {failed} deleted (last failed more than {gave_up_days} ago)",
+        f"outbox: {delivered}",
+    ]

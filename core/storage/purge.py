@@ -1,0 +1,83 @@
+"""Deleting what the bot no longer needs, in bounded batches, and the lock that keeps two
+maintenance runs from doing it at once."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from core.storage.database import Database, Query
+
+BATCH = 10_000
+"""Rows one statement deletes: a backlog of millions is many short transactions, not one that
+holds its locks (and, on SQLite, the only writer's place) for minutes."""
+LOCK_KEY = 0x706F_7274_6D61_696E
+"""pg_advisory_lock's key for `portabot maintain` ("portmain"): the same in every process."""
+
+
+def _batch_delete(table: str, key: str, condition: str) -> Query:
+    return Query(
+        f"DELETE FROM {table} WHERE ({key}) IN"
+        f" (SELECT {key} FROM {table} WHERE {condition} LIMIT {BATCH}) RETURNING 1"
+    )
+
+
+_UPDATES = _batch_delete("updates", "platform, update_id", "received_at < :before")
+_ARRIVALS = _batch_delete("arrivals", "platform, update_id", "arrived_at < :before")
+_LINK_CODES = _batch_delete("link_codes", "code", "used_at IS NOT NULL OR expires_at < :before")
+_OUTBOX = _batch_delete("outbox", "id", "sent_at < :before OR gave_up_at < :gave_up_before")
+_FAILED_UPDATES = _batch_delete("failed_updates", "platform, update_id", "last_at < :before")
+_TRY_LOCK = Query("SELECT pg_try_advisory_lock(:key)")
+_UNLOCK = Query("SELECT pg_advisory_unlock(:key)")
+
+
+async def delete_in_batches(db: Database, query: Query, **params: float) -> int:
+    """Run a batch delete until it deletes less than a batch, each batch its own transaction;
+    returns how many rows were deleted."""
+    deleted = 0
+    while True:
+        async with db.transaction() as conn:
+            rows = await conn.fetch_all(query, **params)
+        deleted += len(rows)
+        if len(rows) < BATCH:
+            return deleted
+
+
+async def purge_updates(db: Database, received_before: float) -> int:
+    """Forget the update ids received before the time (platforms re-deliver for a day at most),
+    and the arrivals noted for ordering before it."""
+    await delete_in_batches(db, _ARRIVALS, before=received_before)
+    return await delete_in_batches(db, _UPDATES, before=received_before)
+
+
+async def purge_link_codes(db: Database, expired_before: float) -> int:
+    """Codes used, and codes that expired before the time."""
+    return await delete_in_batches(db, _LINK_CODES, before=expired_before)
+
+
+async def purge_outbox(db: Database, sent_before: float, gave_up_before: float) -> int:
+    """Replies sent before `sent_before`, and those given up before `gave_up_before`."""
+    return await delete_in_batches(db, _OUTBOX, before=sent_before, gave_up_before=gave_up_before)
+
+
+async def purge_failed_updates(db: Database, failed_before: float) -> int:
+    """The record of updates the flow failed on, last failed before the time."""
+    return await delete_in_batches(db, _FAILED_UPDATES, before=failed_before)
+
+
+@contextlib.asynccontextmanager
+async def maintenance_lock(db: Database) -> AsyncIterator[bool]:
+    """Yields whether this run may go ahead. On PostgreSQL a session-level advisory lock on a
+    connection of its own, released at the end or with the connection. SQLite has no such lock
+    and needs none: each batch is one write transaction, SQLite lets one writer in at a time, and
+    a second run only finds less to do."""
+    if db.dialect != "postgresql":
+        yield True
+        return
+    async with db.session() as conn:
+        held = bool(await conn.fetch_val(_TRY_LOCK, key=LOCK_KEY))
+        try:
+            yield held
+        finally:
+            if held:
+                await conn.fetch_val(_UNLOCK, key=LOCK_KEY)
