@@ -117,13 +117,13 @@ def test_the_costs_page_follows_the_workload(start_bot: BotFactory, page: Page) 
 
     rest = page.locator('tr[data-key="lambda:arm64+apigw-rest"] td.cost')
     cost = rest.inner_text()
-    page.fill("input[name=updates]", "100000000")
+    page.fill("input[name=updates]", "1000000000")  # a peak of 3,800/s: more than one dyno
     expect(rest).not_to_have_text(cost)
     expect(page.locator('tr[data-key="heroku:eco"]')).to_have_class(re.compile(r"\bunfit\b"))
     expect(chart.locator("path.option")).to_have_count(len(keys))
     expect(chart.locator("line.workload")).to_have_count(1)
     assert float(chart.locator("line.workload").get_attribute("x1") or "nan") > workload_x
-    assert "updates=100000000" in page.url  # the address keeps the workload, to share it
+    assert "updates=1000000000" in page.url  # the address keeps the workload, to share it
 
     page.fill("input[name=updates]", "lots")
     error = page.locator("#error")
