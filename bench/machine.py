@@ -19,7 +19,6 @@ STACK = (
     "uvloop",
     "httptools",
     "gunicorn",
-    "databases",
     "sqlalchemy",
     "asyncpg",
     "aiosqlite",

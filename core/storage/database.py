@@ -1,6 +1,6 @@
 """The database handle: connects on first use, keeps its connections, runs transactions.
 
-It talks to the drivers directly, asyncpg for PostgreSQL and aiosqlite for SQLite. Statements are
+It talks to the drivers directly, asyncpg for PostgreSQL and sqlite3 for SQLite. Statements are
 SQL text written once for both (`Query`), turned into the driver's parameter style on first use,
 and asyncpg keeps them prepared. Nothing builds or compiles a query while serving, and neither
 SQLAlchemy nor Alembic is imported then: they describe the schema (tables.py) and migrate it.
@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import sqlite3
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -18,7 +19,6 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from core.storage.sqlite import GroupCommit
 
 if TYPE_CHECKING:
-    import aiosqlite
     import asyncpg
 
 SQLITE_BUSY_TIMEOUT = 30.0
@@ -109,19 +109,23 @@ class _PostgresConn:
 
 
 class _SqliteConn:
+    """sqlite3 on the event loop's thread, inside the writer's transaction (see sqlite.py)."""
+
     dialect = "sqlite"
     __slots__ = ("_raw",)
 
-    def __init__(self, raw: aiosqlite.Connection) -> None:
+    def __init__(self, raw: sqlite3.Connection) -> None:
         self._raw = raw
 
     async def fetch_all(self, query: Query, **params: Any) -> list[Row]:
         sql, _ = query.compiled(self.dialect)
-        return list(await self._raw.execute_fetchall(sql, params))
+        rows: list[Row] = self._raw.execute(sql, params).fetchall()
+        return rows
 
     async def fetch_one(self, query: Query, **params: Any) -> Row | None:
-        rows = await self.fetch_all(query, **params)
-        return rows[0] if rows else None
+        sql, _ = query.compiled(self.dialect)
+        row: Row | None = self._raw.execute(sql, params).fetchone()
+        return row
 
     async def fetch_val(self, query: Query, **params: Any) -> Any:
         row = await self.fetch_one(query, **params)
@@ -129,7 +133,7 @@ class _SqliteConn:
 
     async def execute(self, query: Query, **params: Any) -> None:
         sql, _ = query.compiled(self.dialect)
-        await self._raw.execute(sql, params)
+        self._raw.execute(sql, params)
 
 
 def is_connection_lost(exc: BaseException) -> bool:
@@ -259,13 +263,12 @@ class Database:
             self._writer = GroupCommit(self._sqlite_connect)
         return self._writer
 
-    async def _sqlite_connect(self) -> aiosqlite.Connection:
-        import sqlite3
-
-        import aiosqlite
-
+    def _sqlite_connect(self) -> sqlite3.Connection:
         path = urlsplit(self.url).path[1:] or ":memory:"  # sqlite:///x.db → x.db, //// → /x.db
-        raw = await aiosqlite.connect(path, isolation_level=None, timeout=SQLITE_BUSY_TIMEOUT)
+        # BEGIN and COMMIT run in a thread, the rest on the loop: one at a time (sqlite.py).
+        raw = sqlite3.connect(
+            path, isolation_level=None, timeout=SQLITE_BUSY_TIMEOUT, check_same_thread=False
+        )
         raw.row_factory = sqlite3.Row
         return raw
 
