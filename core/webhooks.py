@@ -151,15 +151,16 @@ async def process(bot: Bot, channel: Channel, update: Update) -> Outcome:
                 effects.extend(resumed.effects)
         else:
             raise RuntimeError(f"the flow asked for more than {MAX_EFFECTS} effects")
-        if person.id != first.id or conversation != first.conversation:
-            await save_conversation(conn, person.id, conversation, now)
         chat = message.account.chat_id
         deliveries = [
             Delivery(update.platform, chat, reply.text, f"{update.update_id}:{position}")
             for position, reply in enumerate(replies)
         ]
         inline = len(deliveries) if channel.inline_replies is None else channel.inline_replies
-        later = await add_to_outbox(conn, deliveries[inline:], now)
+        to_store = deliveries[inline:]
+        if person.id != first.id or conversation != first.conversation:
+            await save_conversation(conn, person.id, conversation, now, last=not to_store)
+        later = await add_to_outbox(conn, to_store, now)
     return Outcome(inline=deliveries[:inline], later=later)
 
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import re
+import secrets
 import sqlite3
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, Protocol
@@ -67,6 +69,31 @@ class Query:
             self._compiled[dialect] = found
         return found
 
+    def with_values(self, dialect: str, params: dict[str, Any]) -> str:
+        """The text with the values written in as SQL literals, for the simple query protocol,
+        which takes several statements in one message but no parameters."""
+        text = self._texts[dialect].format(**_WORDS[dialect])
+        return _PARAMETER.sub(lambda match: literal(params[match[1]]), text)
+
+
+def literal(value: Any) -> str:
+    """A value as an SQL literal. Text goes in dollar quotes whose tag does not occur in it, so
+    that nothing in the text can end the literal (whatever standard_conforming_strings says)."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float) and math.isfinite(value):
+        return repr(value)
+    if isinstance(value, str) and "\x00" not in value:
+        tag = "$q$"
+        while tag in value + tag[:-1]:  # no closing tag may start inside the text
+            tag = f"$q{secrets.token_hex(4)}$"
+        return f"{tag}{value}{tag}"
+    raise ValueError(f"no SQL literal for {type(value).__name__} {value!r:.40}")
+
 
 class Conn(Protocol):
     """A connection inside a transaction (or, from `autocommit`, outside of one)."""
@@ -81,13 +108,18 @@ class Conn(Protocol):
 
     async def execute(self, query: Query, **params: Any) -> None: ...
 
+    async def execute_and_commit(self, query: Query, **params: Any) -> None:
+        """The transaction's last statement, and its COMMIT: on PostgreSQL both go in one round
+        trip (the simple query protocol, values as literals); nothing may follow."""
+
 
 class _PostgresConn:
     dialect = "postgresql"
-    __slots__ = ("_raw",)
+    __slots__ = ("_raw", "committed")
 
     def __init__(self, raw: asyncpg.Connection) -> None:
         self._raw = raw
+        self.committed = False
 
     async def fetch_all(self, query: Query, **params: Any) -> list[Row]:
         sql, names = query.compiled(self.dialect)
@@ -106,6 +138,10 @@ class _PostgresConn:
     async def execute(self, query: Query, **params: Any) -> None:
         sql, names = query.compiled(self.dialect)
         await self._raw.execute(sql, *[params[name] for name in names])
+
+    async def execute_and_commit(self, query: Query, **params: Any) -> None:
+        await self._raw.execute(f"{query.with_values(self.dialect, params)}; COMMIT")
+        self.committed = True
 
 
 class _SqliteConn:
@@ -134,6 +170,9 @@ class _SqliteConn:
     async def execute(self, query: Query, **params: Any) -> None:
         sql, _ = query.compiled(self.dialect)
         self._raw.execute(sql, params)
+
+    async def execute_and_commit(self, query: Query, **params: Any) -> None:
+        await self.execute(query, **params)  # the writer commits the group (sqlite.py)
 
 
 def is_connection_lost(exc: BaseException) -> bool:
@@ -192,14 +231,16 @@ class Database:
             return
         pool = await self._postgres()
         raw = await self._begin(pool)
+        conn = _PostgresConn(raw)
         try:
             try:
-                yield _PostgresConn(raw)
+                yield conn
             except BaseException:
                 with contextlib.suppress(Exception):  # a dead connection: the pool drops it
                     await raw.execute("ROLLBACK")
                 raise
-            await raw.execute("COMMIT")
+            if not conn.committed:
+                await raw.execute("COMMIT")
         finally:
             await pool.release(raw)
 

@@ -120,10 +120,16 @@ async def lock_person_of(
 
 
 async def save_conversation(
-    conn: Conn, person_id: int, conversation: Conversation, now: float
+    conn: Conn, person_id: int, conversation: Conversation, now: float, *, last: bool = False
 ) -> None:
+    """Write the person's state; `last`: nothing follows in the transaction, so the save can
+    carry its COMMIT (one round trip fewer on PostgreSQL)."""
     data = json.dumps(conversation.data, ensure_ascii=False, separators=(",", ":"))
-    await conn.execute(_SAVE, state=conversation.state, data=data, now=now, id=person_id)
+    values = {"state": conversation.state, "data": data, "now": now, "id": person_id}
+    if last:
+        await conn.execute_and_commit(_SAVE, **values)
+    else:
+        await conn.execute(_SAVE, **values)
 
 
 async def absorb(conn: Conn, kept: int, absorbed: int) -> None:
