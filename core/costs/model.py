@@ -52,9 +52,9 @@ class Workload:
     free_tier: bool = True
     """Count AWS's always-free allowance (a new or otherwise idle account)."""
     throughput: float = 1000.0
-    """Updates a second one vCPU sustains (a dyno counts as one): about half of what one worker
-    answered on PostgreSQL in the benchmark (2,280/s, bench/results), which shared its two cores
-    with the database and the load generator; `--from-bench` takes the measured figure."""
+    """Updates a second one vCPU sustains (a dyno counts as one): a third of what one worker
+    answered on PostgreSQL in the benchmark (3,200/s, bench/results/), leaving room for a slower
+    CPU and a database across a network; `--from-bench` takes the measured figure."""
     init_ms: float = 500.0
     """A Lambda cold start's INIT phase, billed since 2025-08-01."""
     lambda_db_usd: float | None = None
