@@ -24,6 +24,9 @@ MACHINES = {"arm64": "aarch64", "x86_64": "x86_64"}
 """Lambda's architecture names and the machine names in wheels' platform tags."""
 
 EXTRAS = ("postgres", "lambda")
+MIGRATION_ONLY = {"sqlalchemy", "alembic", "aiosqlite"}
+"""What only `portabot migrate` needs: the function never migrates (its README says to run it
+from your machine), and serving imports none of these."""
 HANDLER = Path("targets/lambda/handler.py")
 ZIPPED_LIMIT = 50 * 1024 * 1024
 """What Lambda accepts as a .zip uploaded with the function (larger ones go through S3)."""
@@ -157,13 +160,15 @@ def read_pyproject(project_root: Path) -> dict[str, Any]:
 
 
 def runtime_requirements(pyproject: dict[str, Any]) -> list[str]:
-    """The project's dependencies and those of the extras Lambda needs."""
+    """The project's dependencies and those of the extras Lambda needs, less MIGRATION_ONLY."""
     project = pyproject["project"]
     extras = project.get("optional-dependencies", {})
     wanted = [*project.get("dependencies", []), *(r for e in EXTRAS for r in extras.get(e, []))]
     # An extra may name the project itself (portabot[postgres]); its code is copied instead.
-    own = _normalise(project["name"])
-    return [r for r in wanted if _normalise(re.split(r"[\s\[<>=!~;]", r, maxsplit=1)[0]) != own]
+    left_out = {_normalise(project["name"]), *MIGRATION_ONLY}
+    return [
+        r for r in wanted if _normalise(re.split(r"[\s\[<>=!~;]", r, maxsplit=1)[0]) not in left_out
+    ]
 
 
 def package_data(pyproject: dict[str, Any]) -> list[str]:

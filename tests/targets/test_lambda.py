@@ -291,7 +291,7 @@ def test_the_package_takes_the_runtime_dependencies_and_the_lambda_extras() -> N
     pyproject = {
         "project": {
             "name": "portabot",
-            "dependencies": ["starlette>=0.47", "databases>=0.9"],
+            "dependencies": ["starlette>=0.47", "sqlalchemy[asyncio]>=2", "alembic>=1.13"],
             "optional-dependencies": {
                 "postgres": ["asyncpg>=0.29"],
                 "lambda": ["mangum>=0.19"],
@@ -300,9 +300,8 @@ def test_the_package_takes_the_runtime_dependencies_and_the_lambda_extras() -> N
             },
         }
     }
-    assert runtime_requirements(pyproject) == [
+    assert runtime_requirements(pyproject) == [  # the function never migrates the schema
         "starlette>=0.47",
-        "databases>=0.9",
         "asyncpg>=0.29",
         "mangum>=0.19",
     ]
