@@ -329,12 +329,13 @@ class Database:
 
 
 def pool_options(url: str, pool_size: int) -> tuple[str, dict[str, Any]]:
-    """The URL without the options that are the pool's (min_size, max_size, ssl), and those."""
+    """The URL without the options that are the pool's (min_size, max_size, ssl, and
+    statement_cache_size: 0 behind a PgBouncer older than 1.21 in transaction mode), and those."""
     parts = urlsplit(url)
     options: dict[str, Any] = {"min_size": 1, "max_size": pool_size}
     kept = []
     for key, value in parse_qsl(parts.query, keep_blank_values=True):
-        if key in ("min_size", "max_size"):
+        if key in ("min_size", "max_size", "statement_cache_size"):
             options[key] = int(value)
         elif key in ("ssl", "sslmode"):
             options["ssl"] = {"true": True, "false": False}.get(value.lower(), value)

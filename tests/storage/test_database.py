@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from core.storage.database import pool_options
 from tests.conftest import BotFactory, query, say_web
 
 TERMINATE_OTHERS = (
@@ -33,3 +34,12 @@ def test_dropped_connections_are_replaced_without_a_failed_update(
 def test_the_database_is_not_touched_before_a_request_needs_it(start_bot: BotFactory) -> None:
     bot = start_bot(database_url="postgresql://postgres@127.0.0.1:1/nowhere")
     assert bot.get("/").status_code == 200  # the home page needs no database
+
+
+def test_pool_options_come_out_of_the_url() -> None:
+    dsn, options = pool_options(
+        "postgresql://u@h:5432/db?ssl=require&max_size=2&statement_cache_size=0&application_name=x",
+        4,
+    )
+    assert dsn == "postgresql://u@h:5432/db?application_name=x"
+    assert options == {"min_size": 1, "max_size": 2, "ssl": "require", "statement_cache_size": 0}
