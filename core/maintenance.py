@@ -15,6 +15,7 @@ from core.storage.outbox import count_due
 from core.storage.purge import (
     maintenance_lock,
     purge_failed_updates,
+    purge_inline_replies,
     purge_link_codes,
     purge_outbox,
     purge_updates,
@@ -63,6 +64,7 @@ async def maintain(outbound: Outbound, keep_updates_days: float) -> list[str]:
         codes = await purge_link_codes(db, now - EXPIRED_CODES_KEPT)
         replies = await purge_outbox(db, now - keep, now - max(keep, GAVE_UP_KEPT))
         failed = await purge_failed_updates(db, now - max(keep, GAVE_UP_KEPT))
+        inline = await purge_inline_replies(db, now - DAY)
         delivered = await deliver_outbox(outbound)
     days = f"{keep_updates_days:g} day{'s' if keep_updates_days != 1 else ''}"
     gave_up_days = f"{max(keep, GAVE_UP_KEPT) / DAY:g} days"
@@ -72,5 +74,6 @@ async def maintain(outbound: Outbound, keep_updates_days: float) -> list[str]:
         f"outbox: {replies} deleted (sent more than {days} ago, "
         f"or given up more than {gave_up_days} ago)",
         f"failed updates: {failed} deleted (last failed more than {gave_up_days} ago)",
+        f"inline replies: {inline} deleted (kept a day, while a platform may re-deliver)",
         f"outbox: {delivered}",
     ]

@@ -25,11 +25,12 @@ from core.conversation.engine import Conversation, Flow, Step
 from core.messages import Delivery, Message, Outcome, Update
 from core.ordering import wait_turn
 from core.outbound import REPLY_BUDGET
-from core.storage.database import Conn
+from core.storage.database import Conn, Statement
 from core.storage.failures import note_failure
 from core.storage.linking import issue_code, redeem_code, revoke_codes
 from core.storage.outbox import add_to_outbox
-from core.storage.people import Person, admit, lock_person_of, save_conversation
+from core.storage.people import Person, admit, lock_person_of, saving
+from core.storage.replies import forget_replies, remembering, take_replies
 from core.storage.updates import record_update
 
 if TYPE_CHECKING:
@@ -41,6 +42,9 @@ MAX_EFFECTS = 16
 """Effects one update may cause (a guard against a flow that keeps asking)."""
 MAX_FAILURES = 3
 """Deliveries of one update the flow may fail on before it is given up."""
+RESEND_AFTER = 2 * REPLY_BUDGET
+"""Seconds after which a re-delivery proves that our answer never reached the platform: by then
+the first copy has answered (within REPLY_BUDGET), moved its reply to the API, or died."""
 
 
 async def handle(bot: Bot, channel: Channel, request: Request) -> Response:
@@ -61,20 +65,24 @@ async def handle(bot: Bot, channel: Channel, request: Request) -> Response:
             return channel.respond(update, [])
         return unavailable(f"{channel.platform} update {update.update_id} not processed", exc)
     if outcome.duplicate:
-        log.info("%s update %s seen before: acknowledged again", channel.platform, update.update_id)
+        again = "with the replies its first answer carried" if outcome.inline else "again"
+        log.info(
+            "%s update %s seen before: acknowledged %s", channel.platform, update.update_id, again
+        )
     deadline = time.monotonic() + REPLY_BUDGET
     await bot.outbound.deliver(outcome.later, deadline=deadline)
     await bot.outbound.catch_up(deadline)
     if outcome.inline and channel.inline_replies and await request.is_disconnected():
-        # The platform gave up waiting (its re-delivery will be a skipped duplicate): the reply
-        # that would have ridden in the response goes through the API instead.
-        await keep_for_later(bot, outcome.inline)
+        # The platform gave up waiting: the reply that would have ridden in the response goes
+        # through the API instead, and the re-delivery will not carry it.
+        await keep_for_later(bot, update, outcome.inline)
     return channel.respond(update, outcome.inline)
 
 
-async def keep_for_later(bot: Bot, replies: list[Delivery]) -> None:
+async def keep_for_later(bot: Bot, update: Update, replies: list[Delivery]) -> None:
     try:
         async with bot.db.transaction() as conn:
+            await forget_replies(conn, update)
             stored = await add_to_outbox(conn, replies, time.time())
         await bot.outbound.deliver(stored, deadline=time.monotonic() + REPLY_BUDGET)
     except Exception as exc:
@@ -132,7 +140,10 @@ async def process(bot: Bot, channel: Channel, update: Update) -> Outcome:
             return Outcome(duplicate=not fresh)
         fresh, found = await admit(conn, update.update_id, message.account, now)
         if not fresh:
-            return Outcome(duplicate=True)
+            # Only a platform that never got our answer delivers again, but a copy sent while
+            # the first was still in hand is no proof of that: the first may yet answer.
+            late = channel.inline_replies and await take_replies(conn, update, now - RESEND_AFTER)
+            return Outcome(duplicate=True, inline=late or [])
         first = person = found or await lock_person_of(conn, message.account, now, found_none=True)
         step = await bot.flow.step(first.conversation, message, platforms=first.platforms, now=now)
         replies = list(step.replies)
@@ -157,10 +168,13 @@ async def process(bot: Bot, channel: Channel, update: Update) -> Outcome:
             for position, reply in enumerate(replies)
         ]
         inline = len(deliveries) if channel.inline_replies is None else channel.inline_replies
-        to_store = deliveries[inline:]
+        later = await add_to_outbox(conn, deliveries[inline:], now)
+        last: list[Statement] = []  # they travel with the COMMIT
         if person.id != first.id or conversation != first.conversation:
-            await save_conversation(conn, person.id, conversation, now, last=not to_store)
-        later = await add_to_outbox(conn, to_store, now)
+            last.append(saving(person.id, conversation, now))
+        if channel.inline_replies and deliveries[:inline]:
+            last.append(remembering(update, deliveries[:inline], time.time()))
+        await conn.commit_with(*last)
     return Outcome(inline=deliveries[:inline], later=later)
 
 

@@ -37,6 +37,8 @@ class Backlog:
     old_failures: int = 7  # the flow last failed on them more than 30 days ago
     recent_failures: int = 2
     old_arrivals: int = 50  # noted for ORDER_WINDOW_MS more than 7 days ago
+    old_inline: int = 30  # replies kept for a re-delivery more than a day ago
+    recent_inline: int = 4
 
 
 def rows(url: str, count: int, into: str, select: str) -> None:
@@ -75,6 +77,9 @@ def fill(url: str, backlog: Backlog, now: float) -> None:
     rows(url, backlog.recent_failures, failed, f"'vk', 'g' || i, 1, 'E', {old}, {old}")
     arrivals = "arrivals (platform, update_id, user_id, sequence, arrived_at)"
     rows(url, backlog.old_arrivals, arrivals, f"'telegram', 'old-' || i, '5', i, {old}")
+    inline = "inline_replies (platform, update_id, replies, replied_at)"
+    rows(url, backlog.old_inline, inline, f"'telegram', 'old-' || i, '[]', {now} - {DAY} - i")
+    rows(url, backlog.recent_inline, inline, f"'vk', 'new-' || i, '[]', {recent}")
 
 
 def received(url: str, count: int, ago: str) -> None:
@@ -86,7 +91,14 @@ def received(url: str, count: int, ago: str) -> None:
 def counts(url: str) -> dict[str, int]:
     return {
         table: query(url, f"SELECT count(*) AS n FROM {table}")[0]["n"]
-        for table in ("updates", "link_codes", "outbox", "failed_updates", "arrivals")
+        for table in (
+            "updates",
+            "link_codes",
+            "outbox",
+            "failed_updates",
+            "arrivals",
+            "inline_replies",
+        )
     }
 
 
@@ -114,6 +126,7 @@ def test_maintain_brings_the_tables_back_to_the_retention_window(
         f"outbox: {b.old_sent + b.old_given_up} deleted (sent more than 7 days ago, "
         "or given up more than 30 days ago)",
         f"failed updates: {b.old_failures} deleted (last failed more than 30 days ago)",
+        f"inline replies: {b.old_inline} deleted (kept a day, while a platform may re-deliver)",
         f"outbox: sent {b.due}, failed 0; 0 waiting for a later try",
     ]
     assert counts(database_url) == {
@@ -122,11 +135,12 @@ def test_maintain_brings_the_tables_back_to_the_retention_window(
         "outbox": b.recent_sent + b.recent_given_up + b.due,
         "failed_updates": b.recent_failures,
         "arrivals": 0,
+        "inline_replies": b.recent_inline,
     }
     assert [p["text"] for p in fake_telegram.sent()] == [f"due {i}" for i in range(1, b.due + 1)]
     # Idempotent: at once again, nothing is left to do.
     again = maintain(tmp_path, database_url, fake_telegram)
-    assert again.count(": 0 deleted") == 4 and "sent 0, failed 0" in again
+    assert again.count(": 0 deleted") == 5 and "sent 0, failed 0" in again
     assert len(fake_telegram.sent()) == b.due
 
 

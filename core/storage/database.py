@@ -95,6 +95,10 @@ def literal(value: Any) -> str:
     raise ValueError(f"no SQL literal for {type(value).__name__} {value!r:.40}")
 
 
+Statement = tuple[Query, dict[str, Any]]
+"""A query with its values, to run later (`Conn.commit_with`)."""
+
+
 class Conn(Protocol):
     """A connection inside a transaction (or, from `autocommit`, outside of one)."""
 
@@ -108,9 +112,9 @@ class Conn(Protocol):
 
     async def execute(self, query: Query, **params: Any) -> None: ...
 
-    async def execute_and_commit(self, query: Query, **params: Any) -> None:
-        """The transaction's last statement, and its COMMIT: on PostgreSQL both go in one round
-        trip (the simple query protocol, values as literals); nothing may follow."""
+    async def commit_with(self, *statements: Statement) -> None:
+        """The transaction's last statements, and its COMMIT: on PostgreSQL all in one round trip
+        (the simple query protocol, values as literals); nothing may follow."""
 
 
 class _PostgresConn:
@@ -139,9 +143,11 @@ class _PostgresConn:
         sql, names = query.compiled(self.dialect)
         await self._raw.execute(sql, *[params[name] for name in names])
 
-    async def execute_and_commit(self, query: Query, **params: Any) -> None:
-        await self._raw.execute(f"{query.with_values(self.dialect, params)}; COMMIT")
-        self.committed = True
+    async def commit_with(self, *statements: Statement) -> None:
+        if statements:
+            sql = "; ".join(query.with_values(self.dialect, params) for query, params in statements)
+            await self._raw.execute(f"{sql}; COMMIT")
+            self.committed = True
 
 
 class _SqliteConn:
@@ -171,8 +177,9 @@ class _SqliteConn:
         sql, _ = query.compiled(self.dialect)
         self._raw.execute(sql, params)
 
-    async def execute_and_commit(self, query: Query, **params: Any) -> None:
-        await self.execute(query, **params)  # the writer commits the group (sqlite.py)
+    async def commit_with(self, *statements: Statement) -> None:
+        for query, params in statements:  # the writer commits the group (sqlite.py)
+            await self.execute(query, **params)
 
 
 def is_connection_lost(exc: BaseException) -> bool:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from core.conversation.engine import Conversation
 from core.messages import Account
-from core.storage.database import Conn, Query, Row
+from core.storage.database import Conn, Query, Row, Statement
 from core.storage.updates import RECORD_UPDATE
 
 
@@ -119,17 +119,10 @@ async def lock_person_of(
     raise RuntimeError("could not settle the owner of an account")
 
 
-async def save_conversation(
-    conn: Conn, person_id: int, conversation: Conversation, now: float, *, last: bool = False
-) -> None:
-    """Write the person's state; `last`: nothing follows in the transaction, so the save can
-    carry its COMMIT (one round trip fewer on PostgreSQL)."""
+def saving(person_id: int, conversation: Conversation, now: float) -> Statement:
+    """The statement that writes the person's state (for `Conn.commit_with`)."""
     data = json.dumps(conversation.data, ensure_ascii=False, separators=(",", ":"))
-    values = {"state": conversation.state, "data": data, "now": now, "id": person_id}
-    if last:
-        await conn.execute_and_commit(_SAVE, **values)
-    else:
-        await conn.execute(_SAVE, **values)
+    return _SAVE, {"state": conversation.state, "data": data, "now": now, "id": person_id}
 
 
 async def absorb(conn: Conn, kept: int, absorbed: int) -> None:

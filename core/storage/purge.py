@@ -26,6 +26,7 @@ _UPDATES = _batch_delete("updates", "platform, update_id", "received_at < :befor
 _ARRIVALS = _batch_delete("arrivals", "platform, update_id", "arrived_at < :before")
 _LINK_CODES = _batch_delete("link_codes", "code", "used_at IS NOT NULL OR expires_at < :before")
 _OUTBOX = _batch_delete("outbox", "id", "sent_at < :before OR gave_up_at < :gave_up_before")
+_INLINE_REPLIES = _batch_delete("inline_replies", "platform, update_id", "replied_at < :before")
 _FAILED_UPDATES = _batch_delete("failed_updates", "platform, update_id", "last_at < :before")
 _TRY_LOCK = Query("SELECT pg_try_advisory_lock(:key)")
 _UNLOCK = Query("SELECT pg_advisory_unlock(:key)")
@@ -58,6 +59,11 @@ async def purge_link_codes(db: Database, expired_before: float) -> int:
 async def purge_outbox(db: Database, sent_before: float, gave_up_before: float) -> int:
     """Replies sent before `sent_before`, and those given up before `gave_up_before`."""
     return await delete_in_batches(db, _OUTBOX, before=sent_before, gave_up_before=gave_up_before)
+
+
+async def purge_inline_replies(db: Database, replied_before: float) -> int:
+    """Replies kept for a late re-delivery, once the platform has stopped re-delivering."""
+    return await delete_in_batches(db, _INLINE_REPLIES, before=replied_before)
 
 
 async def purge_failed_updates(db: Database, failed_before: float) -> int:

@@ -65,6 +65,17 @@ failed_updates = sa.Table(
 """Updates the flow raised an exception on; given up (acknowledged, and recorded in `updates`)
 after MAX_FAILURES, so one poisonous message does not hold up the rest."""
 
+inline_replies = sa.Table(
+    "inline_replies",
+    metadata,
+    sa.Column("platform", sa.String(16), primary_key=True),
+    sa.Column("update_id", sa.String(64), primary_key=True),
+    sa.Column("replies", sa.Text, nullable=False),
+    sa.Column("replied_at", Timestamp, nullable=False, index=True),
+)
+"""Replies that rode in a webhook response (a JSON list of [chat_id, text, key]), kept a day: a
+late re-delivery of their update means the response never arrived, and it answers with them."""
+
 outbox = sa.Table(
     "outbox",
     metadata,

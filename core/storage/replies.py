@@ -1,0 +1,42 @@
+"""Replies that rode in a webhook response, kept so that a late re-delivery of their update can
+carry them again: the platform delivers an update again only when our answer never reached it
+(say, the worker was killed between its commit and its response)."""
+
+from __future__ import annotations
+
+import json
+
+from core.messages import Delivery, Update
+from core.storage.database import Conn, Query, Statement
+
+_REMEMBER = Query(
+    "INSERT INTO inline_replies (platform, update_id, replies, replied_at)"
+    " VALUES (:platform, :update_id, :replies, :now)"
+)
+_TAKE = Query(
+    "DELETE FROM inline_replies WHERE platform = :platform AND update_id = :update_id"
+    " AND replied_at < :before RETURNING replies"
+)
+_FORGET = Query("DELETE FROM inline_replies WHERE platform = :platform AND update_id = :update_id")
+
+
+def remembering(update: Update, replies: list[Delivery], now: float) -> Statement:
+    kept = json.dumps([[r.chat_id, r.text, r.key] for r in replies], ensure_ascii=False)
+    values = {"platform": update.platform, "update_id": update.update_id, "now": now}
+    return _REMEMBER, {**values, "replies": kept}
+
+
+async def take_replies(conn: Conn, update: Update, before: float) -> list[Delivery]:
+    """The update's replies if they were kept before `before` (an earlier answer had time to
+    arrive), taken so that no other copy sends them too."""
+    kept = await conn.fetch_val(
+        _TAKE, platform=update.platform, update_id=update.update_id, before=before
+    )
+    if kept is None:
+        return []
+    return [Delivery(update.platform, chat, text, key) for chat, text, key in json.loads(kept)]
+
+
+async def forget_replies(conn: Conn, update: Update) -> None:
+    """The replies went another way (through the API): no re-delivery may send them again."""
+    await conn.execute(_FORGET, platform=update.platform, update_id=update.update_id)
