@@ -43,11 +43,12 @@ class Query:
     """SQL with `:name` parameters. `{for_update}` and `{skip_locked}` become each database's
     words for row locks; `postgresql=`/`sqlite=` give a database its own text."""
 
-    __slots__ = ("_compiled", "_texts")
+    __slots__ = ("_compiled", "_pieces", "_texts")
 
     def __init__(self, text: str = "", **by_dialect: str) -> None:
         self._texts = {"postgresql": text, "sqlite": text, **by_dialect}
         self._compiled: dict[str, tuple[str, tuple[str, ...]]] = {}
+        self._pieces: dict[str, list[str]] = {}
 
     def compiled(self, dialect: str) -> tuple[str, tuple[str, ...]]:
         """The text for `dialect`, in its driver's style ($1 for asyncpg; sqlite3 takes :name),
@@ -72,8 +73,13 @@ class Query:
     def with_values(self, dialect: str, params: dict[str, Any]) -> str:
         """The text with the values written in as SQL literals, for the simple query protocol,
         which takes several statements in one message but no parameters."""
-        text = self._texts[dialect].format(**_WORDS[dialect])
-        return _PARAMETER.sub(lambda match: literal(params[match[1]]), text)
+        pieces = self._pieces.get(dialect)
+        if pieces is None:  # text, name, text, name, …, text
+            text = self._texts[dialect].format(**_WORDS[dialect])
+            pieces = self._pieces[dialect] = _PARAMETER.split(text)
+        return "".join(
+            piece if i % 2 == 0 else literal(params[piece]) for i, piece in enumerate(pieces)
+        )
 
 
 def literal(value: Any) -> str:
