@@ -13,15 +13,16 @@ import contextlib
 import math
 import re
 import secrets
-import sqlite3
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from core.storage.sqlite import GroupCommit
-
 if TYPE_CHECKING:
+    import sqlite3
+
     import asyncpg
+
+    from core.storage.sqlite import GroupCommit
 
 SQLITE_BUSY_TIMEOUT = 30.0
 """Seconds a SQLite writer waits for another process's transaction before failing."""
@@ -314,10 +315,14 @@ class Database:
     def _sqlite(self) -> GroupCommit:
         self._same_loop()
         if self._writer is None:
+            from core.storage.sqlite import GroupCommit  # PostgreSQL deployments skip sqlite3
+
             self._writer = GroupCommit(self._sqlite_connect)
         return self._writer
 
     def _sqlite_connect(self) -> sqlite3.Connection:
+        import sqlite3
+
         path = urlsplit(self.url).path[1:] or ":memory:"  # sqlite:///x.db → x.db, //// → /x.db
         # BEGIN and COMMIT run in a thread, the rest on the loop: one at a time (sqlite.py).
         raw = sqlite3.connect(

@@ -70,7 +70,7 @@ class GroupCommit:
         group = self._group
         self._members += 1
         try:
-            await self._execute("SAVEPOINT body")
+            self._execute("SAVEPOINT body")
         except BaseException as exc:
             await self._abandon(exc)
             raise
@@ -79,8 +79,8 @@ class GroupCommit:
     async def _leave(self, group: asyncio.Future[None], *, undo: bool) -> None:
         try:
             if undo:
-                await self._execute("ROLLBACK TO body")
-            await self._execute("RELEASE body")
+                self._execute("ROLLBACK TO body")
+            self._execute("RELEASE body")
             if self._queued and self._members < MAX_GROUP:
                 return  # the next in the queue joins; the last one commits for all
             await self._wait_for("COMMIT")
@@ -99,7 +99,7 @@ class GroupCommit:
             group.set_exception(exc)
             group.exception()  # each member raises it; none need be told it was not looked at
 
-    async def _execute(self, sql: str) -> None:
+    def _execute(self, sql: str) -> None:
         assert self._conn is not None
         self._conn.execute(sql)
 

@@ -31,6 +31,7 @@ import aiohttp
 import httpx
 import sqlalchemy as sa
 
+from bench.processes import children, free_port
 from core.settings import Settings
 from core.storage.migrate import upgrade
 from tests.conftest import (
@@ -43,7 +44,7 @@ from tests.conftest import (
     telegram_update,
     vk_event,
 )
-from tests.servers import FakeTelegram, FakeVk, free_port
+from tests.servers import FakeTelegram, FakeVk
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -207,7 +208,7 @@ class Gunicorn:
         the first update it handles, so this many workers took part."""
         port = sa.engine.make_url(database_url).port or 5432
         sockets = _sockets_to_port(port)
-        return sum(1 for pid in _children(self.process.pid) if _socket_inodes(pid) & sockets)
+        return sum(1 for pid in children(self.process.pid) if _socket_inodes(pid) & sockets)
 
 
 @contextmanager
@@ -246,19 +247,6 @@ def gunicorn(
         yield server
     finally:
         server.stop()
-
-
-def _children(parent: int) -> list[int]:
-    found = []
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                stat = Path(f"/proc/{name}/stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rpartition(")")[2].split()[1]) == parent:
-                found.append(int(name))
-    return found
 
 
 def _sockets_to_port(port: int) -> set[str]:
