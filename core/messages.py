@@ -25,6 +25,9 @@ class Account:
     user_id: str
     chat_id: str
     name: str | None = None
+    thread_id: str | None = None
+    """The forum topic the message was posted in (Telegram's message_thread_id): replies go there
+    too. None outside topics."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +57,16 @@ class Update:
     """The delivery reached us over HTTPS (directly, or through a proxy we trust)."""
     sequence: int | None = None
     """Where the platform puts it among its updates (Telegram's update_id), when it numbers them."""
+    chat_moved: ChatMoved | None = None
+    """The platform gave a chat a new id: what is stored for sending there moves with it."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMoved:
+    """A chat that lives on under a new id (a Telegram group upgraded to a supergroup)."""
+
+    old_chat_id: str
+    new_chat_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +84,8 @@ class Delivery:
     key: str = ""
     """The same for every attempt at this reply (update id and position): VK drops repeats by it."""
     outbox_id: int | None = None
+    thread_id: str | None = None
+    """The forum topic within the chat (see Account.thread_id)."""
 
 
 @dataclass(slots=True)

@@ -28,8 +28,8 @@ from core.outbound import REPLY_BUDGET
 from core.storage.database import Conn, Statement
 from core.storage.failures import note_failure
 from core.storage.linking import issue_code, redeem_code, revoke_codes
-from core.storage.outbox import add_to_outbox
-from core.storage.people import Person, admit, lock_person_of, saving
+from core.storage.outbox import add_to_outbox, readdress_replies
+from core.storage.people import Person, admit, lock_person_of, readdress_accounts, saving
 from core.storage.replies import forget_replies, remembering, take_replies
 from core.storage.updates import record_update
 
@@ -137,6 +137,10 @@ async def process(bot: Bot, channel: Channel, update: Update) -> Outcome:
         message = update.message
         if message is None:
             fresh = await record_update(conn, update.platform, update.update_id, now)
+            moved = update.chat_moved
+            if fresh and moved is not None:  # the chat's other notice then finds nothing to move
+                for readdress in (readdress_accounts, readdress_replies):
+                    await readdress(conn, update.platform, moved.old_chat_id, moved.new_chat_id)
             return Outcome(duplicate=not fresh)
         fresh, found = await admit(conn, update.update_id, message.account, now)
         if not fresh:
@@ -162,9 +166,11 @@ async def process(bot: Bot, channel: Channel, update: Update) -> Outcome:
                 effects.extend(resumed.effects)
         else:
             raise RuntimeError(f"the flow asked for more than {MAX_EFFECTS} effects")
-        chat = message.account.chat_id
+        chat, thread = message.account.chat_id, message.account.thread_id
         deliveries = [
-            Delivery(update.platform, chat, reply.text, f"{update.update_id}:{position}")
+            Delivery(
+                update.platform, chat, reply.text, f"{update.update_id}:{position}", None, thread
+            )
             for position, reply in enumerate(replies)
         ]
         inline = len(deliveries) if channel.inline_replies is None else channel.inline_replies

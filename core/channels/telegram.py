@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from core.channels.base import ApiError, Int64, Rejected, clean_text, first_error, read_json
-from core.messages import Account, Delivery, Kind, Message, Update, parse_command
+from core.messages import Account, ChatMoved, Delivery, Kind, Message, Update, parse_command
 from core.settings import Settings
 
 if TYPE_CHECKING:
@@ -22,6 +22,16 @@ log = logging.getLogger("portabot.telegram")
 SECRET_HEADER = "x-telegram-bot-api-secret-token"
 ALLOWED_UPDATES = ("message", "edited_message")
 API_TIMEOUT = 10.0
+TELEGRAM_SERVICE_ACCOUNT = 777000
+"""The sender Telegram gives its own notices and channel posts forwarded to a discussion group."""
+CONTENT = frozenset(
+    {
+        "animation", "audio", "checklist", "contact", "dice", "document", "game", "location",
+        "paid_media", "photo", "poll", "sticker", "story", "venue", "video", "video_note", "voice",
+    }
+)  # fmt: skip
+"""What a person can send without text; a message with none of it (and no text) is a service
+message: a pin, a forum topic, a title or photo change, a payment, … (the Bot API adds more)."""
 
 
 class _Model(BaseModel):
@@ -41,14 +51,23 @@ class Chat(_Model):
 
 
 class TelegramMessage(_Model):
+    # Extra fields are kept (not validated) to tell what a message without text holds.
+    model_config = ConfigDict(extra="allow")
+
     message_id: Int64
     date: Int64 = 0
     chat: Chat
     sender: User | None = Field(default=None, alias="from")
+    sender_chat: Chat | None = None
+    message_thread_id: Int64 | None = None
+    is_topic_message: bool = False
+    is_automatic_forward: bool = False
     text: str | None = None
     caption: str | None = None
     new_chat_members: list[User] | None = None
     left_chat_member: User | None = None
+    migrate_to_chat_id: Int64 | None = None
+    migrate_from_chat_id: Int64 | None = None
 
 
 class TelegramUpdate(_Model):
@@ -82,23 +101,36 @@ class TelegramChannel:
             update = TelegramUpdate.model_validate(payload)
         except ValidationError as exc:
             raise Rejected(400, f"not a Telegram update: {first_error(exc)}") from None
-        message = self._message(update)
-        return Update(self.platform, str(update.update_id), message, sequence=update.update_id)
-
-    def _message(self, update: TelegramUpdate) -> Message | None:
-        edited = update.message is None
         raw = update.message or update.edited_message
-        if raw is None or raw.sender is None or raw.sender.is_bot:
-            return None  # another update type, a channel post, or a bot: nothing to answer
-        sender = raw.sender
-        account = Account(
-            self.platform, str(sender.id), str(raw.chat.id), sender.username or sender.first_name
+        return Update(
+            self.platform,
+            str(update.update_id),
+            None if raw is None else self._message(raw, edited=update.message is None),
+            sequence=update.update_id,
+            chat_moved=None if raw is None else _chat_moved(raw),
         )
+
+    def _message(self, raw: TelegramMessage, *, edited: bool) -> Message | None:
+        sender = raw.sender
+        if sender is None or sender.is_bot or sender.id == TELEGRAM_SERVICE_ACCOUNT:
+            return None  # a channel post, a bot (or an anonymous admin), Telegram itself
+        if raw.sender_chat is not None or raw.is_automatic_forward:
+            # Sent on behalf of a chat: every anonymous admin shares one `from`, so there is no
+            # person to answer, or to give state to.
+            return None
+        # Only a forum topic takes message_thread_id back; elsewhere it names a reply chain.
+        thread = str(raw.message_thread_id) if raw.is_topic_message else None
+        name = sender.username or sender.first_name
+        account = Account(self.platform, str(sender.id), str(raw.chat.id), name, thread)
         at = float(raw.date)
         if raw.new_chat_members:
             return Message(account, Kind.JOINED, at=at)
         if raw.left_chat_member is not None:
+            if raw.left_chat_member.id != sender.id:
+                return None  # someone removed by an admin: the admin did not leave
             return Message(account, Kind.LEFT, at=at)
+        if raw.text is None and raw.caption is None and CONTENT.isdisjoint(raw.model_extra or ()):
+            return None  # a service message: nothing the person said
         text = clean_text(raw.text or raw.caption or "")
         command = parse_command(text, self.bot_username)
         if command is not None:
@@ -110,15 +142,10 @@ class TelegramChannel:
     def respond(self, update: Update, inline: list[Delivery]) -> Response:
         if not inline:
             return Response(status_code=200)
-        reply = inline[0]
-        return JSONResponse(
-            {"method": "sendMessage", "chat_id": int(reply.chat_id), "text": reply.text}
-        )
+        return JSONResponse({"method": "sendMessage", **send_message(inline[0])})
 
     async def send(self, session: ClientSession, delivery: Delivery) -> None:
-        await self.call(
-            session, "sendMessage", {"chat_id": int(delivery.chat_id), "text": delivery.text}
-        )
+        await self.call(session, "sendMessage", send_message(delivery))
 
     async def set_webhook(
         self, session: ClientSession, url: str, *, drop_pending_updates: bool = False
@@ -172,3 +199,20 @@ class TelegramChannel:
                 retryable=status == 429 or status >= 500,
             )
         return answer.get("result")
+
+
+def send_message(delivery: Delivery) -> dict[str, Any]:
+    """sendMessage's parameters for a reply (in its forum topic, if it has one)."""
+    parameters: dict[str, Any] = {"chat_id": int(delivery.chat_id), "text": delivery.text}
+    if delivery.thread_id is not None:
+        parameters["message_thread_id"] = int(delivery.thread_id)
+    return parameters
+
+
+def _chat_moved(raw: TelegramMessage) -> ChatMoved | None:
+    """A group upgraded to a supergroup: Telegram says so in both (either may come first)."""
+    if raw.migrate_to_chat_id is not None:
+        return ChatMoved(str(raw.chat.id), str(raw.migrate_to_chat_id))
+    if raw.migrate_from_chat_id is not None:
+        return ChatMoved(str(raw.migrate_from_chat_id), str(raw.chat.id))
+    return None

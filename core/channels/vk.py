@@ -49,11 +49,19 @@ class Event(_Model):
     object: dict[str, Any] | None = None
 
 
+class VkAction(_Model):
+    """What a service message in a chat reports: `chat_invite_user`, `chat_kick_user`, a pin, …"""
+
+    type: str
+    member_id: Int64 | None = None
+
+
 class VkMessage(_Model):
     from_id: Int64
     peer_id: Int64
     text: str = ""
     date: Int64 = 0
+    action: VkAction | None = None
 
 
 class MemberEvent(_Model):
@@ -106,6 +114,8 @@ class VkChannel:
             if raw.from_id <= 0:
                 return None  # a community, not a person
             account = Account(self.platform, str(raw.from_id), str(raw.peer_id))
+            if raw.action is not None:
+                return _chat_action(account, raw.from_id, raw.action, at=raw.date)
             text = MENTION.sub("", clean_text(raw.text))
             command = parse_command(text)
             edited = kind == "message_edit"
@@ -217,6 +227,16 @@ class VkChannel:
                 retryable=status >= 500 or code in RETRYABLE_ERRORS,
             )
         return answer["response"]
+
+
+def _chat_action(account: Account, sender: int, action: VkAction, *, at: int) -> Message | None:
+    """Joining a chat (invited, by link, …) and leaving it reach the flow; a member kicked by
+    someone else, pins, title and photo changes and the rest are not something the sender said."""
+    if action.type.startswith("chat_invite_user"):
+        return Message(account, Kind.JOINED, at=at)
+    if action.type == "chat_kick_user" and action.member_id == sender:
+        return Message(account, Kind.LEFT, at=at)
+    return None
 
 
 def random_id(key: str) -> int:

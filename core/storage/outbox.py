@@ -12,8 +12,8 @@ MAX_ATTEMPTS = 12
 """Attempts before a reply is given up (about a day of backoff)."""
 
 _ADD = Query(
-    "INSERT INTO outbox (platform, chat_id, text, key, created_at, due_at)"
-    " VALUES (:platform, :chat_id, :text, :key, :now, :due_at) RETURNING id"
+    "INSERT INTO outbox (platform, chat_id, thread_id, text, key, created_at, due_at)"
+    " VALUES (:platform, :chat_id, :thread_id, :text, :key, :now, :due_at) RETURNING id"
 )
 _SENT = Query(
     "UPDATE outbox SET sent_at = :now, attempts = attempts + 1, last_error = NULL, due_at = NULL"
@@ -31,10 +31,14 @@ _CLAIM = Query(
     f"""
     UPDATE outbox SET due_at = :lease_until
     WHERE id IN (SELECT id FROM outbox WHERE {_DUE} ORDER BY id LIMIT :limit {{skip_locked}})
-    RETURNING id, platform, chat_id, text, key
+    RETURNING id, platform, chat_id, thread_id, text, key
     """
 )
 _COUNT_DUE = Query(f"SELECT count(*) FROM outbox WHERE {_DUE}")
+_MOVE_CHAT = Query(
+    "UPDATE outbox SET chat_id = :new_chat_id WHERE platform = :platform AND chat_id = :old_chat_id"
+    " AND sent_at IS NULL AND gave_up_at IS NULL"
+)
 
 
 def retry_delay(attempts: int) -> float:
@@ -50,12 +54,13 @@ async def add_to_outbox(conn: Conn, deliveries: list[Delivery], now: float) -> l
             _ADD,
             platform=d.platform,
             chat_id=d.chat_id,
+            thread_id=d.thread_id,
             text=d.text,
             key=d.key,
             now=now,
             due_at=now + LEASE,  # the request that stored them sends them next
         )
-        stored.append(Delivery(d.platform, d.chat_id, d.text, d.key, outbox_id))
+        stored.append(Delivery(d.platform, d.chat_id, d.text, d.key, outbox_id, d.thread_id))
     return stored
 
 
@@ -85,10 +90,20 @@ async def claim_due(db: Database, now: float, limit: int) -> list[Delivery]:
     async with db.transaction() as conn:
         rows = await conn.fetch_all(_CLAIM, now=now, lease_until=now + LEASE, limit=limit)
     found = sorted(rows, key=lambda r: r["id"])
-    return [Delivery(r["platform"], r["chat_id"], r["text"], r["key"], r["id"]) for r in found]
+    return [
+        Delivery(r["platform"], r["chat_id"], r["text"], r["key"], r["id"], r["thread_id"])
+        for r in found
+    ]
 
 
 async def count_due(db: Database, now: float) -> int:
     async with db.autocommit() as conn:
         count: int = await conn.fetch_val(_COUNT_DUE, now=now)
     return count
+
+
+async def readdress_replies(conn: Conn, platform: str, old_chat_id: str, new_chat_id: str) -> None:
+    """Replies still to be sent to a chat that now has a new id go to the new one."""
+    await conn.execute(
+        _MOVE_CHAT, platform=platform, old_chat_id=old_chat_id, new_chat_id=new_chat_id
+    )

@@ -74,6 +74,10 @@ _DELETE = Query("DELETE FROM people WHERE id = :id")
 _SAVE = Query("UPDATE people SET state = :state, data = :data, updated_at = :now WHERE id = :id")
 _MOVE_ACCOUNTS = Query("UPDATE accounts SET person_id = :kept WHERE person_id = :absorbed")
 _DROP_CODES = Query("DELETE FROM link_codes WHERE person_id = :absorbed")
+_MOVE_CHAT = Query(
+    "UPDATE accounts SET chat_id = :new_chat_id"
+    " WHERE platform = :platform AND chat_id = :old_chat_id"
+)
 
 
 async def admit(
@@ -130,3 +134,10 @@ async def absorb(conn: Conn, kept: int, absorbed: int) -> None:
     await conn.execute(_MOVE_ACCOUNTS, kept=kept, absorbed=absorbed)
     await conn.execute(_DROP_CODES, absorbed=absorbed)
     await conn.execute(_DELETE, id=absorbed)
+
+
+async def readdress_accounts(conn: Conn, platform: str, old_chat_id: str, new_chat_id: str) -> None:
+    """Accounts whose chat now has a new id (a group upgraded to a supergroup) keep it."""
+    await conn.execute(
+        _MOVE_CHAT, platform=platform, old_chat_id=old_chat_id, new_chat_id=new_chat_id
+    )

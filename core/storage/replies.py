@@ -20,8 +20,13 @@ _TAKE = Query(
 _FORGET = Query("DELETE FROM inline_replies WHERE platform = :platform AND update_id = :update_id")
 
 
+def _kept(reply: Delivery) -> list[str]:
+    kept = [reply.chat_id, reply.text, reply.key]
+    return kept if reply.thread_id is None else [*kept, reply.thread_id]
+
+
 def remembering(update: Update, replies: list[Delivery], now: float) -> Statement:
-    kept = json.dumps([[r.chat_id, r.text, r.key] for r in replies], ensure_ascii=False)
+    kept = json.dumps([_kept(r) for r in replies], ensure_ascii=False)
     values = {"platform": update.platform, "update_id": update.update_id, "now": now}
     return _REMEMBER, {**values, "replies": kept}
 
@@ -34,7 +39,10 @@ async def take_replies(conn: Conn, update: Update, before: float) -> list[Delive
     )
     if kept is None:
         return []
-    return [Delivery(update.platform, chat, text, key) for chat, text, key in json.loads(kept)]
+    return [
+        Delivery(update.platform, chat, text, key, thread_id=thread[0] if thread else None)
+        for chat, text, key, *thread in json.loads(kept)
+    ]
 
 
 async def forget_replies(conn: Conn, update: Update) -> None:

@@ -73,8 +73,9 @@ inline_replies = sa.Table(
     sa.Column("replies", sa.Text, nullable=False),
     sa.Column("replied_at", Timestamp, nullable=False, index=True),
 )
-"""Replies that rode in a webhook response (a JSON list of [chat_id, text, key]), kept a day: a
-late re-delivery of their update means the response never arrived, and it answers with them."""
+"""Replies that rode in a webhook response (a JSON list of [chat_id, text, key], with the thread_id
+after them for a forum topic), kept a day: a late re-delivery of their update means the response
+never arrived, and it answers with them."""
 
 outbox = sa.Table(
     "outbox",
@@ -82,6 +83,7 @@ outbox = sa.Table(
     sa.Column("id", Id, primary_key=True, autoincrement=True),
     sa.Column("platform", sa.String(16), nullable=False),
     sa.Column("chat_id", sa.String(64), nullable=False),
+    sa.Column("thread_id", sa.String(64), nullable=True),  # a forum topic in the chat
     sa.Column("text", sa.Text, nullable=False),
     sa.Column("key", sa.String(128), nullable=False, server_default=""),
     sa.Column("created_at", Timestamp, nullable=False),

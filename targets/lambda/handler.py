@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from typing import Any
 
@@ -11,6 +12,8 @@ from mangum import Mangum
 
 from core.app import create_app
 from core.settings import load_settings
+
+log = logging.getLogger("portabot.lambda")
 
 # A container serves one request at a time, so one connection is all it can use; the pool's
 # size is also what ReservedConcurrency multiplies into the database's connection count.
@@ -24,15 +27,56 @@ app = create_app(load_settings())
 serve = Mangum(app, lifespan="off")
 
 
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+def handler(event: Any, context: Any) -> dict[str, Any]:
     if is_scheduled(event):
         return maintain()
+    if not is_request(event, context):
+        return ignore(event)
     return serve(event, context)
 
 
-def is_scheduled(event: dict[str, Any]) -> bool:
+def is_scheduled(event: Any) -> bool:
     """What an EventBridge schedule rule sends (the template's `Maintain` event, no Input)."""
-    return event.get("source") == "aws.events" and event.get("detail-type") == "Scheduled Event"
+    return (
+        isinstance(event, dict)
+        and event.get("source") == "aws.events"
+        and event.get("detail-type") == "Scheduled Event"
+    )
+
+
+def is_request(event: Any, context: Any) -> bool:
+    """An HTTP request Mangum can hand to the app (a function URL, API Gateway, an ALB)."""
+    if not isinstance(event, dict):
+        return False
+    try:
+        serve.infer(event, context)
+    except (RuntimeError, LookupError, TypeError, AttributeError):  # Mangum knows no such event
+        return False
+    return True
+
+
+def ignore(event: Any) -> dict[str, Any]:
+    """Another service's event (a custom EventBridge event, S3, SQS, a test invoke): logged and
+    answered, so that nothing retries it."""
+    log.warning("Lambda event ignored (neither an HTTP request nor the schedule): %s", about(event))
+    return {"ignored": "neither an HTTP request nor the maintenance schedule"}
+
+
+def about(event: Any) -> str:
+    """Where an event comes from and its keys, never its values: they may hold anything."""
+    if not isinstance(event, dict):
+        return f"a JSON {type(event).__name__}"
+    records = event.get("Records")
+    record = records[0] if isinstance(records, list) and records else None
+    source = event.get("source") or (
+        record.get("eventSource") if isinstance(record, dict) else None
+    )
+    keys = ", ".join(sorted(str(key)[:40] for key in event)[:20]) or "none"
+    return f"source {_short(source)}, detail-type {_short(event.get('detail-type'))}, keys {keys}"
+
+
+def _short(value: Any) -> str:
+    return "none" if value is None else repr(value)[:60]
 
 
 def maintain() -> dict[str, Any]:
