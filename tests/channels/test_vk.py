@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 import httpx
 import pytest
 
 from core.channels.vk import random_id
+from core.conversation.engine import Flow
+from tests.channels.test_telegram import Echo
 from tests.conftest import VK_GROUP, VK_SECRET, BotFactory, post_vk, query, vk_event
 from tests.servers import FakeVk, run
 
@@ -191,3 +194,104 @@ def test_vk_is_off_without_a_token_or_group(start_bot: BotFactory) -> None:
 
 def test_the_secret_is_compared_as_given(bot: httpx.Client) -> None:
     assert post_vk(bot, vk_event("e1", secret=VK_SECRET.upper())).status_code == 403
+
+
+# Chat actions: service messages in a chat, as message_new with an `action`
+
+CHAT = 2000000001
+
+
+def chat_action(event_id: str, action: dict[str, object], user_id: int = 3001) -> dict[str, Any]:
+    """A service message in a group chat, as VK sends it (empty text, the action beside it)."""
+    event = vk_event(event_id, None, user_id=user_id, peer_id=CHAT)
+    message = event["object"]["message"]
+    message.update(
+        action=action,
+        conversation_message_id=34,
+        fwd_messages=[],
+        important=False,
+        is_hidden=False,
+        out=0,
+        random_id=0,
+    )
+    message["id"] = 0  # messages in a chat the community is in have no id of their own
+    return event
+
+
+def echo(start_bot: BotFactory) -> httpx.Client:
+    return start_bot(flow=Flow([Echo()], initial="echo"))
+
+
+@pytest.mark.parametrize(
+    ("action", "kind"),
+    [
+        ({"type": "chat_invite_user", "member_id": 3002}, "joined"),
+        ({"type": "chat_invite_user", "member_id": -VK_GROUP}, "joined"),
+        ({"type": "chat_invite_user_by_link"}, "joined"),
+        ({"type": "chat_invite_user_by_message_request", "member_id": 3001}, "joined"),
+        ({"type": "chat_kick_user", "member_id": 3001}, "left"),
+        ({"type": "chat_kick_user", "member_id": 3002}, None),
+        ({"type": "chat_kick_user", "member_id": -VK_GROUP}, None),
+        (
+            {
+                "type": "chat_pin_message",
+                "member_id": 3001,
+                "conversation_message_id": 12,
+                "message": "Rules: be kind",
+            },
+            None,
+        ),
+        ({"type": "chat_unpin_message", "member_id": 3001, "conversation_message_id": 12}, None),
+        ({"type": "chat_title_update", "text": "Portabot users"}, None),
+        (
+            {
+                "type": "chat_photo_update",
+                "photo": {
+                    "photo_50": "https://sun1-1.userapi.com/c50.jpg",
+                    "photo_100": "https://sun1-1.userapi.com/c100.jpg",
+                    "photo_200": "https://sun1-1.userapi.com/c200.jpg",
+                },
+            },
+            None,
+        ),
+        ({"type": "chat_photo_remove"}, None),
+        ({"type": "chat_create", "text": "Portabot users"}, None),
+        ({"type": "chat_screenshot", "member_id": 3001}, None),
+    ],
+    ids=[
+        "invited-someone",
+        "invited-the-community",
+        "joined-by-link",
+        "joined-by-request",
+        "left",
+        "kicked-someone",
+        "kicked-the-community",
+        "pin",
+        "unpin",
+        "title",
+        "photo",
+        "photo-removed",
+        "chat-created",
+        "screenshot",
+    ],
+)
+def test_chat_actions_reach_the_flow_as_joins_and_leaves_or_not_at_all(
+    start_bot: BotFactory,
+    fake_vk: FakeVk,
+    database_url: str,
+    action: dict[str, object],
+    kind: str | None,
+) -> None:
+    assert_ok(post_vk(echo(start_bot), chat_action("e1", action)))
+    if kind is None:
+        assert fake_vk.sent() == []
+        assert query(database_url, "SELECT id FROM people") == []
+    else:
+        assert fake_vk.texts() == [(str(CHAT), f"{kind}: ''")]
+    assert len(query(database_url, "SELECT update_id FROM updates")) == 1
+
+
+def test_a_message_with_a_malformed_action_is_refused(bot: httpx.Client, database_url: str) -> None:
+    response = post_vk(bot, chat_action("e1", {"member_id": 3002}))
+    assert response.status_code == 400 and "action.type" in response.json()["error"]
+    assert query(database_url, "SELECT update_id FROM updates") == []
