@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import platform
 import re
 import subprocess
@@ -13,6 +14,7 @@ import sys
 import time
 import zipfile
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import pytest
 
@@ -164,6 +166,86 @@ def test_the_schedule_runs_maintenance_in_the_container(
     assert Answer.of(container.invoke(stored_event("function_url"))).status == 200
     assert container.db._pool is not None
     assert container.db._pool.get_size() == 1
+
+
+OTHER_EVENTS = {
+    "custom-eventbridge-event": (
+        {
+            "version": "0",
+            "id": "4c0c6c1a-8d1e-4a3f-9b7e-2f3d5c6b7a81",
+            "detail-type": "Order Placed",
+            "source": "com.example.shop",
+            "account": "123456789012",
+            "time": "2026-11-24T03:00:00Z",
+            "region": "eu-central-1",
+            "resources": [],
+            "detail": {"card": "secret-4111111111111111"},
+        },
+        "source 'com.example.shop', detail-type 'Order Placed', keys account, detail, detail-type,",
+    ),
+    "s3": (
+        {
+            "Records": [
+                {
+                    "eventVersion": "2.1",
+                    "eventSource": "aws:s3",
+                    "awsRegion": "eu-central-1",
+                    "eventTime": "2026-11-24T03:00:00.000Z",
+                    "eventName": "ObjectCreated:Put",
+                    "s3": {
+                        "bucket": {"name": "secret-bucket"},
+                        "object": {"key": "secret/key.txt", "size": 12},
+                    },
+                }
+            ]
+        },
+        "source 'aws:s3', detail-type none, keys Records",
+    ),
+    "sqs": (
+        {
+            "Records": [
+                {
+                    "messageId": "059f36b4-87a3-44ab-83d2-661975830a7d",
+                    "receiptHandle": "AQEBwJnKyrHigUMZj6rYigCgxlaS3SLy0a",
+                    "body": "secret message body",
+                    "attributes": {"ApproximateReceiveCount": "1"},
+                    "messageAttributes": {},
+                    "eventSource": "aws:sqs",
+                    "eventSourceARN": "arn:aws:sqs:eu-central-1:123456789012:portabot",
+                    "awsRegion": "eu-central-1",
+                }
+            ]
+        },
+        "source 'aws:sqs', detail-type none, keys Records",
+    ),
+    "empty": ({}, "source none, detail-type none, keys none"),
+    "a-string": ("secret ping", "a JSON str"),
+    "a-list": ([{"secret": 1}], "a JSON list"),
+}
+
+
+@pytest.mark.parametrize(("event", "described"), OTHER_EVENTS.values(), ids=OTHER_EVENTS)
+def test_an_event_that_is_not_a_request_is_logged_and_answered(
+    container: Container,
+    caplog: pytest.LogCaptureFixture,
+    empty_postgres: str,
+    event: Any,
+    described: str,
+) -> None:
+    portabot_log = logging.getLogger("portabot")  # it does not pass its records to the root
+    portabot_log.addHandler(caplog.handler)
+    try:
+        result = container.invoke(event)
+    finally:
+        portabot_log.removeHandler(caplog.handler)
+    assert result == {"ignored": "neither an HTTP request nor the maintenance schedule"}
+    [line] = [r.getMessage() for r in caplog.records if r.name == "portabot.lambda"]
+    assert line.startswith("Lambda event ignored (neither an HTTP request nor the schedule): ")
+    assert described in line and "secret" not in line and "\n" not in line
+    assert telegram_updates(empty_postgres) == []
+    # The container goes on serving as before.
+    assert Answer.of(container.invoke(stored_event("function_url"))).status == 200
+    assert telegram_updates(empty_postgres) == ["846512001"]
 
 
 def test_sqlite_is_refused_on_lambda_when_the_handler_is_imported(
