@@ -76,6 +76,14 @@ class TelegramUpdate(_Model):
     edited_message: TelegramMessage | None = None
 
 
+class ChatUpgraded(ApiError):
+    """The chat is a group that became a supergroup: Telegram names the new chat."""
+
+    def __init__(self, message: str, new_chat_id: int) -> None:
+        super().__init__(message, retryable=False)
+        self.new_chat_id = new_chat_id
+
+
 class TelegramChannel:
     platform = "telegram"
     inline_replies = 1
@@ -145,7 +153,11 @@ class TelegramChannel:
         return JSONResponse({"method": "sendMessage", **send_message(inline[0])})
 
     async def send(self, session: ClientSession, delivery: Delivery) -> None:
-        await self.call(session, "sendMessage", send_message(delivery))
+        try:
+            await self.call(session, "sendMessage", send_message(delivery))
+        except ChatUpgraded as upgraded:  # before its notice was processed (or if it was lost)
+            moved = Delivery(self.platform, str(upgraded.new_chat_id), delivery.text, delivery.key)
+            await self.call(session, "sendMessage", send_message(moved))
 
     async def set_webhook(
         self, session: ClientSession, url: str, *, drop_pending_updates: bool = False
@@ -193,8 +205,12 @@ class TelegramChannel:
         if not isinstance(answer, dict) or not answer.get("ok"):
             answer = answer if isinstance(answer, dict) else {}
             parameters = answer.get("parameters") or {}
+            message = f"Telegram {method}: HTTP {status} {str(answer.get('description', ''))[:120]}"
+            moved_to = parameters.get("migrate_to_chat_id")
+            if type(moved_to) is int:
+                raise ChatUpgraded(message, moved_to)
             raise ApiError(
-                f"Telegram {method}: HTTP {status} {str(answer.get('description', ''))[:120]}",
+                message,
                 retry_after=parameters.get("retry_after"),
                 retryable=status == 429 or status >= 500,
             )

@@ -20,7 +20,7 @@ from tests.conftest import (
     query,
     telegram_update,
 )
-from tests.servers import FakeTelegram, run
+from tests.servers import Failure, FakeTelegram, run
 from tests.test_cli import portabot
 from tests.test_late_redelivery import age_kept_replies
 from tests.test_poll import polling
@@ -508,3 +508,21 @@ def test_a_group_upgraded_to_a_supergroup_moves_its_chat(
     age_outbox(database_url)
     deliver(tmp_path, database_url, fake_telegram)
     assert fake_telegram.sent() == [{"chat_id": int(new), "text": "reply 2 to hi"}]
+
+
+def test_a_reply_sent_to_a_group_that_became_a_supergroup_follows_it(
+    start_bot: BotFactory, fake_telegram: FakeTelegram, database_url: str
+) -> None:
+    # The group was upgraded, and Telegram's notice has not been processed yet.
+    upgraded = {
+        "ok": False,
+        "error_code": 400,
+        "description": "Bad Request: group chat was upgraded to a supergroup chat",
+        "parameters": {"migrate_to_chat_id": NEW_SUPERGROUP["id"]},
+    }
+    fake_telegram.failures.append(Failure(400, upgraded, "sendMessage"))
+    post_telegram(chatty(start_bot), sent_in(1, OLD_GROUP, text="hi"))
+    assert [call.payload["chat_id"] for call in fake_telegram.failed] == [OLD_GROUP["id"]]
+    assert fake_telegram.sent()[0] == {"chat_id": NEW_SUPERGROUP["id"], "text": "reply 2 to hi"}
+    rows = query(database_url, "SELECT sent_at, last_error FROM outbox ORDER BY id")
+    assert rows[0]["sent_at"] is not None and rows[0]["last_error"] is None
