@@ -15,8 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from core.web.policy import html_page
 
 if TYPE_CHECKING:
     from core.costs.model import Workload
@@ -127,7 +129,7 @@ def comparison(w: Workload) -> dict[str, Any]:
 
 
 async def costs_page(request: Request) -> Response:
-    return HTMLResponse(page())
+    return html_page(page())
 
 
 async def costs_api(request: Request) -> Response:
