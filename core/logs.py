@@ -10,7 +10,10 @@ from collections.abc import Callable, Hashable
 EVERY = 5.0
 """Seconds between two lines of one kind; the next line says how many were left out."""
 MAX_KINDS = 256
-"""Kinds remembered at once (a reason may quote the sender): beyond, new kinds share one."""
+"""Kinds remembered at once (a reason may quote the sender): beyond, new kinds share one more."""
+
+
+OTHERS = "(other kinds)"
 
 
 class ThrottledLog:
@@ -31,7 +34,7 @@ class ThrottledLog:
         if kind not in self._kinds and len(self._kinds) >= MAX_KINDS:
             self._kinds = {k: v for k, v in self._kinds.items() if now - v[0] < self.every}
             if len(self._kinds) >= MAX_KINDS:
-                kind, message, args = "(others)", "%s", ("more of other kinds",)
+                kind = OTHERS
         since, left_out = self._kinds.get(kind, (-self.every, 0))
         if now - since < self.every:
             self._kinds[kind] = (since, left_out + 1)
