@@ -36,6 +36,11 @@ log = logging.getLogger("portabot")
 
 MAX_HEADERS = 16 * 1024
 """Bytes of request headers (names and values) a request may carry."""
+MAX_CONNECTIONS = 1000
+"""Connections one server process holds at once (uvicorn's limit_concurrency): past them, a new
+request gets uvicorn's 503 at once instead of the process running out of file descriptors, which
+would fail its database and API connections too. Under the descriptors each target allows (the
+VPS unit's LimitNOFILE=4096; Heroku's router holds its own)."""
 
 _KEEP_SECRET = Query(
     "INSERT INTO secrets (name, value) VALUES (:name, :value) ON CONFLICT DO NOTHING"
