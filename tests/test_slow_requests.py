@@ -98,16 +98,16 @@ def test_slow_bodies_get_a_408_while_the_bot_answers(
                         with suppress(OSError):  # the server has hung up
                             sock.send(b" ")
                 for key, _ in selector.select(timeout=0.5):
-                    sock = key.fileobj
-                    assert isinstance(sock, socket.socket)
+                    ready = key.fileobj
+                    assert isinstance(ready, socket.socket)
                     try:
-                        data = sock.recv(65536)
+                        data = ready.recv(65536)
                     except OSError:
                         data = b""
-                    replies[sock] += data
+                    replies[ready] += data
                     if not data:  # the server closed the connection
-                        closed[sock] = time.monotonic() - started
-                        selector.unregister(sock)
+                        closed[ready] = time.monotonic() - started
+                        selector.unregister(ready)
             for sock in slow:
                 sock.close()
             assert len(closed) == SLOW_CLIENTS
