@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import secrets
@@ -11,9 +12,9 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core import __version__
 from core.channels.base import Channel
@@ -22,17 +23,24 @@ from core.channels.vk import VkChannel
 from core.channels.web import WebChannel
 from core.conversation.engine import Flow
 from core.conversation.loader import load_flow
+from core.logs import ThrottledLog
 from core.outbound import Outbound
 from core.settings import Settings, load_settings, refuse_lost_storage
 from core.storage.database import Database, Query
 from core.web.costs import routes as cost_routes
 from core.web.page import render_home
+from core.web.policy import html_page
 from core.webhooks import handle
 
 log = logging.getLogger("portabot")
 
 MAX_HEADERS = 16 * 1024
 """Bytes of request headers (names and values) a request may carry."""
+MAX_CONNECTIONS = 1000
+"""Connections one server process holds at once (uvicorn's limit_concurrency): past them, a new
+request gets uvicorn's 503 at once instead of the process running out of file descriptors, which
+would fail its database and API connections too. Under the descriptors each target allows (the
+VPS unit's LimitNOFILE=4096; Heroku's router holds its own)."""
 
 _KEEP_SECRET = Query(
     "INSERT INTO secrets (name, value) VALUES (:name, :value) ON CONFLICT DO NOTHING"
@@ -62,6 +70,7 @@ class Bot:
         for channel in platform_channels(settings):
             self.channels[channel.platform] = channel
         self.outbound = Outbound(self.db, self.channels, settings.outbox_retry_seconds)
+        self.rejections = ThrottledLog(logging.getLogger("portabot.webhooks"))
         self._home: str | None = None
 
     async def session_secret(self) -> str:
@@ -84,7 +93,7 @@ class Bot:
 
 
 async def home(request: Request) -> Response:
-    return HTMLResponse(request.app.state.bot.home())
+    return html_page(request.app.state.bot.home())
 
 
 async def healthz(request: Request) -> Response:
@@ -126,9 +135,13 @@ def create_app(settings: Settings | None = None, *, flow: Flow | None = None) ->
             Route("/", home),
             Route("/healthz", healthz),
             Route("/webhooks/{platform}", webhook, methods=["POST"]),
-            *cost_routes,
+            *(cost_routes if settings.costs_page else []),
         ],
-        middleware=[Middleware(HeaderLimit)],
+        middleware=[
+            Middleware(SecurityHeaders),
+            Middleware(HeaderLimit),
+            Middleware(BodyDeadline, seconds=settings.body_timeout_seconds),
+        ],
         lifespan=lifespan,
     )
     app.state.bot = bot
@@ -150,6 +163,90 @@ class HeaderLimit:
             await too_big(scope, receive, send)
             return
         await self.app(scope, receive, send)
+
+
+class BodyDeadline:
+    """408 (and the connection closed) for a request whose body has not all arrived `seconds`
+    after its headers: a client sending a byte at a time would otherwise hold a connection, a
+    file descriptor and a task for as long as it likes. The app sees a disconnect. On Lambda the
+    body comes complete with the event, so the deadline never waits."""
+
+    def __init__(self, app: ASGIApp, seconds: float) -> None:
+        self.app = app
+        self.seconds = seconds
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        deadline = asyncio.get_running_loop().time() + self.seconds
+        complete = late = started = False
+
+        async def receive_in_time() -> Message:
+            nonlocal complete, late
+            if complete:
+                return await receive()  # after the body: the disconnect a response may watch for
+            if not late:
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        message = await receive()
+                except TimeoutError:
+                    late = True
+                else:
+                    complete = message["type"] != "http.request" or not message.get("more_body")
+                    return message
+            return {"type": "http.disconnect"}
+
+        async def send_unless_late(message: Message) -> None:
+            nonlocal started
+            if late and not started:
+                return  # the app answers a client it thinks has gone: the 408 goes instead
+            started = True
+            await send(message)
+
+        await self.app(scope, receive_in_time, send_unless_late)
+        if late and not started:
+            too_slow = JSONResponse(
+                {"error": f"request body not received within {self.seconds:g} s"},
+                status_code=408,
+                headers={"Connection": "close"},
+            )
+            await too_slow(scope, receive, send)
+
+
+class SecurityHeaders:
+    """The headers every response carries: no sniffing, no framing, no referrer; and a
+    Content-Security-Policy that allows nothing, unless the response brought its own (a page
+    names the hashes of its inline script and style: core/web/policy.py)."""
+
+    HEADERS = (
+        (b"x-content-type-options", b"nosniff"),
+        (b"x-frame-options", b"DENY"),  # frame-ancestors, for browsers that predate it
+        (b"referrer-policy", b"no-referrer"),
+    )
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                if not any(name.lower() == b"content-security-policy" for name, _ in headers):
+                    headers.append((b"content-security-policy", NOTHING_ALLOWED))
+                headers.extend(self.HEADERS)
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+NOTHING_ALLOWED = b"default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+"""The policy of a response that is not a page (JSON, text): it loads and runs nothing."""
 
 
 def configure_logging(level: str) -> None:

@@ -237,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from core.app import create_app
+    from core.app import MAX_CONNECTIONS, MAX_HEADERS, create_app
 
     settings = load_settings()
     if settings.is_sqlite:
@@ -247,7 +247,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
     print(f"portabot {__version__}: open http://{host}:{args.port}/ to chat with the bot")
     print(f"  database {obscure_url(settings.database_url)}; channels: {channels}")
-    uvicorn.run(app, host=args.host, port=args.port, log_level=settings.log_level.lower())
+    # No proxy in front here: h11 bounds the headers it buffers (httptools, faster and what
+    # gunicorn's workers use behind Heroku's router or Caddy, does not).
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level=settings.log_level.lower(),
+        http="h11",
+        # Above MAX_HEADERS, so that headers between the two get the app's clearer 431.
+        h11_max_incomplete_event_size=4 * MAX_HEADERS,
+        limit_concurrency=MAX_CONNECTIONS,
+    )
     return 0
 
 

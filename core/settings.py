@@ -23,6 +23,10 @@ LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
 MIN_KEEP_DAYS = 1.0
 """Telegram re-delivers an update for up to a day: an update id forgotten sooner could let a
 late copy be processed twice."""
+BODY_TIMEOUT_SECONDS = 10.0
+"""How long a request's body may take to arrive after its headers: Telegram and VK send theirs at
+once from data centres, and 10 s carries the largest body taken (1 MiB) at 100 KB/s, a slow
+mobile link; a client sending a byte at a time is cut off there (408)."""
 
 
 class ConfigurationError(Exception):
@@ -80,6 +84,9 @@ class Settings(BaseSettings):
     public_url: str | None = None
     log_level: str = "INFO"
     bot_name: str = "portabot"
+    body_timeout_seconds: float = Field(default=BODY_TIMEOUT_SECONDS, gt=0, le=300)
+    costs_page: bool = True
+    """COSTS_PAGE=off removes /costs and /api/costs (404) and the home page's link."""
 
     @field_validator("database_url")
     @classmethod

@@ -10,7 +10,7 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from core.channels.base import Answered, Channel, Rejected
@@ -51,10 +51,17 @@ async def handle(bot: Bot, channel: Channel, request: Request) -> Response:
     try:
         update = await channel.receive(request)
     except Rejected as rejected:
-        log.warning("%s webhook: %d %s", channel.platform, rejected.status, rejected.reason)
+        kind = (channel.platform, rejected.status, rejected.reason)
+        bot.rejections.warning(
+            kind, "%s webhook: %d %s", channel.platform, rejected.status, rejected.reason
+        )
         return JSONResponse({"error": rejected.reason}, status_code=rejected.status)
     except Answered as answered:
         return answered.response
+    except ClientDisconnect:
+        # Gone (or too slow: the app's BodyDeadline answers 408 instead): nobody reads this.
+        log.debug("%s webhook: the client left before its body was read", channel.platform)
+        return JSONResponse({"error": "the client disconnected"}, status_code=400)
     except Exception as exc:  # e.g. the database that keeps the web chat's cookie key is down
         return unavailable(f"{channel.platform} delivery not read", exc)
     try:

@@ -68,7 +68,11 @@ TABLES = ("updates", "people", "accounts", "outbox", "link_codes")
 SESSION_SECRET = "test-session-secret"  # the settings fixture's
 WEB_SIGNER = Signer(SESSION_SECRET, salt="portabot web chat")
 PATHS = ("/webhooks/telegram", "/webhooks/vk", "/webhooks/web")
-LIMITS = {"/webhooks/telegram": MAX_BODY, "/webhooks/vk": MAX_BODY, "/webhooks/web": WEB_MAX_BODY}
+LIMITS = {
+    "/webhooks/telegram": MAX_BODY,
+    "/webhooks/vk": vk.MAX_BODY,
+    "/webhooks/web": WEB_MAX_BODY,
+}
 JSON = b"application/json"
 CODE_LINE = re.compile(r"^/in ([a-z]+(?:-[a-z]+)+)$", re.MULTILINE)
 Headers = list[tuple[bytes, bytes]]
@@ -166,11 +170,16 @@ class Target:
 
     def refused(self, response: httpx.Response, before: dict[str, int], logged: int) -> None:
         """A 4xx with a reason, nothing stored, and one line logged (`logged`: the records
-        before the request)."""
+        before the request), or none when the same reason was logged moments ago (a refusal is
+        logged once per reason every few seconds: core/logs.py)."""
         assert 400 <= response.status_code < 500, (response.status_code, response.text[:300])
         assert self.tables.counts() == before
-        assert response.json()["error"]
+        reason = response.json()["error"]
+        assert reason
         lines = [r.getMessage() for r in self.records[logged:]]
+        if not lines:
+            assert any(reason in r.getMessage() for r in self.records[:logged]), reason
+            return
         assert len(lines) == 1, lines
         assert "\n" not in lines[0] and "\r" not in lines[0], lines[0]
 
@@ -548,7 +557,8 @@ def test_deep_nesting_is_refused(target: Target, path: str) -> None:
     ):
         logged = len(target.records)
         response = target.send(path, body, telegram_headers())
-        assert response.status_code in (400, 422), response.text
+        # VK's: without our secret, refused before it is parsed.
+        assert response.status_code in ((403,) if path == "/webhooks/vk" else (400, 422))
         target.refused(response, target.tables.counts(), logged)
     target.healthy()
 

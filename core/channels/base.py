@@ -68,6 +68,11 @@ class Channel(Protocol):
 
 async def read_json(request: Request, limit: int = MAX_BODY) -> Any:
     """The JSON body, refusing a wrong content type or a body over `limit` before reading it all."""
+    return parse_json(await read_body(request, limit))
+
+
+async def read_body(request: Request, limit: int = MAX_BODY) -> bytes:
+    """The body of a JSON delivery, unparsed; refused as `read_json` does."""
     content_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
     if content_type != "application/json":
         raise Rejected(415, "expected Content-Type: application/json")
@@ -79,6 +84,10 @@ async def read_json(request: Request, limit: int = MAX_BODY) -> Any:
         body += chunk
         if len(body) > limit:
             raise Rejected(413, f"body over {limit} bytes")
+    return bytes(body)
+
+
+def parse_json(body: bytes) -> Any:
     try:
         return json.loads(body)
     except UnicodeDecodeError:

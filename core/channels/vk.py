@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
+import itertools
 import logging
 import re
+import time
 from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -19,7 +22,8 @@ from core.channels.base import (
     Rejected,
     clean_text,
     first_error,
-    read_json,
+    parse_json,
+    read_body,
 )
 from core.messages import Account, Delivery, Kind, Message, Update, parse_command
 from core.settings import Settings
@@ -35,6 +39,17 @@ RETRYABLE_ERRORS = {1, 6, 9, 10}
 """VK error codes worth another try: unknown, too many requests, flood control, internal."""
 MENTION = re.compile(r"^\[club\d+\|[^\]]*\][\s,:]*")
 """How VK prefixes a message that mentions the community in a group chat."""
+MAX_BODY = 256 * 1024
+"""Bytes of one Callback API event: a message's text is at most 4,096 characters (16 KB as
+UTF-8 escapes at worst), and its attachments, reply and forwarded messages are metadata of a
+few hundred bytes each; the largest real message_new seen, with a forward chain, was tens of KB."""
+MAX_CONFIRMATION = 1024
+"""Bytes of a `confirmation` request (the one event without our secret): a type and a group id."""
+SECRET_FIELD = re.compile(rb'"secret"\s*:\s*"([^"\\]*)"')
+"""A "secret" string in a raw body: ours is letters and digits, which JSON carries verbatim."""
+CONFIRMATION_RETRY = 60.0
+"""Seconds a failed lookup of the confirmation code is remembered: an anonymous `confirmation`
+must not make a VK API call each time."""
 
 
 class _Model(BaseModel):
@@ -42,11 +57,13 @@ class _Model(BaseModel):
 
 
 class Event(_Model):
+    """The envelope, checked before anything in `object` is looked at (a stranger's 256 KB
+    costs a JSON parse, not a validation)."""
+
     type: str
     group_id: Int64
     event_id: Annotated[str, Field(max_length=64, pattern=r"^[!-~]*$")] | None = None
     secret: str | None = None
-    object: dict[str, Any] | None = None
 
 
 class VkAction(_Model):
@@ -79,11 +96,16 @@ class VkChannel:
         self._secret = (settings.vk_callback_secret() or "").encode()
         self._secret_given = settings.vk_secret is not None
         self._confirmation = settings.vk_confirmation
+        self._confirmation_lookup = asyncio.Lock()
+        self._confirmation_failed_at: float | None = None
         self._api = settings.vk_api_url
         self._version = settings.vk_api_version
 
     async def receive(self, request: Request) -> Update:
-        body = await read_json(request)
+        raw = await read_body(request, MAX_BODY)
+        if len(raw) > MAX_CONFIRMATION and not carries_secret(raw, self._secret):
+            raise Rejected(403, "wrong secret")  # before the parse, most of what it would cost
+        body = parse_json(raw)
         try:
             event = Event.model_validate(body)
         except ValidationError as exc:
@@ -98,10 +120,11 @@ class VkChannel:
             raise Rejected(403, "wrong secret")
         if not event.event_id:
             raise Rejected(400, "not a VK event: event_id: Field required")
-        if event.object is None:
+        inner = body.get("object")
+        if not isinstance(inner, dict):
             raise Rejected(400, "not a VK event: object: Input should be an object")
         try:
-            message = self._message(event.type, event.object)
+            message = self._message(event.type, inner)
         except ValidationError as exc:
             raise Rejected(400, f"not a VK {event.type}: {first_error(exc)}") from None
         return Update(self.platform, event.event_id, message)
@@ -131,14 +154,25 @@ class VkChannel:
         return None  # an event we do not handle
 
     async def confirmation(self) -> str:
-        """VK_CONFIRMATION, or the code VK gives us for the group (asked once, then kept)."""
-        if self._confirmation is None:
+        """VK_CONFIRMATION, or the code VK gives us for the group: asked once at a time, then
+        kept; a failure is kept for CONFIRMATION_RETRY seconds (503 meanwhile)."""
+        async with self._confirmation_lookup:
+            if self._confirmation is not None:
+                return self._confirmation
+            failed = self._confirmation_failed_at
+            if failed is not None and time.monotonic() - failed < CONFIRMATION_RETRY:
+                raise Rejected(503, "confirmation code unavailable: set VK_CONFIRMATION")
             from core.outbound import client_session
 
-            async with client_session() as session:
-                answer = await self.call(session, "groups.getCallbackConfirmationCode", {})
-            self._confirmation = str(answer["code"])
-        return self._confirmation
+            try:
+                async with client_session() as session:
+                    answer = await self.call(session, "groups.getCallbackConfirmationCode", {})
+                self._confirmation = str(answer["code"])
+            except (ApiError, KeyError, TypeError) as exc:
+                self._confirmation_failed_at = time.monotonic()
+                log.warning("VK confirmation code not obtained (%s): set VK_CONFIRMATION", exc)
+                raise Rejected(503, "confirmation code unavailable: set VK_CONFIRMATION") from None
+            return self._confirmation
 
     def respond(self, update: Update, inline: list[Delivery]) -> Response:
         return PlainTextResponse("ok")
@@ -237,6 +271,13 @@ def _chat_action(account: Account, sender: int, action: VkAction, *, at: int) ->
     if action.type == "chat_kick_user" and action.member_id == sender:
         return Message(account, Kind.LEFT, at=at)
     return None
+
+
+def carries_secret(raw: bytes, secret: bytes) -> bool:
+    """Whether a "secret" field of the unparsed body holds ours (the first few such fields,
+    each compared in constant time); the parsed event's own secret is checked after this."""
+    found = itertools.islice(SECRET_FIELD.finditer(raw), 8)
+    return any(hmac.compare_digest(match.group(1), secret) for match in found)
 
 
 def random_id(key: str) -> int:

@@ -6,8 +6,10 @@ answers webhooks does not pay for it at its cold start."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import math
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import asdict
 from importlib.resources import files
@@ -15,8 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from core.web.policy import html_page
 
 if TYPE_CHECKING:
     from core.costs.model import Workload
@@ -31,6 +35,13 @@ LIMITS = {
 }
 """Query parameter: the smallest and largest value taken, and its unit."""
 FLAGS = {"free_tier"}
+SIGNIFICANT = 3
+"""Significant figures a number is taken to: prices are known to no better, and queries that
+differ beyond them share one answer (and one cache entry)."""
+CACHED = 256
+"""Answers kept per process (some 20 KB each)."""
+RETRY_AFTER = 1
+"""Seconds a client is asked to wait when this process is already working out an answer."""
 
 
 class QueryError(ValueError):
@@ -61,7 +72,12 @@ def number(query: Mapping[str, str], name: str) -> float | None:
     if not (math.isfinite(value) and low <= value <= high):
         span = f"{readable(low)} to {readable(high)} {unit}"
         raise QueryError(f"{name} must be from {span}, not {text[:40]}")
-    return value
+    return significant(value)
+
+
+def significant(value: float) -> float:
+    """`value` to SIGNIFICANT figures: 1,234,567 → 1,230,000; 0.04567 → 0.0457."""
+    return float(f"{value:.{SIGNIFICANT - 1}e}")
 
 
 def readable(value: float) -> str:
@@ -96,9 +112,8 @@ def parse_workload(query: Mapping[str, str]) -> Workload:
     return Workload(updates=updates, peak=peak, free_tier=flag == "1", **given)
 
 
-@functools.lru_cache(maxsize=256)
 def comparison(w: Workload) -> dict[str, Any]:
-    """The comparison for one workload: some 15 ms of arithmetic, so answers are remembered."""
+    """The comparison for one workload: 15 to 40 ms of arithmetic, so answers are remembered."""
     from core.costs.chart import crossings, volumes
     from core.costs.model import cheapest, curves, options
     from core.costs.report import as_dict
@@ -127,7 +142,13 @@ def comparison(w: Workload) -> dict[str, Any]:
 
 
 async def costs_page(request: Request) -> Response:
-    return HTMLResponse(page())
+    return html_page(page())
+
+
+_answers: OrderedDict[Workload, dict[str, Any]] = OrderedDict()
+_working = asyncio.Lock()
+"""One answer worked out at a time per process: queries that miss the cache cost a stranger a
+503, not the webhooks this worker serves their latency."""
 
 
 async def costs_api(request: Request) -> Response:
@@ -135,8 +156,23 @@ async def costs_api(request: Request) -> Response:
         w = parse_workload(request.query_params)
     except QueryError as exc:
         return JSONResponse({"error": str(exc)}, status_code=400)
-    # Off the event loop: the webhooks this worker serves must not wait for the arithmetic.
-    return JSONResponse(await run_in_threadpool(comparison, w))
+    answer = _answers.get(w)
+    if answer is not None:
+        _answers.move_to_end(w)
+        return JSONResponse(answer)
+    if _working.locked():
+        return JSONResponse(
+            {"error": "busy working out another comparison, retry"},
+            status_code=503,
+            headers={"Retry-After": str(RETRY_AFTER)},
+        )
+    async with _working:
+        # Off the event loop: the webhooks this worker serves must not wait for the arithmetic.
+        answer = await run_in_threadpool(comparison, w)
+    _answers[w] = answer
+    if len(_answers) > CACHED:
+        _answers.popitem(last=False)
+    return JSONResponse(answer)
 
 
 routes = [Route("/costs", costs_page), Route("/api/costs", costs_api)]

@@ -19,6 +19,9 @@ def platform_links(settings: Settings) -> list[tuple[str, str]]:
     return links
 
 
+COSTS_LINK = '<p><a href="costs">What hosting this bot costs</a></p>'
+
+
 def render_home(settings: Settings) -> str:
     template = Template(files("core.web").joinpath("index.html").read_text(encoding="utf-8"))
     links = "".join(
@@ -28,4 +31,5 @@ def render_home(settings: Settings) -> str:
     return template.substitute(
         name=escape(settings.bot_name),
         links=f"<ul class=links>{links}</ul>" if links else "<p>Chat with it right here.</p>",
+        costs=COSTS_LINK if settings.costs_page else "",
     )

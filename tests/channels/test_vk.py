@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from core.channels.vk import random_id
+from core.channels.vk import MAX_BODY, random_id
 from core.conversation.engine import Flow
 from tests.channels.test_telegram import Echo
 from tests.conftest import VK_GROUP, VK_SECRET, BotFactory, post_vk, query, vk_event
@@ -39,6 +39,52 @@ def test_confirmation_from_settings(start_bot: BotFactory, fake_vk: FakeVk) -> N
 def test_confirmation_for_another_group_is_refused(bot: httpx.Client) -> None:
     response = post_vk(bot, {"type": "confirmation", "group_id": VK_GROUP + 1})
     assert response.status_code == 403
+
+
+def test_a_failed_confirmation_lookup_is_not_repeated_for_every_request(
+    bot: httpx.Client, fake_vk: FakeVk
+) -> None:
+    fake_vk.fail_next(code=5, times=10, message="User authorization failed")
+    confirmation = {"type": "confirmation", "group_id": VK_GROUP}
+    for _ in range(20):
+        response = post_vk(bot, confirmation)
+        assert response.status_code == 503
+        assert response.json()["error"] == "confirmation code unavailable: set VK_CONFIRMATION"
+    assert len(fake_vk.failures) == 9  # one lookup: the rest were answered from its failure
+
+
+def test_concurrent_confirmations_ask_vk_once(bot: httpx.Client, fake_vk: FakeVk) -> None:
+    async def confirm_at_once() -> list[httpx.Response]:
+        body = json.dumps({"type": "confirmation", "group_id": VK_GROUP})
+        headers = {"Content-Type": "application/json"}
+        async with httpx.AsyncClient(base_url=str(bot.base_url), timeout=30) as client:
+            return await asyncio.gather(
+                *(client.post("/webhooks/vk", content=body, headers=headers) for _ in range(10))
+            )
+
+    assert [r.text for r in run(confirm_at_once())] == ["c0nf1rm"] * 10
+    assert len(fake_vk.sent("groups.getCallbackConfirmationCode")) == 1
+
+
+def test_the_secret_is_checked_before_the_object(bot: httpx.Client, database_url: str) -> None:
+    wrong = {**vk_event("e1"), "secret": "wrong", "object": "not an object"}
+    assert post_vk(bot, wrong).status_code == 403
+    # Large, and without our secret: refused without being parsed (it is not even JSON).
+    unparsed = b'{"type": "message_new", "object": {' + b"x" * 200_000
+    response = bot.post(
+        "/webhooks/vk", content=unparsed, headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 403 and response.json()["error"] == "wrong secret"
+    assert query(database_url, "SELECT update_id FROM updates") == []
+
+
+def test_vk_bodies_have_their_own_size_cap(bot: httpx.Client, fake_vk: FakeVk) -> None:
+    padding = "x" * (MAX_BODY - 1000)
+    assert_ok(post_vk(bot, vk_event("e1", "/me", padding=padding)))  # just under: answered
+    assert fake_vk.texts() == [("3001", "Linked platforms: vk.")]
+    response = post_vk(bot, vk_event("e2", "/me", padding=padding + "x" * 2000))
+    assert response.status_code == 413
+    assert response.json()["error"] == f"body over {MAX_BODY} bytes"
 
 
 @pytest.mark.parametrize(

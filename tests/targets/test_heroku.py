@@ -43,7 +43,7 @@ def test_gunicorn_config(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WEB_CONCURRENCY", "3")
     config = runpy.run_path(str(ROOT / "targets/heroku/gunicorn.conf.py"))
     assert config["bind"] == "0.0.0.0:5123" and config["workers"] == 3
-    assert config["worker_class"] == "uvicorn_worker.UvicornWorker"
+    assert config["worker_class"] == "core.worker.Worker"
     assert config["timeout"] < 30  # Heroku's router gives up at 30 s
     assert config["accesslog"] == config["errorlog"] == "-"
 

@@ -25,6 +25,8 @@ from typing import TypeVar
 import httpx
 import pytest
 
+from core.app import MAX_CONNECTIONS
+from core.channels.base import MAX_BODY
 from tests.conftest import (
     SECRET,
     TOKEN,
@@ -310,7 +312,7 @@ def test_gunicorn_settings(tmp_path: Path, env: dict[str, str], bind: str, worke
     settings = gunicorn_settings(tmp_path, **env)
     assert (settings["bind"], settings["workers"]) == (bind, workers)
     assert settings["wsgi_app"] == "core.app:app"
-    assert settings["worker_class"] == "uvicorn_worker.UvicornWorker"
+    assert settings["worker_class"] == "core.worker.Worker"
     assert settings["preload_app"] == "True"
     assert settings["accesslog"] == settings["errorlog"] == "-"  # to journald
     assert settings["forwarded_allow_ips"] == "['127.0.0.1', '::1']"
@@ -546,3 +548,14 @@ def test_caddy_serves_the_domain_over_https_and_proxies_to_gunicorn(tmp_path: Pa
     )
     assert validated.returncode == 0, validated.stderr
     assert "automatic HTTP->HTTPS redirects" in validated.stderr
+    # Slow and large requests stop at Caddy; browsers are told to keep to HTTPS.
+    assert server["read_header_timeout"] == server["read_timeout"] == 10 * 10**9
+    assert server["max_header_bytes"] <= 64 * 1024
+    handlers = {h["handler"]: h for h in server["routes"][0]["handle"][0]["routes"][0]["handle"]}
+    assert handlers["request_body"]["max_size"] == MAX_BODY
+    hsts = handlers["headers"]["response"]["set"]["Strict-Transport-Security"]
+    assert hsts == ["max-age=31536000"]
+
+
+def test_the_unit_gives_a_worker_descriptors_for_all_its_connections() -> None:
+    assert int(UNIT["LimitNOFILE"][0]) >= 2 * MAX_CONNECTIONS

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import pytest
+
+from tests.conftest import BotFactory
+from tests.servers import run
 
 on_sqlite = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 """The comparison needs no database; one is enough for the server."""
@@ -51,3 +56,40 @@ def test_the_api_refuses_a_bad_value_with_a_reason(
     response = bot.get("/api/costs", params=params)
     assert response.status_code == 400
     assert reason in response.json()["error"]
+
+
+@on_sqlite
+def test_inputs_are_taken_to_three_significant_figures(bot: httpx.Client) -> None:
+    first = bot.get("/api/costs", params={"updates": "1234567", "ms": "41.26", "memory": "1769"})
+    again = bot.get("/api/costs", params={"updates": "1230001", "ms": "41.34", "memory": "1771"})
+    assert first.status_code == again.status_code == 200
+    workload = first.json()["workload"]
+    assert (workload["updates"], workload["ms"], workload["memory_mb"]) == (1_230_000, 41.3, 1770)
+    assert again.json() == first.json()
+
+
+@on_sqlite
+def test_one_answer_is_worked_out_at_a_time(bot: httpx.Client) -> None:
+    async def ask_at_once() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=str(bot.base_url), timeout=30) as client:
+            return await asyncio.gather(
+                *(client.get("/api/costs", params={"updates": str(10_000 + n)}) for n in range(20))
+            )
+
+    responses = run(ask_at_once())
+    busy = [r for r in responses if r.status_code == 503]
+    assert {r.status_code for r in responses} == {200, 503}
+    assert all(r.headers["Retry-After"] == "1" and r.json()["error"] for r in busy)
+    # A refused query is answered when asked again, once the process is free.
+    retried = bot.get("/api/costs", params=dict(busy[0].request.url.params))
+    assert retried.status_code == 200
+
+
+@on_sqlite
+def test_costs_page_off_removes_the_page_and_the_api(start_bot: BotFactory) -> None:
+    bot = start_bot(costs_page=False)
+    assert bot.get("/costs").status_code == 404
+    assert bot.get("/api/costs", params={"updates": "1000"}).status_code == 404
+    home = bot.get("/")
+    assert home.status_code == 200 and 'href="costs"' not in home.text
+    assert 'href="costs"' in start_bot().get("/").text
