@@ -15,7 +15,9 @@ import re
 import secrets
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, Protocol
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit
+
+from core.settings import postgres_connection
 
 if TYPE_CHECKING:
     import sqlite3
@@ -220,6 +222,10 @@ class Database:
         self.url = url
         self.dialect = "sqlite" if url.startswith("sqlite") else "postgresql"
         self.pool_size = pool_size
+        # Read once, here: a URL that cannot work fails now, not on every request.
+        self._connection = (
+            None if self.dialect == "sqlite" else postgres_connection(url, pool_size=pool_size)
+        )
         self._pool: asyncpg.Pool | None = None
         self._writer: GroupCommit | None = None
         self._connecting: asyncio.Lock | None = None
@@ -277,8 +283,8 @@ class Database:
         import asyncpg
 
         assert self.dialect == "postgresql"
-        dsn, options = pool_options(self.url, self.pool_size)
-        raw = await asyncpg.connect(dsn, ssl=options.get("ssl"))
+        assert self._connection is not None
+        raw = await asyncpg.connect(self._connection.dsn, **self._connection.connect)
         try:
             yield _PostgresConn(raw)
         finally:
@@ -341,26 +347,12 @@ class Database:
             if self._pool is None:
                 import asyncpg
 
-                dsn, options = pool_options(self.url, self.pool_size)
-                self._pool = await asyncpg.create_pool(dsn, reset=_keep_session, **options)
+                assert self._connection is not None
+                connection = self._connection
+                self._pool = await asyncpg.create_pool(
+                    connection.dsn, reset=_keep_session, **connection.connect, **connection.pool
+                )
         return self._pool
-
-
-def pool_options(url: str, pool_size: int) -> tuple[str, dict[str, Any]]:
-    """The URL without the options that are the pool's (min_size, max_size, ssl, and
-    statement_cache_size: 0 behind a PgBouncer older than 1.21 in transaction mode), and those."""
-    parts = urlsplit(url)
-    options: dict[str, Any] = {"min_size": 1, "max_size": pool_size}
-    kept = []
-    for key, value in parse_qsl(parts.query, keep_blank_values=True):
-        if key in ("min_size", "max_size", "statement_cache_size"):
-            options[key] = int(value)
-        elif key in ("ssl", "sslmode"):
-            options["ssl"] = {"true": True, "false": False}.get(value.lower(), value)
-        else:
-            kept.append((key, value))
-    options["min_size"] = min(options["min_size"], options["max_size"])
-    return urlunsplit(parts._replace(query=urlencode(kept))), options
 
 
 _PING = Query("SELECT 1")
