@@ -255,7 +255,7 @@ def _whole_number(key: str, value: str, *, least: int | None) -> int:
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", hide_input_in_errors=True)
 
-    database_url: str = DEFAULT_DATABASE_URL
+    database_url: str = Field(default=DEFAULT_DATABASE_URL, repr=False)  # may hold a password
     database_pool_size: int = Field(default=4, ge=1, le=100)
     outbox_retry_seconds: float = Field(default=60.0, ge=0)
     order_window_ms: int = Field(default=0, ge=0, le=5000)

@@ -38,6 +38,8 @@ def test_secrets_never_show_in_repr_or_errors(monkeypatch: pytest.MonkeyPatch) -
         telegram_token="1:SECRET-TOKEN", bot_passphrase="hunter2", session_secret="cookie-key"
     )
     assert "SECRET-TOKEN" not in repr(settings) and "hunter2" not in str(settings)
+    with_url = make_settings(database_url="postgres://u:db-pw@h/d?password=query-pw")
+    assert "db-pw" not in repr(with_url) and "query-pw" not in str(with_url)
     monkeypatch.setenv("DATABASE_URL", "mysql://root:topsecret@h/d")
     with pytest.raises(ConfigurationError) as error:
         load_settings()
