@@ -34,6 +34,10 @@ _WORDS = {
     "sqlite": {"for_update": "", "skip_locked": ""},  # one writer at a time: nothing to lock
 }
 _PARAMETER = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
+_NOT_FOR_LITERALS = re.compile(r"--|/\*|-(?=:[A-Za-z_])|['\"$]")
+"""What a statement that takes its values as literals may not contain: a comment (a value's
+newline would end it, and what follows would run), a `-` that a value's sign could make into
+one, and quotes (a parameter inside them would put a literal inside a literal)."""
 
 
 class Row(Protocol):
@@ -77,8 +81,13 @@ class Query:
         """The text with the values written in as SQL literals, for the simple query protocol,
         which takes several statements in one message but no parameters."""
         pieces = self._pieces.get(dialect)
-        if pieces is None:  # text, name, text, name, …, text
+        if pieces is None:  # text, name, text, name, …, text; checked once, then kept
             text = self._texts[dialect].format(**_WORDS[dialect])
+            if found := _NOT_FOR_LITERALS.search(text):
+                raise ValueError(
+                    f"a statement that takes literals may not contain {found[0]!r}"
+                    f" (at {found.start()}): {text[:60]!r}"
+                )
             pieces = self._pieces[dialect] = _PARAMETER.split(text)
         return "".join(
             piece if i % 2 == 0 else literal(params[piece]) for i, piece in enumerate(pieces)
@@ -87,15 +96,16 @@ class Query:
 
 def literal(value: Any) -> str:
     """A value as an SQL literal. Text goes in dollar quotes whose tag does not occur in it, so
-    that nothing in the text can end the literal (whatever standard_conforming_strings says)."""
+    that nothing in the text can end the literal (whatever standard_conforming_strings says).
+    Numbers go in parentheses: a sign next to a `-` would make `--`, a comment."""
     if value is None:
         return "NULL"
     if isinstance(value, bool):
         return "TRUE" if value else "FALSE"
     if isinstance(value, int):
-        return str(value)
+        return f"({value})"
     if isinstance(value, float) and math.isfinite(value):
-        return repr(value)
+        return f"({value!r})"
     if isinstance(value, str) and "\x00" not in value:
         tag = "$q$"
         while tag in value + tag[:-1]:  # no closing tag may start inside the text
@@ -154,8 +164,11 @@ class _PostgresConn:
 
     async def commit_with(self, *statements: Statement) -> None:
         if statements:
-            sql = "; ".join(query.with_values(self.dialect, params) for query, params in statements)
-            await self._raw.execute(f"{sql}; COMMIT")
+            # Each `;` at a line's start: no statement's last character can join what follows.
+            sql = "\n;".join(
+                query.with_values(self.dialect, params) for query, params in statements
+            )
+            await self._raw.execute(f"{sql}\n;COMMIT")
             self.committed = True
 
 
