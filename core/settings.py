@@ -233,6 +233,8 @@ def postgres_connection(
     tls_by_default = False
     if sslmode is None:
         sslmode = environ.get("PGSSLMODE") or None  # libpq's default, and asyncpg's
+        if sslmode is not None and sslmode not in SSLMODES:
+            raise DatabaseUrlError(f"PGSSLMODE must be one of {', '.join(SSLMODES)}")
         default = TLS_BY_DEFAULT.get(detect_host(environ) or "")
         if sslmode is None and default is not None:
             sslmode, tls_by_default = default, True

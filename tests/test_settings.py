@@ -178,6 +178,8 @@ def test_on_heroku_a_url_without_sslmode_requires_tls() -> None:
         "postgres://u:p@h/d", environ={"DYNO": "w", "PGSSLMODE": "disable"}
     )
     assert pgsslmode.sslmode == "disable" and not pgsslmode.tls_by_default
+    with pytest.raises(ConfigurationError, match="PGSSLMODE must be one of disable"):
+        postgres_connection("postgres://u:p@h/d", environ={"PGSSLMODE": "on"})
     elsewhere = postgres_connection("postgres://u:p@h/d", environ={})
     assert elsewhere.sslmode is None and elsewhere.dsn == "postgresql://u:p@h/d"
 

@@ -79,7 +79,9 @@ class Query:
 
     def with_values(self, dialect: str, params: dict[str, Any]) -> str:
         """The text with the values written in as SQL literals, for the simple query protocol,
-        which takes several statements in one message but no parameters."""
+        which takes several statements in one message but no parameters. The text is checked
+        on its first use here rather than in __init__: prepared statements may hold comments and
+        quotes, and a check kept with the split costs the hot path nothing."""
         pieces = self._pieces.get(dialect)
         if pieces is None:  # text, name, text, name, …, text; checked once, then kept
             text = self._texts[dialect].format(**_WORDS[dialect])
