@@ -105,18 +105,12 @@ TLS_BY_DEFAULT = {"heroku": "require"}
 """Heroku Postgres takes TLS connections only (and Heroku's advice is sslmode=require), while
 asyncpg's default, `prefer`, would go on without TLS if the other end offered none."""
 
-_IN_DSN = frozenset(
-    {
-        *("host", "port", "dbname", "database", "user", "password", "passfile", "service"),
-        *("sslcert", "sslkey", "sslpassword", "sslrootcert", "sslcrl"),
-        *("ssl_min_protocol_version", "ssl_max_protocol_version", "krbsrvname", "gsslib"),
-        # Sent to the server in the startup message, by libpq and by asyncpg alike.
-        *("application_name", "options"),
-    }
-)
-"""libpq's parameters that asyncpg's own DSN parser reads (asyncpg/connect_utils.py) or sends
-on as libpq does: they stay in the DSN. Any other key asyncpg sends as a server setting, so that
-`?search_path=bot&statement_timeout=5s` works; libpq's own keys must never reach the server."""
+_SETTING_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)*$")
+"""What a key asyncpg passes on to the server as a setting (`search_path`, `myapp.tenant`) looks
+like; libpq's parameters that asyncpg reads itself (host, port, dbname, user, password, passfile,
+service, sslcert, sslkey, sslpassword, sslrootcert, sslcrl, ssl_min_protocol_version,
+ssl_max_protocol_version, krbsrvname, gsslib: asyncpg/connect_utils.py) stay in the DSN too, as
+do application_name and options, which both send in the startup message."""
 
 _CHOICES = {
     "sslnegotiation": ("postgres", "direct"),
@@ -228,6 +222,10 @@ def postgres_connection(
             choices = _CHOICES.get(key)
             if choices is not None and value not in choices:
                 raise DatabaseUrlError(f"{key} must be one of {', '.join(choices)}")
+            if not _SETTING_NAME.match(key):
+                raise DatabaseUrlError(
+                    f"{key[:40]!r} is neither a libpq option nor a server setting's name"
+                )
             kept.append((key, value))
     pool["min_size"] = min(pool["min_size"], pool["max_size"])
     tls_by_default = False

@@ -99,6 +99,7 @@ def _read(query: str, **environ: str) -> tuple[str, dict[str, object], tuple[str
         ("fallback_application_name=bot", "application_name=bot", {}),
         ("application_name=a&fallback_application_name=b", "application_name=a", {}),
         ("search_path=bot&statement_timeout=5s", "search_path=bot&statement_timeout=5s", {}),
+        ("myapp.tenant=7", "myapp.tenant=7", {}),
         # asyncpg's keywords.
         ("connect_timeout=10", "", {"timeout": 10.0}),
         ("connect_timeout=1", "", {"timeout": 2.0}),  # libpq never waits less than 2 s
@@ -148,6 +149,7 @@ def test_dropped_options_are_noted_with_the_reason() -> None:
         ("replication=database", "replication is not supported"),
         ("pgbouncer=true", "use statement_cache_size=0"),
         ("sslmode", "query string must be key=value pairs"),
+        ("ssl-mode=require", "'ssl-mode' is neither a libpq option nor a server setting's name"),
     ],
 )
 def test_options_that_cannot_work_are_refused_in_one_line(query: str, message: str) -> None:
