@@ -7,7 +7,14 @@ import os
 import re
 from collections.abc import Iterator
 
-from core.settings import ConfigurationError, Settings, obscure_url
+from core.settings import (
+    HOST_MARKERS,
+    ConfigurationError,
+    PostgresConnection,
+    Settings,
+    obscure_url,
+    postgres_connection,
+)
 
 Finding = tuple[bool | None, str]
 """(True: fine, None: worth knowing, False: a problem) and what to say."""
@@ -19,6 +26,12 @@ DEFAULT_MAX_CONNECTIONS = {"heroku": 20, "lambda": 100, "vps": 100}
 """Heroku Postgres Essential-0's limit; PostgreSQL's own default (max_connections) elsewhere."""
 DEFAULT_WORKERS = 2
 """gunicorn workers when WEB_CONCURRENCY is unset (both gunicorn.conf.py files)."""
+DEFAULT_WORKER_DYNOS = 0
+"""Heroku dynos of the Procfile's `worker:` type (`portabot poll`): off until scaled up."""
+DEFAULT_SCHEDULER_DYNOS = 1
+"""Heroku Scheduler's one-off dynos running `portabot maintain` at once (one hourly job)."""
+MAINTAIN_CONNECTIONS = 2
+"""`portabot maintain`: a pool of one, and its advisory lock's own connection."""
 TOKEN_SHAPE = re.compile(r"^\d+:[A-Za-z0-9_-]{30,}$")
 
 
@@ -28,8 +41,13 @@ def configuration(
     *,
     instances: int | None = None,
     max_connections: int | None = None,
+    worker_dynos: int | None = None,
+    scheduler_dynos: int | None = None,
 ) -> Iterator[Finding]:
     yield database(settings)
+    if not settings.is_sqlite:
+        for note in postgres_connection(settings.database_url).notes:
+            yield None, f"DATABASE_URL's {note}"
     yield flow(settings)
     yield from platforms(settings)
     if settings.bot_passphrase is None:
@@ -37,7 +55,9 @@ def configuration(
     if settings.session_secret is None:
         yield None, "SESSION_SECRET unset: the web chat uses one kept in the database"
     if target is not None:
-        yield from hosting(settings, target, instances, max_connections)
+        yield from hosting(
+            settings, target, instances, max_connections, worker_dynos, scheduler_dynos
+        )
 
 
 def database(settings: Settings) -> Finding:
@@ -112,10 +132,15 @@ def platforms(settings: Settings) -> Iterator[Finding]:
 
 
 def hosting(
-    settings: Settings, target: str, instances: int | None, max_connections: int | None
+    settings: Settings,
+    target: str,
+    instances: int | None,
+    max_connections: int | None,
+    worker_dynos: int | None = None,
+    scheduler_dynos: int | None = None,
 ) -> Iterator[Finding]:
-    """What one host needs: the database kind, and connections against the database's limit."""
-    instances = instances or DEFAULT_INSTANCES[target]
+    """What one host needs: the database kind, TLS, and connections against the database's limit."""
+    instances = DEFAULT_INSTANCES[target] if instances is None else instances
     limit = max_connections or DEFAULT_MAX_CONNECTIONS[target]
     if settings.is_sqlite:
         if target == "vps":
@@ -123,24 +148,79 @@ def hosting(
             return
         yield False, f"{target} needs PostgreSQL: its disk does not keep a SQLite file"
         return
+    # The URL as that host's processes will read it (its marker set, PGSSLMODE as here).
+    there = {HOST_MARKERS[target]: "check"} if target in HOST_MARKERS else {}
+    if "PGSSLMODE" in os.environ:
+        there["PGSSLMODE"] = os.environ["PGSSLMODE"]
+    connection = postgres_connection(
+        settings.database_url, pool_size=settings.database_pool_size, environ=there
+    )
+    yield from tls(connection, target)
+    pool = settings.database_pool_size
     if target == "lambda":
-        processes, per_process = instances, 1  # one request at a time per container
-        who = f"{instances} concurrent Lambda containers × 1 connection"
-        if "ssl=" not in settings.database_url:
-            yield None, "DATABASE_URL has no sslmode: add ?sslmode=require for a server online"
+        terms = [(instances, f"{instances} concurrent Lambda containers × 1 connection")]
     else:
         workers = int(os.environ.get("WEB_CONCURRENCY") or DEFAULT_WORKERS)
-        processes, per_process = instances * workers, settings.database_pool_size
         unit = "web dyno" if target == "heroku" else "machine"
         plural = "" if instances == 1 else "s"
-        who = f"{instances} {unit}{plural} × {workers} workers × DATABASE_POOL_SIZE {per_process}"
-    needed = processes * per_process + 1  # and one for `portabot migrate` or a console
+        terms = [
+            (
+                instances * workers * pool,
+                f"{instances} {unit}{plural} × {workers} workers × DATABASE_POOL_SIZE {pool}",
+            )
+        ]
+    if target == "heroku":
+        pollers = DEFAULT_WORKER_DYNOS if worker_dynos is None else worker_dynos
+        runs = DEFAULT_SCHEDULER_DYNOS if scheduler_dynos is None else scheduler_dynos
+        terms += [
+            (
+                pollers * pool,
+                f"{pollers} worker dyno{'' if pollers == 1 else 's'} (portabot poll) × {pool}",
+            ),
+            (
+                runs * MAINTAIN_CONNECTIONS,
+                f"{runs} Scheduler dyno{'' if runs == 1 else 's'} "
+                f"(portabot maintain) × {MAINTAIN_CONNECTIONS}",
+            ),
+        ]
+    needed = sum(count for count, _ in terms) + 1  # and one for `portabot migrate` or a console
     verdict = needed <= limit
+    advice = "WEB_CONCURRENCY, DATABASE_POOL_SIZE or the " + (
+        "dynos" if target == "heroku" else "instances"
+    )
     yield (
         verdict,
-        f"{who} + 1 = {needed} connections of the database's {limit}"
-        + ("" if verdict else ": lower WEB_CONCURRENCY, DATABASE_POOL_SIZE or the instances"),
+        " + ".join(text for _, text in terms)
+        + f" + 1 = {needed} connections of the database's {limit}"
+        + ("" if verdict else f": lower {advice}"),
     )
+
+
+def tls(connection: PostgresConnection, target: str) -> Iterator[Finding]:
+    """Whether the host's connections will be encrypted, and what it would take."""
+    if connection.tls_by_default:
+        yield (
+            True,
+            (
+                f"DATABASE_URL has no sslmode: on {target.title()} portabot connects with "
+                f"sslmode={connection.sslmode} (TLS or no connection), as Heroku Postgres asks"
+            ),
+        )
+    elif target == "heroku" and connection.sslmode == "disable":
+        yield (
+            False,
+            "DATABASE_URL says sslmode=disable: Heroku Postgres refuses connections without TLS",
+        )
+    elif target == "heroku" and connection.sslmode in ("allow", "prefer"):
+        yield (
+            None,
+            (
+                f"DATABASE_URL says sslmode={connection.sslmode}: a connection may go unencrypted; "
+                "Heroku advises sslmode=require"
+            ),
+        )
+    elif target == "lambda" and connection.sslmode is None:
+        yield None, "DATABASE_URL has no sslmode: add ?sslmode=require for a server online"
 
 
 def describe(exc: BaseException) -> str:

@@ -13,7 +13,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from core import __version__
-from core.checks import DEFAULT_INSTANCES, DEFAULT_MAX_CONNECTIONS, TARGETS, describe
+from core.checks import (
+    DEFAULT_INSTANCES,
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_SCHEDULER_DYNOS,
+    DEFAULT_WORKER_DYNOS,
+    TARGETS,
+    describe,
+)
 from core.packaging import LAMBDA_PYTHON, MACHINES
 from core.settings import (
     MIN_KEEP_DAYS,
@@ -216,11 +223,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.add_argument(
         "--instances",
-        type=int,
+        type=count,
         metavar="N",
         help="Heroku web dynos, Lambda's reserved concurrency or VPS machines (default: "
         + ", ".join(f"{t} {n}" for t, n in DEFAULT_INSTANCES.items())
         + ")",
+    )
+    check.add_argument(
+        "--worker-dynos",
+        type=count,
+        metavar="N",
+        help=f"Heroku: dynos of the Procfile's worker type, `portabot poll` "
+        f"(default {DEFAULT_WORKER_DYNOS}: off until scaled up)",
+    )
+    check.add_argument(
+        "--scheduler-dynos",
+        type=count,
+        metavar="N",
+        help=f"Heroku: Scheduler jobs (`portabot maintain`) running at once "
+        f"(default {DEFAULT_SCHEDULER_DYNOS})",
     )
     check.add_argument(
         "--max-connections",
@@ -377,6 +398,17 @@ def whole_seconds(text: str) -> int:
     return int(value)
 
 
+def count(text: str) -> int:
+    """A number of dynos, machines or containers: a whole number, 0 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number: {text}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more: {text}")
+    return value
+
+
 def keep_days(text: str) -> float:
     days = positive(text)
     if days < MIN_KEEP_DAYS:
@@ -438,7 +470,12 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     problems = 0
     for ok, text in configuration(
-        load_settings(), args.target, instances=args.instances, max_connections=args.max_connections
+        load_settings(),
+        args.target,
+        instances=args.instances,
+        max_connections=args.max_connections,
+        worker_dynos=args.worker_dynos,
+        scheduler_dynos=args.scheduler_dynos,
     ):
         problems += ok is False
         print(f"{CHECK_LABELS[ok]} {text}")

@@ -7,7 +7,9 @@ import hmac
 import os
 import re
 from collections.abc import Mapping
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl, unquote_plus, urlencode, urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -34,7 +36,9 @@ class ConfigurationError(Exception):
 
 
 def normalise_database_url(url: str) -> str:
-    """Accept what hosts hand out: Heroku's `postgres://`, libpq's `sslmode=`, driver suffixes."""
+    """Accept what hosts hand out: Heroku's `postgres://`, libpq's `sslmode=`, driver suffixes.
+    A PostgreSQL URL is checked as `postgres_connection` reads it, so that a URL that cannot
+    work fails here, in one line, and not on every request."""
     url = url.strip()
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
@@ -43,7 +47,12 @@ def normalise_database_url(url: str) -> str:
         for key, value in parse_qsl(parts.query, keep_blank_values=True):
             # asyncpg (and SQLAlchemy's dialect for it) take libpq's sslmode values as `ssl`.
             query.append(("ssl" if key == "sslmode" else key, value))
-        return urlunsplit(("postgresql", parts.netloc, parts.path, urlencode(query), ""))
+        url = urlunsplit(("postgresql", parts.netloc, parts.path, urlencode(query), ""))
+        try:
+            postgres_connection(url, environ={})
+        except DatabaseUrlError as exc:
+            raise ValueError(exc.problem) from None
+        return url
     if scheme in ("sqlite", "sqlite+aiosqlite"):
         return "sqlite" + url[len(scheme) :]
     raise ValueError(
@@ -51,19 +60,206 @@ def normalise_database_url(url: str) -> str:
     )
 
 
+SECRET_QUERY_KEYS = frozenset({"password", "sslpassword"})
+"""Query-string keys whose values are secrets (libpq reads a password from either place)."""
+
+
 def obscure_url(url: str) -> str:
-    """The URL with its password replaced, fit for logs and output."""
+    """The URL with its passwords replaced (the netloc's, and `?password=` and `?sslpassword=`),
+    fit for logs and output."""
+    password = urlsplit(url).password
+    head, question, query = url.partition("?")  # edited in place: nothing else changes
+    if password is not None:
+        head = head.replace(f":{password}@", ":********@", 1)
+    query = "&".join(
+        f"{piece.partition('=')[0]}=********"
+        if unquote_plus(piece.partition("=")[0]) in SECRET_QUERY_KEYS
+        else piece
+        for piece in query.split("&")
+    )
+    return head + question + query
+
+
+class DatabaseUrlError(ConfigurationError):
+    """A DATABASE_URL option that cannot work; `problem` says which and why, without a secret."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(f"DATABASE_URL: {problem}")
+        self.problem = problem
+
+
+@dataclass(frozen=True)
+class PostgresConnection:
+    """A PostgreSQL DATABASE_URL as asyncpg takes it: `asyncpg.connect(dsn, **connect)`, and
+    `create_pool(dsn, **connect, **pool)`. Serving, `portabot migrate` and `check` all use it."""
+
+    dsn: str
+    connect: dict[str, Any]
+    pool: dict[str, int]
+    sslmode: str | None
+    """The TLS mode it connects with; None is asyncpg's default, `prefer` (TLS if offered)."""
+    tls_by_default: bool
+    """sslmode=require was added because the host (Heroku) asks for TLS and the URL said nothing."""
+    notes: tuple[str, ...]
+    """Options the URL carries that asyncpg does not take, dropped, each with the reason."""
+
+
+SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+TLS_BY_DEFAULT = {"heroku": "require"}
+"""Heroku Postgres takes TLS connections only (and Heroku's advice is sslmode=require), while
+asyncpg's default, `prefer`, would go on without TLS if the other end offered none."""
+
+_SETTING_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)*$")
+"""What a key asyncpg passes on to the server as a setting (`search_path`, `myapp.tenant`) looks
+like; libpq's parameters that asyncpg reads itself (host, port, dbname, user, password, passfile,
+service, sslcert, sslkey, sslpassword, sslrootcert, sslcrl, ssl_min_protocol_version,
+ssl_max_protocol_version, krbsrvname, gsslib: asyncpg/connect_utils.py) stay in the DSN too, as
+do application_name and options, which both send in the startup message."""
+
+_CHOICES = {
+    "sslnegotiation": ("postgres", "direct"),
+    "target_session_attrs": (
+        *("any", "primary", "standby", "prefer-standby", "read-write", "read-only"),
+    ),
+}
+"""Keys asyncpg reads from the DSN whose wrong value would fail every connection."""
+
+_DROPPED = {
+    "channel_binding": (
+        ("disable", "prefer", "require"),
+        "channel binding is not enforced: asyncpg authenticates with SCRAM, over TLS as "
+        "sslmode says, without it",
+    ),
+    "gssencmode": (("disable", "prefer"), "asyncpg does not encrypt with GSSAPI"),
+    "sslcertmode": (("allow",), "asyncpg sends sslcert when one is given, as `allow` does"),
+    "load_balance_hosts": (("disable",), "asyncpg tries the hosts in order, as `disable` does"),
+    "gssdelegation": (("0",), "asyncpg does not delegate GSSAPI credentials"),
+    "sslsni": (None, "asyncpg always sends the server name in TLS"),
+    "sslcompression": (None, "TLS compression is off in libpq too (OpenSSL disables it)"),
+    **{
+        key: (None, "a socket option asyncpg does not set: the system's defaults apply")
+        for key in (
+            *("keepalives", "keepalives_idle", "keepalives_interval", "keepalives_count"),
+            "tcp_user_timeout",
+        )
+    },
+}
+"""libpq parameters asyncpg does not take, dropped when what they ask for holds anyway (or is
+only tuning): (the values that may be dropped, None for any; why)."""
+
+_REFUSED = {
+    "hostaddr": "asyncpg has no hostaddr: put the address in the URL's host",
+    "require_auth": "asyncpg cannot restrict the authentication methods: remove it",
+    "requiressl": "libpq's old spelling: use sslmode=require",
+    "sslcrldir": "asyncpg reads a revocation list from sslcrl (a file) only",
+    "sslkeylogfile": "asyncpg cannot log TLS keys: remove it",
+    "requirepeer": "asyncpg cannot check a Unix socket's peer: remove it",
+    "replication": "portabot needs an ordinary connection, not a replication one",
+    "min_protocol_version": "asyncpg speaks protocol 3.0 only: remove it",
+    "max_protocol_version": "asyncpg speaks protocol 3.0 only: remove it",
+    **{
+        key: "asyncpg cannot authenticate with OAuth: use a password"
+        for key in ("oauth_issuer", "oauth_client_id", "oauth_client_secret", "oauth_scope")
+    },
+    "scram_client_key": "asyncpg takes a password, not SCRAM keys",
+    "scram_server_key": "asyncpg takes a password, not SCRAM keys",
+    # Prisma's URL options, not libpq's: a URL copied from a Prisma project carries them.
+    "pgbouncer": "Prisma's option: behind PgBouncer in transaction mode use statement_cache_size=0",
+    "connection_limit": "Prisma's option: use max_size (or DATABASE_POOL_SIZE)",
+    "schema": "Prisma's option: use search_path=NAME",
+    "sslaccept": "Prisma's option: use sslmode",
+}
+"""Options asyncpg cannot honour and whose loss would change what the connection is or proves."""
+
+_UTF8 = frozenset({"utf8", "unicode"})
+
+
+def postgres_connection(
+    url: str, *, pool_size: int = 4, environ: Mapping[str, str] | None = None
+) -> PostgresConnection:
+    """Read a PostgreSQL URL as libpq would, into what asyncpg takes. `environ` (the process's
+    by default) tells the host, and so the TLS default, and may hold PGSSLMODE."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":********@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
+    environ = os.environ if environ is None else environ
+    if any(piece and "=" not in piece for piece in parts.query.split("&")):
+        raise DatabaseUrlError("its query string must be key=value pairs joined by &")
+    # libpq and asyncpg both take a repeated key's last value.
+    options = dict(parse_qsl(parts.query, keep_blank_values=True))
+    kept: list[tuple[str, str]] = []
+    connect: dict[str, Any] = {}
+    pool = {"min_size": 1, "max_size": pool_size}
+    notes: list[str] = []
+    sslmode: str | None = None
+    for key, value in options.items():
+        if key in ("ssl", "sslmode"):
+            sslmode = {"true": "require", "false": "disable"}.get(value.lower(), value.lower())
+            if sslmode not in SSLMODES:
+                raise DatabaseUrlError(f"{key} must be one of {', '.join(SSLMODES)}")
+        elif key in ("min_size", "max_size"):
+            pool[key] = _whole_number(key, value, least=0 if key == "min_size" else 1)
+        elif key == "statement_cache_size":
+            connect[key] = _whole_number(key, value, least=0)
+        elif key == "connect_timeout":
+            seconds = _whole_number(key, value, least=None)
+            # libpq: 0 or less waits for ever, and it never waits less than 2 s.
+            connect["timeout"] = None if seconds <= 0 else float(max(seconds, 2))
+        elif key == "client_encoding":
+            if value.lower().replace("-", "").replace("_", "") not in _UTF8:
+                raise DatabaseUrlError(
+                    f"client_encoding must be UTF8: asyncpg reads and writes text as UTF-8 only"
+                    f" (got {value[:20]!r})"
+                )
+            notes.append(f"client_encoding={value[:20]} dropped (asyncpg always uses UTF8)")
+        elif key == "fallback_application_name":
+            if "application_name" not in options:
+                kept.append(("application_name", value))
+        elif key in _REFUSED:
+            raise DatabaseUrlError(f"{key} is not supported: {_REFUSED[key]}")
+        elif key in _DROPPED:
+            allowed, why = _DROPPED[key]
+            if allowed is not None and value.lower() not in allowed:
+                raise DatabaseUrlError(
+                    f"{key}={value[:20]} is not supported ({why}); use {' or '.join(allowed)}"
+                )
+            notes.append(f"{key}={value[:20]} dropped ({why})")
+        else:
+            choices = _CHOICES.get(key)
+            if choices is not None and value not in choices:
+                raise DatabaseUrlError(f"{key} must be one of {', '.join(choices)}")
+            if not _SETTING_NAME.match(key):
+                raise DatabaseUrlError(
+                    f"{key[:40]!r} is neither a libpq option nor a server setting's name"
+                )
+            kept.append((key, value))
+    pool["min_size"] = min(pool["min_size"], pool["max_size"])
+    tls_by_default = False
+    if sslmode is None:
+        sslmode = environ.get("PGSSLMODE") or None  # libpq's default, and asyncpg's
+        if sslmode is not None and sslmode not in SSLMODES:
+            raise DatabaseUrlError(f"PGSSLMODE must be one of {', '.join(SSLMODES)}")
+        default = TLS_BY_DEFAULT.get(detect_host(environ) or "")
+        if sslmode is None and default is not None:
+            sslmode, tls_by_default = default, True
+    if sslmode is not None:
+        kept.append(("sslmode", sslmode))
+    dsn = urlunsplit(("postgresql", parts.netloc, parts.path, urlencode(kept), ""))
+    return PostgresConnection(dsn, connect, pool, sslmode, tls_by_default, tuple(notes))
+
+
+def _whole_number(key: str, value: str, *, least: int | None) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise DatabaseUrlError(f"{key} must be a whole number (got {value[:20]!r})") from None
+    if least is not None and number < least:
+        raise DatabaseUrlError(f"{key} must be at least {least} (got {number})")
+    return number
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", hide_input_in_errors=True)
 
-    database_url: str = DEFAULT_DATABASE_URL
+    database_url: str = Field(default=DEFAULT_DATABASE_URL, repr=False)  # may hold a password
     database_pool_size: int = Field(default=4, ge=1, le=100)
     outbox_retry_seconds: float = Field(default=60.0, ge=0)
     order_window_ms: int = Field(default=0, ge=0, le=5000)

@@ -269,9 +269,10 @@ def test_check_target_heroku_needs_postgresql(tmp_path: Path) -> None:
         (
             "4",
             "ok  ",
-            "4 workers × DATABASE_POOL_SIZE 4 + 1 = 17 connections of the database's 20",
+            "1 web dyno × 4 workers × DATABASE_POOL_SIZE 4 + 0 worker dynos (portabot poll) × 4"
+            " + 1 Scheduler dyno (portabot maintain) × 2 + 1 = 19 connections of the database's 20",
         ),
-        ("6", "FAIL", "= 25 connections of the database's 20: lower WEB_CONCURRENCY"),
+        ("6", "FAIL", "= 27 connections of the database's 20: lower WEB_CONCURRENCY"),
     ],
 )
 def test_check_target_heroku_counts_connections(
@@ -281,6 +282,77 @@ def test_check_target_heroku_counts_connections(
     result = portabot(tmp_path, "check", "--target", "heroku", **env)
     assert f"{verdict} " in result.stdout and figure in result.stdout
     assert result.returncode == (0 if verdict == "ok  " else 1)
+
+
+def test_check_target_heroku_counts_the_worker_and_scheduler_dynos(
+    tmp_path: Path, empty_postgres: str
+) -> None:
+    """`heroku ps:scale web=0 worker=1`, and two Scheduler jobs that may overlap."""
+    args = [
+        "--target",
+        "heroku",
+        "--instances",
+        "0",
+        "--worker-dynos",
+        "1",
+        "--scheduler-dynos",
+        "2",
+    ]
+    env = {"DATABASE_URL": empty_postgres, "DATABASE_POOL_SIZE": "3"}
+    result = portabot(tmp_path, "check", *args, **env)
+    assert result.returncode == 0, result.stdout
+    assert (
+        "ok   0 web dynos × 2 workers × DATABASE_POOL_SIZE 3 + 1 worker dyno (portabot poll) × 3"
+        " + 2 Scheduler dynos (portabot maintain) × 2 + 1 = 8 connections of the database's 20"
+    ) in result.stdout
+    # Heroku's URL has no sslmode: the check says TLS will be required there.
+    assert (
+        "ok   DATABASE_URL has no sslmode: on Heroku portabot connects with sslmode=require "
+        "(TLS or no connection), as Heroku Postgres asks"
+    ) in result.stdout
+    negative = portabot(tmp_path, "check", "--target", "heroku", "--worker-dynos", "-1")
+    assert negative.returncode == 2 and "must be 0 or more: -1" in negative.stderr
+
+
+def test_check_target_heroku_refuses_sslmode_disable(tmp_path: Path, empty_postgres: str) -> None:
+    env = {"DATABASE_URL": f"{empty_postgres}?sslmode=disable"}
+    result = portabot(tmp_path, "check", "--target", "heroku", **env)
+    assert result.returncode == 1
+    assert "FAIL DATABASE_URL says sslmode=disable: Heroku Postgres refuses" in result.stdout
+
+
+def test_check_hides_a_password_given_in_the_query_string(
+    tmp_path: Path, empty_postgres: str
+) -> None:
+    env = {"DATABASE_URL": f"{empty_postgres}?password=query-pw-do-not-show&sslpassword=key-pw"}
+    result = portabot(tmp_path, "check", **env)
+    assert "ok   database postgresql://" in result.stdout
+    assert "password=********&sslpassword=********" in result.stdout
+    assert "do-not-show" not in result.stdout + result.stderr
+    assert "key-pw" not in result.stdout + result.stderr
+    unreachable = f"postgresql://u@127.0.0.1:{free_port()}/x?password=query-pw-do-not-show"
+    for command in ("check", "migrate"):
+        failed = portabot(tmp_path, command, DATABASE_URL=unreachable)
+        assert failed.returncode == 1 and "password=********" in failed.stdout + failed.stderr
+        assert "do-not-show" not in failed.stdout + failed.stderr
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("max_size=abc", "max_size must be a whole number (got 'abc')"),
+        ("client_encoding=LATIN1", "client_encoding must be UTF8"),
+        ("require_auth=scram-sha-256", "require_auth is not supported"),
+    ],
+)
+def test_a_database_url_option_that_cannot_work_is_one_line(
+    tmp_path: Path, query: str, message: str
+) -> None:
+    for command in ("check", "migrate", "serve"):
+        result = portabot(tmp_path, command, DATABASE_URL=f"postgres://u:pw-secret@h/d?{query}")
+        assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+        assert "DATABASE_URL" in result.stderr and message in result.stderr
+        assert "Traceback" not in result.stderr and "pw-secret" not in result.stderr
 
 
 def test_check_target_lambda_counts_one_connection_per_container(

@@ -15,7 +15,9 @@ import re
 import secrets
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, Protocol
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit
+
+from core.settings import postgres_connection
 
 if TYPE_CHECKING:
     import sqlite3
@@ -32,6 +34,10 @@ _WORDS = {
     "sqlite": {"for_update": "", "skip_locked": ""},  # one writer at a time: nothing to lock
 }
 _PARAMETER = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
+_NOT_FOR_LITERALS = re.compile(r"--|/\*|-(?=:[A-Za-z_])|['\"$]")
+"""What a statement that takes its values as literals may not contain: a comment (a value's
+newline would end it, and what follows would run), a `-` that a value's sign could make into
+one, and quotes (a parameter inside them would put a literal inside a literal)."""
 
 
 class Row(Protocol):
@@ -73,10 +79,17 @@ class Query:
 
     def with_values(self, dialect: str, params: dict[str, Any]) -> str:
         """The text with the values written in as SQL literals, for the simple query protocol,
-        which takes several statements in one message but no parameters."""
+        which takes several statements in one message but no parameters. The text is checked
+        on its first use here rather than in __init__: prepared statements may hold comments and
+        quotes, and a check kept with the split costs the hot path nothing."""
         pieces = self._pieces.get(dialect)
-        if pieces is None:  # text, name, text, name, …, text
+        if pieces is None:  # text, name, text, name, …, text; checked once, then kept
             text = self._texts[dialect].format(**_WORDS[dialect])
+            if found := _NOT_FOR_LITERALS.search(text):
+                raise ValueError(
+                    f"a statement that takes literals may not contain {found[0]!r}"
+                    f" (at {found.start()}): {text[:60]!r}"
+                )
             pieces = self._pieces[dialect] = _PARAMETER.split(text)
         return "".join(
             piece if i % 2 == 0 else literal(params[piece]) for i, piece in enumerate(pieces)
@@ -85,15 +98,16 @@ class Query:
 
 def literal(value: Any) -> str:
     """A value as an SQL literal. Text goes in dollar quotes whose tag does not occur in it, so
-    that nothing in the text can end the literal (whatever standard_conforming_strings says)."""
+    that nothing in the text can end the literal (whatever standard_conforming_strings says).
+    Numbers go in parentheses: a sign next to a `-` would make `--`, a comment."""
     if value is None:
         return "NULL"
     if isinstance(value, bool):
         return "TRUE" if value else "FALSE"
     if isinstance(value, int):
-        return str(value)
+        return f"({value})"
     if isinstance(value, float) and math.isfinite(value):
-        return repr(value)
+        return f"({value!r})"
     if isinstance(value, str) and "\x00" not in value:
         tag = "$q$"
         while tag in value + tag[:-1]:  # no closing tag may start inside the text
@@ -152,8 +166,11 @@ class _PostgresConn:
 
     async def commit_with(self, *statements: Statement) -> None:
         if statements:
-            sql = "; ".join(query.with_values(self.dialect, params) for query, params in statements)
-            await self._raw.execute(f"{sql}; COMMIT")
+            # Each `;` at a line's start: no statement's last character can join what follows.
+            sql = "\n;".join(
+                query.with_values(self.dialect, params) for query, params in statements
+            )
+            await self._raw.execute(f"{sql}\n;COMMIT")
             self.committed = True
 
 
@@ -220,6 +237,10 @@ class Database:
         self.url = url
         self.dialect = "sqlite" if url.startswith("sqlite") else "postgresql"
         self.pool_size = pool_size
+        # Read once, here: a URL that cannot work fails now, not on every request.
+        self._connection = (
+            None if self.dialect == "sqlite" else postgres_connection(url, pool_size=pool_size)
+        )
         self._pool: asyncpg.Pool | None = None
         self._writer: GroupCommit | None = None
         self._connecting: asyncio.Lock | None = None
@@ -277,8 +298,8 @@ class Database:
         import asyncpg
 
         assert self.dialect == "postgresql"
-        dsn, options = pool_options(self.url, self.pool_size)
-        raw = await asyncpg.connect(dsn, ssl=options.get("ssl"))
+        assert self._connection is not None
+        raw = await asyncpg.connect(self._connection.dsn, **self._connection.connect)
         try:
             yield _PostgresConn(raw)
         finally:
@@ -341,26 +362,12 @@ class Database:
             if self._pool is None:
                 import asyncpg
 
-                dsn, options = pool_options(self.url, self.pool_size)
-                self._pool = await asyncpg.create_pool(dsn, reset=_keep_session, **options)
+                assert self._connection is not None
+                connection = self._connection
+                self._pool = await asyncpg.create_pool(
+                    connection.dsn, reset=_keep_session, **connection.connect, **connection.pool
+                )
         return self._pool
-
-
-def pool_options(url: str, pool_size: int) -> tuple[str, dict[str, Any]]:
-    """The URL without the options that are the pool's (min_size, max_size, ssl, and
-    statement_cache_size: 0 behind a PgBouncer older than 1.21 in transaction mode), and those."""
-    parts = urlsplit(url)
-    options: dict[str, Any] = {"min_size": 1, "max_size": pool_size}
-    kept = []
-    for key, value in parse_qsl(parts.query, keep_blank_values=True):
-        if key in ("min_size", "max_size", "statement_cache_size"):
-            options[key] = int(value)
-        elif key in ("ssl", "sslmode"):
-            options["ssl"] = {"true": True, "false": False}.get(value.lower(), value)
-        else:
-            kept.append((key, value))
-    options["min_size"] = min(options["min_size"], options["max_size"])
-    return urlunsplit(parts._replace(query=urlencode(kept))), options
 
 
 _PING = Query("SELECT 1")

@@ -4,25 +4,42 @@ from __future__ import annotations
 
 import sqlite3
 from importlib.resources import files
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
+from core.settings import postgres_connection
+
 if TYPE_CHECKING:
     from alembic.config import Config
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 
-def alembic_url(url: str) -> str:
-    """The database URL with the async driver Alembic's engine uses, minus pool options."""
+def migration_engine(url: str) -> AsyncEngine:
+    """The engine Alembic migrates through. On PostgreSQL it connects exactly as serving does
+    (`postgres_connection`): one reading of the URL, so a URL that migrates also serves."""
+    from sqlalchemy.ext.asyncio import create_async_engine
+
     parsed = sa.engine.make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        return parsed.set(drivername="sqlite+aiosqlite").render_as_string(hide_password=False)
-    # Only TLS matters to the migration; other options (pool sizes, libpq's channel_binding that
-    # Neon's URLs carry) are not asyncpg.connect() arguments.
-    query = {k: v for k, v in parsed.query.items() if k == "ssl"}
-    return parsed.set(drivername="postgresql+asyncpg", query=query).render_as_string(
-        hide_password=False
-    )
+        return create_async_engine(parsed.set(drivername="sqlite+aiosqlite"))
+    import asyncpg
+
+    connection = postgres_connection(url, pool_size=1)
+
+    async def connect() -> Any:
+        return await asyncpg.connect(connection.dsn, **connection.connect)
+
+    # SQLAlchemy keeps prepared statements of its own: none where asyncpg is told to keep none
+    # (an old PgBouncer). `async_creator` would drop that option; this is its documented form.
+    cache = connection.connect.get("statement_cache_size", 100)
+
+    def adapted() -> Any:
+        dbapi: Any = engine.sync_engine.dialect.dbapi
+        return dbapi.connect(async_creator_fn=connect, prepared_statement_cache_size=cache)
+
+    engine = create_async_engine("postgresql+asyncpg://", creator=adapted)
+    return engine
 
 
 def _config(url: str | None = None) -> Config:
@@ -31,7 +48,7 @@ def _config(url: str | None = None) -> Config:
     config = Config()
     config.set_main_option("script_location", str(files("core.storage").joinpath("migrations")))
     if url is not None:
-        config.attributes["url"] = alembic_url(url)
+        config.attributes["url"] = url
     return config
 
 

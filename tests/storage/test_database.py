@@ -5,8 +5,9 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from core.storage.database import pool_options
+from core.settings import postgres_connection
 from tests.conftest import BotFactory, query, say_web
+from tests.servers import run
 
 TERMINATE_OTHERS = (
     "SELECT pg_terminate_backend(pid) AS gone FROM pg_stat_activity "
@@ -37,9 +38,40 @@ def test_the_database_is_not_touched_before_a_request_needs_it(start_bot: BotFac
 
 
 def test_pool_options_come_out_of_the_url() -> None:
-    dsn, options = pool_options(
+    connection = postgres_connection(
         "postgresql://u@h:5432/db?ssl=require&max_size=2&statement_cache_size=0&application_name=x",
-        4,
+        pool_size=4,
+        environ={},
     )
-    assert dsn == "postgresql://u@h:5432/db?application_name=x"
-    assert options == {"min_size": 1, "max_size": 2, "ssl": "require", "statement_cache_size": 0}
+    assert connection.dsn == "postgresql://u@h:5432/db?application_name=x&sslmode=require"
+    assert connection.pool == {"min_size": 1, "max_size": 2}
+    assert connection.connect == {"statement_cache_size": 0}
+
+
+async def _settings_seen_by_the_server(url: str) -> tuple[str, str, str]:
+    from core.storage.database import Database, Query
+
+    database = Database(url)
+    try:
+        async with database.transaction() as conn:
+            row = await conn.fetch_one(
+                Query(
+                    "SELECT current_setting('application_name') AS a,"
+                    " current_setting('statement_timeout') AS t,"
+                    " current_setting('search_path') AS p"
+                )
+            )
+            assert row is not None
+            return row["a"], row["t"], row["p"]
+    finally:
+        await database.close()
+
+
+def test_the_url_options_reach_the_pool_and_the_server(postgres_url: str) -> None:
+    """Our pool's keys go to the pool, libpq's own are handled, the rest are server settings."""
+    url = (
+        f"{postgres_url}?max_size=1&statement_cache_size=0&fallback_application_name=bot"
+        "&statement_timeout=5s&search_path=public&client_encoding=utf-8&keepalives=1"
+        "&channel_binding=prefer"
+    )
+    assert run(_settings_seen_by_the_server(url)) == ("bot", "5s", "public")

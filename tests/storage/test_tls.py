@@ -1,4 +1,5 @@
-"""PostgreSQL that requires TLS, as Heroku's does: a loopback TLS proxy before the test server."""
+"""PostgreSQL that requires TLS, as Heroku's and Neon's do: a loopback TLS proxy before the test
+server, reached with the URLs those hosts hand out, on the serving path and by migrations."""
 
 from __future__ import annotations
 
@@ -12,14 +13,18 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+import httpx
 import pytest
 from asyncpg.exceptions import ConnectionDoesNotExistError
 from sqlalchemy.exc import DBAPIError
 
+from core.app import create_app
 from core.settings import Settings, normalise_database_url
-from core.storage.database import Database
+from core.storage.database import Database, Query
 from core.storage.migrate import head_revision, upgrade
-from tests.servers import run
+from tests.conftest import make_settings, say_web
+from tests.servers import run, serve
+from tests.test_cli import portabot
 
 SSL_REQUEST = struct.pack("!ii", 8, 80877103)
 GSSENC_REQUEST = struct.pack("!ii", 8, 80877104)
@@ -119,15 +124,22 @@ def _tls_context(directory: Path) -> ssl.SSLContext:
     return context
 
 
-@pytest.fixture
-def tls_postgres_url(postgres_url: str, tmp_path: Path) -> Iterator[str]:
-    """`postgres_url` (migrated, or skipped) reached only through the TLS proxy."""
+@contextlib.contextmanager
+def behind_tls(postgres_url: str, directory: Path) -> Iterator[str]:
+    """`postgres_url` reached only through a TLS proxy (its certificate made in `directory`)."""
     parts = urlsplit(postgres_url)
     upstream = (parts.hostname or "127.0.0.1", parts.port or 5432)
-    with TlsProxy(_tls_context(tmp_path), upstream) as proxy:
+    with TlsProxy(_tls_context(directory), upstream) as proxy:
         userinfo = parts.netloc.rpartition("@")[0]
         netloc = f"{userinfo}@127.0.0.1:{proxy.port}" if userinfo else f"127.0.0.1:{proxy.port}"
         yield urlunsplit(("postgresql", netloc, parts.path, "", ""))
+
+
+@pytest.fixture
+def tls_postgres_url(postgres_url: str, tmp_path: Path) -> Iterator[str]:
+    """`postgres_url` (migrated, or skipped) reached only through the TLS proxy."""
+    with behind_tls(postgres_url, tmp_path) as url:
+        yield url
 
 
 def heroku_url(url: str, query: str) -> str:
@@ -167,3 +179,74 @@ def test_settings_accept_the_heroku_url() -> None:
     database_url = Settings(_env_file=None, database_url=url).database_url  # type: ignore[call-arg]
     assert database_url.startswith("postgresql://")
     assert "ssl=require" in database_url
+
+
+NEON = "sslmode=require&channel_binding=require"
+"""The query of the connection string Neon's console hands out."""
+
+
+def neon_url(url: str) -> str:
+    return url + "?" + NEON
+
+
+async def _in_a_transaction(url: str) -> int:
+    database = Database(url)
+    try:
+        async with database.transaction() as conn:
+            await conn.execute(Query("CREATE TEMPORARY TABLE t (n int) ON COMMIT DROP"))
+            await conn.execute(Query("INSERT INTO t VALUES (:n)"), n=41)
+            return int(await conn.fetch_val(Query("SELECT n + 1 FROM t")))
+    finally:
+        await database.close()
+
+
+def test_neons_url_serves_requests(tls_postgres_url: str, empty_postgres: str) -> None:
+    """channel_binding went to the server as a setting and failed every request with a 503."""
+    url = neon_url(tls_postgres_url)
+    settings = make_settings(database_url=url, session_secret="neon")
+    with serve(create_app(settings)) as address, httpx.Client(base_url=address) as client:
+        assert say_web(client, "/me") == ["Linked platforms: web."]
+        assert client.get("/healthz").status_code == 200
+    assert run(_in_a_transaction(settings.database_url)) == 42
+
+
+def test_neons_url_migrates(tls_postgres_url: str, tmp_path: Path) -> None:
+    url = neon_url(tls_postgres_url)
+    assert upgrade(normalise_database_url(url)) == head_revision()
+    result = portabot(tmp_path, "migrate", DATABASE_URL=url)
+    assert result.returncode == 0, result.stderr
+    assert f"revision {head_revision()}" in result.stdout
+    check = portabot(tmp_path, "check", DATABASE_URL=url)
+    assert "ok   database postgresql://" in check.stdout
+    assert (
+        "note DATABASE_URL's channel_binding=require dropped (channel binding is not enforced"
+        in (check.stdout)
+    )
+
+
+def heroku_dyno_url(url: str) -> str:
+    """Heroku's DATABASE_URL: `postgres://user:pass@host:5432/db`, and no sslmode at all."""
+    parts = urlsplit(url)
+    return (
+        f"postgres://{parts.username}:heroku-pw@{parts.hostname}:{parts.port or 5432}{parts.path}"
+    )
+
+
+def test_on_heroku_a_url_without_sslmode_requires_tls(
+    tls_postgres_url: str, postgres_url: str, tmp_path: Path
+) -> None:
+    on_heroku = {"DYNO": "release.1"}
+    through_tls = portabot(
+        tmp_path, "migrate", DATABASE_URL=heroku_dyno_url(tls_postgres_url), **on_heroku
+    )
+    assert through_tls.returncode == 0, through_tls.stderr
+    # The same URL shape to a server without TLS: refused in one line, where asyncpg's default
+    # (`prefer`) would have gone on unencrypted.
+    plain = heroku_dyno_url(postgres_url)
+    refused = portabot(tmp_path, "migrate", DATABASE_URL=plain, **on_heroku)
+    assert refused.returncode == 1 and refused.stderr.count("\n") == 1
+    assert "rejected SSL upgrade" in refused.stderr and "heroku-pw" not in refused.stderr
+    served = portabot(tmp_path, "check", "--target", "heroku", DATABASE_URL=plain, **on_heroku)
+    assert "FAIL database postgres://" not in served.stdout  # shown in the normalised form
+    assert "rejected SSL upgrade" in served.stdout
+    assert portabot(tmp_path, "migrate", DATABASE_URL=plain).returncode == 0  # off Heroku: prefer

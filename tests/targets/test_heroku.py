@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -17,6 +18,7 @@ import pytest
 from core.settings import Settings
 from tests.conftest import SECRET, TOKEN, post_telegram, say_web, telegram_update
 from tests.servers import FakeTelegram, free_port, wait_until_healthy
+from tests.storage.test_tls import behind_tls
 from tests.test_cli import environment
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -83,12 +85,22 @@ def honcho(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
     )
 
 
-def test_release_then_web_under_honcho(empty_postgres: str, fake_telegram: FakeTelegram) -> None:
+@pytest.fixture
+def heroku_database_url(empty_postgres: str, tmp_path: Path) -> Iterator[str]:
+    """DATABASE_URL as the Postgres add-on sets it: `postgres://`, no sslmode, to a server that
+    takes TLS only (so TLS must be required by default: asyncpg's `prefer` is not enough)."""
+    with behind_tls(empty_postgres, tmp_path) as url:
+        yield url.replace("postgresql://", "postgres://", 1)
+
+
+def test_release_then_web_under_honcho(
+    heroku_database_url: str, fake_telegram: FakeTelegram
+) -> None:
     port = free_port()
     env = heroku_environment(
         PORT=str(port),
         WEB_CONCURRENCY="2",
-        DATABASE_URL=empty_postgres.replace("postgresql://", "postgres://", 1),  # as Heroku sets it
+        DATABASE_URL=heroku_database_url,
         TELEGRAM_TOKEN=TOKEN,
         TELEGRAM_SECRET=SECRET,
         TELEGRAM_API_URL=fake_telegram.url,
@@ -118,11 +130,11 @@ def test_release_then_web_under_honcho(empty_postgres: str, fake_telegram: FakeT
 
 
 def test_the_worker_polls_telegram_under_honcho(
-    empty_postgres: str, fake_telegram: FakeTelegram
+    heroku_database_url: str, fake_telegram: FakeTelegram
 ) -> None:
     """`heroku ps:scale web=0 worker=1`: updates by long polling instead of the webhook."""
     env = heroku_environment(
-        DATABASE_URL=empty_postgres.replace("postgresql://", "postgres://", 1),
+        DATABASE_URL=heroku_database_url,
         TELEGRAM_TOKEN=TOKEN,
         TELEGRAM_API_URL=fake_telegram.url,
     )

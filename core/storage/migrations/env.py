@@ -6,8 +6,8 @@ import asyncio
 
 from alembic import context
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import create_async_engine
 
+from core.storage.migrate import migration_engine
 from core.storage.tables import metadata
 
 
@@ -22,7 +22,7 @@ def run(connection: Connection) -> None:
 
 
 async def main() -> None:
-    engine = create_async_engine(context.config.attributes["url"])
+    engine = migration_engine(context.config.attributes["url"])
     try:
         async with engine.connect() as connection:
             await connection.run_sync(run)
