@@ -31,6 +31,8 @@ COOKIE = "portabot_web"
 """The cookie's name over plain HTTP (localhost): browsers refuse `__Host-` without Secure."""
 SECURE_COOKIE = f"__Host-{COOKIE}"
 """Over HTTPS: Secure, Path=/ and no Domain, so no other site or subdomain can set it."""
+SALT = "portabot web chat, timestamped"
+"""A new salt and digest (SHA-256): a cookie signed before (HMAC-SHA1, no time) is a new visitor."""
 DAY = 86_400.0
 MAX_TEXT = 4096
 MAX_BODY = 64 * 1024
@@ -96,11 +98,8 @@ class WebChannel:
 
     async def signer(self) -> TimestampSigner:
         if self._signer is None:
-            # A new salt and digest: a cookie signed before (HMAC-SHA1, no time) is a new visitor.
             self._signer = TimestampSigner(
-                await self._session_secret(),
-                salt="portabot web chat, timestamped",
-                digest_method=hashlib.sha256,
+                await self._session_secret(), salt=SALT, digest_method=hashlib.sha256
             )
         return self._signer
 
@@ -113,15 +112,15 @@ class WebChannel:
                 pass
         return None
 
-    def limits(self, address: str, new_visitor: bool) -> list[Limit]:
-        """What a message counts against, in the one order every request locks them in."""
-        limits = [Limit(f"web:{address}", self._per_address, 60), Limit("web", self._total, 60)]
+    def limits(self, address: str, new_visitor: bool) -> tuple[list[Limit], list[Limit]]:
+        """What a message counts against: the address's own limits, and the ones all addresses
+        share (counted only when the address is within its own)."""
+        own = [Limit(f"web:{address}", self._per_address, 60)]
+        shared = [Limit("web", self._total, 60)]
         if new_visitor:
-            limits += [
-                Limit(f"web-new:{address}", self._new_per_address, 3600),
-                Limit("web-new", self._new_total, 3600),
-            ]
-        return limits
+            own.append(Limit(f"web-new:{address}", self._new_per_address, 3600))
+            shared.append(Limit("web-new", self._new_total, 3600))
+        return own, shared
 
     async def receive(self, request: Request) -> Update:
         signer = await self.signer()
@@ -134,7 +133,8 @@ class WebChannel:
         secure = self._secure or over_https
         user_id = self.visitor(signer, request.cookies.get(SECURE_COOKIE if secure else COOKIE))
         address = client_address(request.scope, self._host)
-        over = await hit_now(self._db, self.limits(address, user_id is None), time.time())
+        own, shared = self.limits(address, user_id is None)
+        over = await hit_now(self._db, own, time.time(), shared)
         if over is not None:
             raise Answered(slow_down(*over))
         user_id = user_id or secrets.token_urlsafe(16)

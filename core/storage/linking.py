@@ -58,7 +58,7 @@ async def redeem_code(
     budget = guess_budget(guesses)
     # Counted before the look-up (and taken back when right), so that concurrent guesses can't
     # all pass one check; the row stays locked until this update commits.
-    over = await hit(conn, [budget], now)
+    over = await hit(conn, [], now, [budget])
     if over is not None:
         return LinkRefused(Refusal.TOO_MANY, over[1]), None
     row = await conn.fetch_one(_FIND, code=code)
