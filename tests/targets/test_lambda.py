@@ -90,7 +90,8 @@ def test_the_web_chat_keeps_its_visitor_through_the_cookie(
     cookies: list[str] = []
     [code] = say_web(container, shape, "/bind", cookies)
     assert "/in " in code
-    assert [c.split("=")[0] for c in cookies] == ["portabot_web"]
+    # Every way onto the web is HTTPS: the cookie carries the __Host- prefix.
+    assert [c.split("=")[0] for c in cookies] == ["__Host-portabot_web"]
     # The same visitor (by the cookie) has a code to cancel; a new one would not.
     assert say_web(container, shape, "/cancel", cookies) == ["Linking cancelled."]
 
