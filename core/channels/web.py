@@ -34,6 +34,8 @@ SECURE_COOKIE = f"__Host-{COOKIE}"
 SALT = "portabot web chat, timestamped"
 """A new salt and digest (SHA-256): a cookie signed before (HMAC-SHA1, no time) is a new visitor."""
 DAY = 86_400.0
+REMEMBERED = 10_000
+"""Refused keys a process remembers at most (a flood from many addresses can't fill memory)."""
 MAX_TEXT = 4096
 MAX_BODY = 64 * 1024
 
@@ -95,6 +97,9 @@ class WebChannel:
         self._total = settings.web_chat_total
         self._new_per_address = settings.web_chat_new_per_address
         self._new_total = settings.web_chat_new_total
+        self._refused: dict[str, tuple[Limit, float]] = {}
+        """Keys found over their limit, and when their window ends: a count only grows within a
+        window, so until then this process refuses them without asking the database."""
 
     async def signer(self) -> TimestampSigner:
         if self._signer is None:
@@ -122,6 +127,20 @@ class WebChannel:
             shared.append(Limit("web-new", self._new_total, 3600))
         return own, shared
 
+    def remembered(self, limits: list[Limit], now: float) -> tuple[Limit, float] | None:
+        for limit in limits:
+            found = self._refused.get(limit.key)
+            if found is not None and found[1] > now:
+                return found[0], found[1] - now
+        return None
+
+    def remember(self, limit: Limit, wait: float, now: float) -> None:
+        if len(self._refused) >= REMEMBERED:
+            self._refused = {k: v for k, v in self._refused.items() if v[1] > now}
+            if len(self._refused) >= REMEMBERED:
+                self._refused.clear()  # the database still refuses them, one statement each
+        self._refused[limit.key] = (limit, now + wait)
+
     async def receive(self, request: Request) -> Update:
         signer = await self.signer()
         body = await read_json(request, MAX_BODY)
@@ -134,8 +153,10 @@ class WebChannel:
         user_id = self.visitor(signer, request.cookies.get(SECURE_COOKIE if secure else COOKIE))
         address = client_address(request.scope, self._host)
         own, shared = self.limits(address, user_id is None)
-        over = await hit_now(self._db, own, time.time(), shared)
+        now = time.time()
+        over = self.remembered([*own, *shared], now) or await hit_now(self._db, own, now, shared)
         if over is not None:
+            self.remember(*over, now)
             raise Answered(slow_down(*over))
         user_id = user_id or secrets.token_urlsafe(16)
         client_id = incoming.id or secrets.token_hex(16)
