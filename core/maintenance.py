@@ -21,9 +21,11 @@ from core.storage.purge import (
     purge_link_codes,
     purge_outbox,
     purge_updates,
+    purge_web_updates,
 )
 
 DAY = 86_400.0
+HOUR = 3_600.0
 EXPIRED_CODES_KEPT = DAY
 """An expired code is kept a day, so that whoever tries it soon after hears that it expired
 rather than that it never existed."""
@@ -69,8 +71,9 @@ async def maintain(
         replies = await purge_outbox(db, now - keep, now - max(keep, GAVE_UP_KEPT))
         failed = await purge_failed_updates(db, now - max(keep, GAVE_UP_KEPT))
         inline = await purge_inline_replies(db, now - DAY)
+        web = await purge_web_updates(db, now - DAY)
         visitors = await purge_idle_visitors(db, now - keep_visitors_days * DAY)
-        limits = await purge_limits(db, now - DAY)  # the longest window is an hour
+        limits = await purge_limits(db, now - HOUR)  # the longest window is an hour
         delivered = await deliver_outbox(outbound)
     days = f"{keep_updates_days:g} day{'s' if keep_updates_days != 1 else ''}"
     gave_up_days = f"{max(keep, GAVE_UP_KEPT) / DAY:g} days"
@@ -81,8 +84,9 @@ async def maintain(
         f"or given up more than {gave_up_days} ago)",
         f"failed updates: {failed} deleted (last failed more than {gave_up_days} ago)",
         f"inline replies: {inline} deleted (kept a day, while a platform may re-deliver)",
+        f"web chat update ids: {web} deleted (received more than a day ago)",
         f"web visitors: {visitors} deleted (web only, idle more than "
         f"{keep_visitors_days:g} day{'s' if keep_visitors_days != 1 else ''})",
-        f"limit counters: {limits} deleted (windows that ended more than a day ago)",
+        f"limit counters: {limits} deleted (their window has ended)",
         f"outbox: {delivered}",
     ]

@@ -84,7 +84,7 @@ class Settings(BaseSettings):
     web_chat: bool = True
     web_chat_per_address: int = Field(default=20, ge=1, le=100_000)
     """Messages a minute the web chat takes from one address (an IPv6 /64 counts as one)."""
-    web_chat_total: int = Field(default=600, ge=1, le=1_000_000)
+    web_chat_total: int = Field(default=120, ge=1, le=1_000_000)
     """Messages a minute the web chat takes from all addresses together."""
     web_chat_new_per_address: int = Field(default=10, ge=1, le=100_000)
     """New visitors (people) an hour the web chat makes for one address."""

@@ -42,8 +42,10 @@ class Backlog:
     idle_visitors: int = 60  # web-only people last written more than 30 days ago
     recent_visitors: int = 9  # web-only, written within 30 days
     idle_linked: int = 5  # idle more than 30 days, but with a Telegram account linked too
-    old_limits: int = 70  # limit counters whose window started more than a day ago
+    old_limits: int = 70  # limit counters whose window (at most an hour) has ended
     recent_limits: int = 3
+    old_web_updates: int = 40  # the web chat's, received more than a day ago
+    recent_web_updates: int = 6
 
 
 def rows(url: str, count: int, into: str, select: str) -> None:
@@ -104,8 +106,11 @@ def fill(url: str, backlog: Backlog, now: float) -> None:
     idle += " WHERE state = 'idle-1'"
     query(url, f"INSERT INTO {codes} {idle}")
     limits = "limits (key, window_start, count)"
-    rows(url, backlog.old_limits, limits, f"'web:10.0.0.' || i, {now} - {DAY} - 60, 3")
-    rows(url, backlog.recent_limits, limits, f"'web-new:10.0.1.' || i, {now} - 3600, 1")
+    rows(url, backlog.old_limits, limits, f"'web:10.0.0.' || i, {now} - 3600 - i, 3")
+    rows(url, backlog.recent_limits, limits, f"'web-new:10.0.1.' || i, {now} - 3000, 1")
+    web = f"'web', 'web-old-' || i, {now} - {DAY} - i"
+    rows(url, backlog.old_web_updates, updates, web)
+    rows(url, backlog.recent_web_updates, updates, f"'web', 'web-new-' || i, {now} - 3600")
 
 
 def received(url: str, count: int, ago: str) -> None:
@@ -156,12 +161,13 @@ def test_maintain_brings_the_tables_back_to_the_retention_window(
         "or given up more than 30 days ago)",
         f"failed updates: {b.old_failures} deleted (last failed more than 30 days ago)",
         f"inline replies: {b.old_inline} deleted (kept a day, while a platform may re-deliver)",
+        f"web chat update ids: {b.old_web_updates} deleted (received more than a day ago)",
         f"web visitors: {b.idle_visitors} deleted (web only, idle more than 30 days)",
-        f"limit counters: {b.old_limits} deleted (windows that ended more than a day ago)",
+        f"limit counters: {b.old_limits} deleted (their window has ended)",
         f"outbox: sent {b.due}, failed 0; 0 waiting for a later try",
     ]
     assert counts(database_url) == {
-        "updates": b.recent_updates,
+        "updates": b.recent_updates + b.recent_web_updates,
         "link_codes": b.fresh_codes,
         "outbox": b.recent_sent + b.recent_given_up + b.due,
         "failed_updates": b.recent_failures,
@@ -176,7 +182,7 @@ def test_maintain_brings_the_tables_back_to_the_retention_window(
     assert [p["text"] for p in fake_telegram.sent()] == [f"due {i}" for i in range(1, b.due + 1)]
     # Idempotent: at once again, nothing is left to do.
     again = maintain(tmp_path, database_url, fake_telegram)
-    assert again.count(": 0 deleted") == 7 and "sent 0, failed 0" in again
+    assert again.count(": 0 deleted") == 8 and "sent 0, failed 0" in again
     assert len(fake_telegram.sent()) == b.due
 
 
@@ -275,10 +281,10 @@ def test_two_runs_at_once_do_the_work_once(
     [other] = [out for out in outputs if out not in worked]
     # Locked out, or (when the runs did not overlap) after the first: nothing left to do.
     assert other == "another maintain run holds the lock; nothing done\n" or (
-        other.count(": 0 deleted") == 3
+        other.count(": 0 deleted") == 6
     ), outputs
     assert len(fake_telegram.sent()) == b.due
-    assert counts(empty_postgres)["updates"] == b.recent_updates
+    assert counts(empty_postgres)["updates"] == b.recent_updates + b.recent_web_updates
 
 
 def test_the_web_app_does_not_load_maintenance_or_polling() -> None:

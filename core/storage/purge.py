@@ -28,6 +28,9 @@ _LINK_CODES = _batch_delete("link_codes", "code", "used_at IS NOT NULL OR expire
 _OUTBOX = _batch_delete("outbox", "id", "sent_at < :before OR gave_up_at < :gave_up_before")
 _INLINE_REPLIES = _batch_delete("inline_replies", "platform, update_id", "replied_at < :before")
 _FAILED_UPDATES = _batch_delete("failed_updates", "platform, update_id", "last_at < :before")
+_WEB_UPDATES = _batch_delete(
+    "updates", "platform, update_id", "platform = 'web' AND received_at < :before"
+)
 _LIMITS = _batch_delete("limits", "key", "window_start < :before")
 _WEB_ONLY_IDLE = """SELECT id FROM people WHERE updated_at < :before
     AND EXISTS (SELECT 1 FROM accounts WHERE person_id = people.id AND platform = 'web')
@@ -83,6 +86,12 @@ async def purge_inline_replies(db: Database, replied_before: float) -> int:
 async def purge_failed_updates(db: Database, failed_before: float) -> int:
     """The record of updates the flow failed on, last failed before the time."""
     return await delete_in_batches(db, _FAILED_UPDATES, before=failed_before)
+
+
+async def purge_web_updates(db: Database, received_before: float) -> int:
+    """The web chat's update ids received before the time: they only catch the page's own
+    retries, which come within seconds, and strangers can send many."""
+    return await delete_in_batches(db, _WEB_UPDATES, before=received_before)
 
 
 async def purge_limits(db: Database, before: float) -> int:

@@ -159,7 +159,7 @@ def test_the_schedule_runs_maintenance_in_the_container(
     result = container.invoke(stored_event("scheduled"))
     assert result["maintained"][0] == "updates: 1000 deleted (received more than 7 days ago)"
     assert result["maintained"][-1] == "outbox: sent 3, failed 0; 0 waiting for a later try"
-    assert counts(empty_postgres)["updates"] == backlog.recent_updates
+    assert counts(empty_postgres)["updates"] == backlog.recent_updates + backlog.recent_web_updates
     assert [p["text"] for p in fake_telegram.sent()] == ["due 1", "due 2", "due 3"]
     # The same container then serves a webhook as before, on the same connection.
     assert Answer.of(container.invoke(stored_event("function_url"))).status == 200
