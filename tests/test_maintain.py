@@ -11,10 +11,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 
 from core.storage.purge import BATCH, LOCK_KEY
-from tests.conftest import TOKEN, query
+from tests.conftest import TOKEN, BotFactory, query, say_web
 from tests.servers import FakeTelegram
 from tests.test_cli import PORTABOT, environment, portabot
 
@@ -294,3 +295,20 @@ def test_the_web_app_does_not_load_maintenance_or_polling() -> None:
     ).stdout
     for module in ("core.maintenance", "core.polling", "core.storage.purge"):
         assert f"'{module}'" not in loaded
+
+
+def test_a_web_visitor_who_keeps_chatting_is_kept_and_one_who_left_is_forgotten(
+    tmp_path: Path, start_bot: BotFactory, database_url: str, fake_telegram: FakeTelegram
+) -> None:
+    stays = start_bot()
+    say_web(stays, "/bind")
+    with httpx.Client(base_url=stays.base_url) as left:
+        say_web(left, "hello")
+    query(database_url, f"UPDATE people SET updated_at = updated_at - 31 * {DAY}")
+    # A message that changes nothing still marks the person as seen (at most once a day).
+    assert say_web(stays, "hello")[0].startswith("Waiting for /in ")
+    out = maintain(tmp_path, database_url, fake_telegram)
+    assert "web visitors: 1 deleted (web only, idle more than 30 days)" in out
+    assert say_web(stays, "hello")[0].startswith("Waiting for /in ")  # the same person
+    assert len(query(database_url, "SELECT user_id FROM accounts")) == 1
+    assert len(query(database_url, "SELECT code FROM link_codes")) == 1
