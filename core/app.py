@@ -25,7 +25,7 @@ from core.conversation.engine import Flow
 from core.conversation.loader import load_flow
 from core.logs import ThrottledLog
 from core.outbound import Outbound
-from core.settings import Settings, load_settings, refuse_lost_storage
+from core.settings import Settings, detect_host, load_settings, refuse_lost_storage
 from core.storage.database import Database, Query
 from core.web.costs import routes as cost_routes
 from core.web.page import render_home
@@ -66,7 +66,11 @@ class Bot:
         self.db = Database(settings.database_url, pool_size=settings.database_pool_size)
         self.flow = flow if flow is not None else load_flow(settings)
         secure = bool(settings.public_url and settings.public_url.startswith("https://"))
-        self.channels: dict[str, Channel] = {"web": WebChannel(self.session_secret, secure=secure)}
+        self.channels: dict[str, Channel] = {}
+        if settings.web_chat:  # WEB_CHAT=off: /webhooks/web answers 404
+            self.channels["web"] = WebChannel(
+                self.session_secret, self.db, settings, secure=secure, host=detect_host()
+            )
         for channel in platform_channels(settings):
             self.channels[channel.platform] = channel
         self.outbound = Outbound(self.db, self.channels, settings.outbox_retry_seconds)

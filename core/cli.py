@@ -354,7 +354,8 @@ def cmd_maintain(args: argparse.Namespace) -> int:
 
     settings = load_settings()
     days = settings.keep_updates_days if args.keep_updates_days is None else args.keep_updates_days
-    print("\n".join(on_database(settings, "maintain", partial(maintain, keep_updates_days=days))))
+    run = partial(maintain, keep_updates_days=days, keep_visitors_days=settings.web_chat_keep_days)
+    print("\n".join(on_database(settings, "maintain", run)))
     return 0
 
 

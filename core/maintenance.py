@@ -15,13 +15,17 @@ from core.storage.outbox import count_due
 from core.storage.purge import (
     maintenance_lock,
     purge_failed_updates,
+    purge_idle_visitors,
     purge_inline_replies,
+    purge_limits,
     purge_link_codes,
     purge_outbox,
     purge_updates,
+    purge_web_updates,
 )
 
 DAY = 86_400.0
+HOUR = 3_600.0
 EXPIRED_CODES_KEPT = DAY
 """An expired code is kept a day, so that whoever tries it soon after hears that it expired
 rather than that it never existed."""
@@ -52,7 +56,9 @@ async def deliver_outbox(outbound: Outbound) -> str:
     return f"sent {sent}, failed {failed}; {waiting} waiting for a later try"
 
 
-async def maintain(outbound: Outbound, keep_updates_days: float) -> list[str]:
+async def maintain(
+    outbound: Outbound, keep_updates_days: float, keep_visitors_days: float = 30.0
+) -> list[str]:
     """Purge, then deliver; one line per thing done. Running it again at once finds nothing."""
     db = outbound.db
     async with maintenance_lock(db) as held:
@@ -65,6 +71,9 @@ async def maintain(outbound: Outbound, keep_updates_days: float) -> list[str]:
         replies = await purge_outbox(db, now - keep, now - max(keep, GAVE_UP_KEPT))
         failed = await purge_failed_updates(db, now - max(keep, GAVE_UP_KEPT))
         inline = await purge_inline_replies(db, now - DAY)
+        web = await purge_web_updates(db, now - DAY)
+        visitors = await purge_idle_visitors(db, now - keep_visitors_days * DAY)
+        limits = await purge_limits(db, now - HOUR)  # the longest window is an hour
         delivered = await deliver_outbox(outbound)
     days = f"{keep_updates_days:g} day{'s' if keep_updates_days != 1 else ''}"
     gave_up_days = f"{max(keep, GAVE_UP_KEPT) / DAY:g} days"
@@ -75,5 +84,9 @@ async def maintain(outbound: Outbound, keep_updates_days: float) -> list[str]:
         f"or given up more than {gave_up_days} ago)",
         f"failed updates: {failed} deleted (last failed more than {gave_up_days} ago)",
         f"inline replies: {inline} deleted (kept a day, while a platform may re-deliver)",
+        f"web chat update ids: {web} deleted (received more than a day ago)",
+        f"web visitors: {visitors} deleted (web only, idle more than "
+        f"{keep_visitors_days:g} day{'s' if keep_visitors_days != 1 else ''})",
+        f"limit counters: {limits} deleted (their window has ended)",
         f"outbox: {delivered}",
     ]

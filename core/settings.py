@@ -283,6 +283,22 @@ class Settings(BaseSettings):
     body_timeout_seconds: float = Field(default=BODY_TIMEOUT_SECONDS, gt=0, le=300)
     costs_page: bool = True
     """COSTS_PAGE=off removes /costs and /api/costs (404) and the home page's link."""
+    # The web chat and link codes against strangers (README: "The web chat", "Linking").
+    web_chat: bool = True
+    web_chat_per_address: int = Field(default=20, ge=1, le=100_000)
+    """Messages a minute the web chat takes from one address (an IPv6 /64 counts as one)."""
+    web_chat_total: int = Field(default=120, ge=1, le=1_000_000)
+    """Messages a minute the web chat takes from all addresses together."""
+    web_chat_new_per_address: int = Field(default=10, ge=1, le=100_000)
+    """New visitors (people) an hour the web chat makes for one address."""
+    web_chat_new_total: int = Field(default=100, ge=1, le=1_000_000)
+    """New visitors an hour the web chat makes in all: with WEB_CHAT_KEEP_DAYS, the bound on
+    the web-only people a flood can leave in the database."""
+    web_chat_keep_days: float = Field(default=30.0, ge=1, le=400)
+    """A web visitor's cookie lasts this long after their last message, and `portabot maintain`
+    forgets a web-only person idle this long."""
+    link_code_guesses: int = Field(default=30, ge=1, le=100_000)
+    """Wrong link codes a 10-minute window takes from everyone together."""
 
     @field_validator("database_url")
     @classmethod

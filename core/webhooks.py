@@ -21,7 +21,7 @@ from core.conversation.effects import (
     RedeemLinkCode,
     RevokeLinkCodes,
 )
-from core.conversation.engine import Conversation, Flow, Step
+from core.conversation.engine import Conversation, Step
 from core.messages import Delivery, Message, Outcome, Update
 from core.ordering import wait_turn
 from core.outbound import REPLY_BUDGET
@@ -45,6 +45,9 @@ MAX_FAILURES = 3
 RESEND_AFTER = 2 * REPLY_BUDGET
 """Seconds after which a re-delivery proves that our answer never reached the platform: by then
 the first copy has answered (within REPLY_BUDGET), moved its reply to the API, or died."""
+SEEN_EVERY = 86_400.0
+"""A person's `updated_at` is written at least this often, with the state or alone (riding with
+the COMMIT), so that `portabot maintain` can tell idle web visitors from those who chat."""
 
 
 async def handle(bot: Bot, channel: Channel, request: Request) -> Response:
@@ -165,7 +168,7 @@ async def process(bot: Bot, channel: Channel, update: Update) -> Outcome:
                 break
             effect = effects.popleft()
             person, conversation, resumed = await _carry_out(
-                bot.flow, conn, effect, person, conversation, message, now
+                bot, conn, effect, person, conversation, message, now
             )
             if resumed is not None:
                 conversation = resumed.conversation
@@ -183,7 +186,8 @@ async def process(bot: Bot, channel: Channel, update: Update) -> Outcome:
         inline = len(deliveries) if channel.inline_replies is None else channel.inline_replies
         later = await add_to_outbox(conn, deliveries[inline:], now)
         last: list[Statement] = []  # they travel with the COMMIT
-        if person.id != first.id or conversation != first.conversation:
+        seen_long_ago = person.updated_at < now - SEEN_EVERY
+        if person.id != first.id or conversation != first.conversation or seen_long_ago:
             last.append(saving(person.id, conversation, now))
         if channel.inline_replies and deliveries[:inline]:
             last.append(remembering(update, deliveries[:inline], time.time()))
@@ -192,7 +196,7 @@ async def process(bot: Bot, channel: Channel, update: Update) -> Outcome:
 
 
 async def _carry_out(
-    flow: Flow,
+    bot: Bot,
     conn: Conn,
     effect: Effect,
     person: Person,
@@ -201,6 +205,7 @@ async def _carry_out(
     now: float,
 ) -> tuple[Person, Conversation, Step | None]:
     """Do what the flow asked; returns who the conversation continues with and the flow's answer."""
+    flow = bot.flow
     if isinstance(effect, RevokeLinkCodes):
         await revoke_codes(conn, person.id)
         return person, conversation, None
@@ -209,8 +214,15 @@ async def _carry_out(
         result = await issue_code(conn, person.id, message.platform, now)
     else:
         assert isinstance(effect, RedeemLinkCode)
-        redeemer = Person(person.id, conversation, person.platforms)
-        result, issuer = await redeem_code(conn, redeemer, message.platform, effect.code, now)
+        redeemer = Person(person.id, conversation, person.platforms, person.updated_at)
+        result, issuer = await redeem_code(
+            conn,
+            redeemer,
+            message.platform,
+            effect.code,
+            now,
+            guesses=bot.settings.link_code_guesses,
+        )
         if issuer is not None:
             conversation = flow.merge(issuer.conversation, conversation)
             person = issuer

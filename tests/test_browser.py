@@ -63,10 +63,12 @@ def page(chromium: Browser) -> Iterator[Page]:
 def unexpected(message: ConsoleMessage) -> bool:
     if "Content Security Policy" in message.text:
         return True  # a script, style or request the page's own policy refused, at any level
-    # Chromium logs the 400 by which the costs page learns an input is wrong, and the 404 of
-    # the favicon it asks for on its own; anything else logged as an error is a failure.
+    # Chromium logs the 400 by which the costs page learns an input is wrong, the 404 of the
+    # favicon it asks for on its own, and the chat's 429 (slow down); anything else logged as
+    # an error is a failure.
     url = message.location.get("url", "")
-    expected = "/api/costs?" in url or url.endswith("/favicon.ico")
+    slowed = url.endswith("/webhooks/web") and "429" in message.text
+    expected = "/api/costs?" in url or url.endswith("/favicon.ico") or slowed
     return message.type == "error" and not expected
 
 
@@ -92,6 +94,24 @@ def test_chat_in_the_browser_and_link_telegram(start_bot: BotFactory, page: Page
     assert linked.status_code == 200 and linked.json()["text"].startswith("Linked!")
 
     assert say("/me") == "Linked platforms: telegram, web."
+
+
+@on_sqlite
+def test_the_chat_says_when_to_try_again_and_when_it_is_off(
+    start_bot: BotFactory, page: Page
+) -> None:
+    bot = start_bot(web_chat_per_address=2)
+    page.goto(f"{bot.base_url}/")
+    for text in ("one", "two", "three"):
+        page.fill("#text", text)
+        page.press("#text", "Enter")
+    expect(page.locator(".msg.error")).to_have_text(re.compile(r"^Slow down: try again in \d+ s$"))
+    expect(page.locator(".msg.bot")).to_have_count(2)
+
+    off = start_bot(web_chat=False)
+    page.goto(f"{off.base_url}/")
+    expect(page.locator("#off")).to_contain_text("The web chat is off")
+    assert page.locator("#chat").count() == 0
 
 
 @on_sqlite

@@ -145,3 +145,34 @@ def test_telegram_vk_and_web_become_one_person(
 def test_web_then_vk(bot: httpx.Client, fake_vk: FakeVk) -> None:
     code = code_from(say_web(bot, "/bind")[0])
     assert vk_says(bot, fake_vk, "v1", f"/in {code}") == "Linked! Your platforms: vk, web."
+
+
+def test_wrong_codes_are_limited_across_people_cookies_and_addresses(
+    start_bot: BotFactory, database_url: str
+) -> None:
+    # Each guess from a fresh cookie (a fresh person) at a fresh address: the takeover.
+    bot = start_bot(link_code_guesses=5)
+    code = code_from(telegram_says(bot, 1, "/bind"))
+
+    def stranger(n: int, text: str) -> str:
+        with httpx.Client(base_url=bot.base_url, timeout=30) as visitor:
+            headers = {"X-Forwarded-For": f"198.51.100.{n}"}
+            response = visitor.post("/webhooks/web", json={"text": text}, headers=headers)
+            assert response.status_code == 200, response.text
+            return str(response.json()["replies"][0])
+
+    for n in range(5):
+        assert "not valid" in stranger(n, f"/in wrong-guess-{'x' * (n + 1)}")
+    # Over the budget, even the right code is refused, for anyone, with the wait in minutes.
+    refused = stranger(9, f"/in {code}")
+    too_many = "Too many wrong codes have been sent to this bot lately, so it takes none for now."
+    assert re.fullmatch(re.escape(too_many) + r" Try again in ([1-9]|10) min\.", refused), refused
+    with httpx.Client(base_url=bot.base_url) as web:
+        assert say_web(web, f"/in {code}")[0].startswith("Too many wrong codes")
+    assert len(query(database_url, "SELECT id FROM people")) == 8  # nobody was linked
+    # When the window has passed, the right code links, and does not spend the budget.
+    query(database_url, "UPDATE limits SET window_start = window_start - 600")
+    with httpx.Client(base_url=bot.base_url) as web:
+        assert say_web(web, f"/in {code}") == ["Linked! Your platforms: telegram, web."]
+    [budget] = query(database_url, "SELECT count FROM limits WHERE key = 'link-codes'")
+    assert budget["count"] == 0

@@ -11,10 +11,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 
 from core.storage.purge import BATCH, LOCK_KEY
-from tests.conftest import TOKEN, query
+from tests.conftest import TOKEN, BotFactory, query, say_web
 from tests.servers import FakeTelegram
 from tests.test_cli import PORTABOT, environment, portabot
 
@@ -39,6 +40,13 @@ class Backlog:
     old_arrivals: int = 50  # noted for ORDER_WINDOW_MS more than 7 days ago
     old_inline: int = 30  # replies kept for a re-delivery more than a day ago
     recent_inline: int = 4
+    idle_visitors: int = 60  # web-only people last written more than 30 days ago
+    recent_visitors: int = 9  # web-only, written within 30 days
+    idle_linked: int = 5  # idle more than 30 days, but with a Telegram account linked too
+    old_limits: int = 70  # limit counters whose window (at most an hour) has ended
+    recent_limits: int = 3
+    old_web_updates: int = 40  # the web chat's, received more than a day ago
+    recent_web_updates: int = 6
 
 
 def rows(url: str, count: int, into: str, select: str) -> None:
@@ -57,6 +65,8 @@ def fill(url: str, backlog: Backlog, now: float) -> None:
     rows(url, backlog.old_updates, updates, f"'telegram', 'old-' || i, {old} - i")
     rows(url, backlog.recent_updates, updates, f"'vk', 'new-' || i, {recent} + i")
     query(url, "INSERT INTO people (data, created_at, updated_at) VALUES ('{}', 0, 0)")
+    accounts = "accounts (platform, user_id, person_id, chat_id, created_at)"
+    query(url, f"INSERT INTO {accounts} SELECT 'telegram', '5', max(id), '5', 0 FROM people")
     codes = "link_codes (code, person_id, platform, created_at, expires_at, used_at)"
     person = "(SELECT max(id) FROM people), 'web'"
     half = backlog.spent_codes // 2
@@ -80,6 +90,28 @@ def fill(url: str, backlog: Backlog, now: float) -> None:
     inline = "inline_replies (platform, update_id, replies, replied_at)"
     rows(url, backlog.old_inline, inline, f"'telegram', 'old-' || i, '[]', {now} - {DAY} - i")
     rows(url, backlog.recent_inline, inline, f"'vk', 'new-' || i, '[]', {recent}")
+    visitors = [
+        ("idle", backlog.idle_visitors, now - 31 * DAY, False),
+        ("recent", backlog.recent_visitors, now - 29 * DAY, False),
+        ("linked", backlog.idle_linked, now - 31 * DAY, True),
+    ]
+    for name, count, seen, linked in visitors:
+        people = "people (state, data, created_at, updated_at)"
+        rows(url, count, people, f"'{name}-' || i, '{{}}', {seen}, {seen}")
+        person = f"(SELECT id FROM people WHERE state = '{name}-' || i)"
+        rows(url, count, accounts, f"'web', '{name}-' || i, {person}, 'c', {seen}")
+        if linked:
+            rows(url, count, accounts, f"'vk', '{name}-' || i, {person}, 'c', {seen}")
+    # A code of an idle visitor goes with them.
+    idle = f"SELECT 'idle-code', id, 'web', {now}, {now} + 600, NULL FROM people"
+    idle += " WHERE state = 'idle-1'"
+    query(url, f"INSERT INTO {codes} {idle}")
+    limits = "limits (key, window_start, count)"
+    rows(url, backlog.old_limits, limits, f"'web:10.0.0.' || i, {now} - 3600 - i, 3")
+    rows(url, backlog.recent_limits, limits, f"'web-new:10.0.1.' || i, {now} - 3000, 1")
+    web = f"'web', 'web-old-' || i, {now} - {DAY} - i"
+    rows(url, backlog.old_web_updates, updates, web)
+    rows(url, backlog.recent_web_updates, updates, f"'web', 'web-new-' || i, {now} - 3600")
 
 
 def received(url: str, count: int, ago: str) -> None:
@@ -98,6 +130,9 @@ def counts(url: str) -> dict[str, int]:
             "failed_updates",
             "arrivals",
             "inline_replies",
+            "people",
+            "accounts",
+            "limits",
         )
     }
 
@@ -127,20 +162,28 @@ def test_maintain_brings_the_tables_back_to_the_retention_window(
         "or given up more than 30 days ago)",
         f"failed updates: {b.old_failures} deleted (last failed more than 30 days ago)",
         f"inline replies: {b.old_inline} deleted (kept a day, while a platform may re-deliver)",
+        f"web chat update ids: {b.old_web_updates} deleted (received more than a day ago)",
+        f"web visitors: {b.idle_visitors} deleted (web only, idle more than 30 days)",
+        f"limit counters: {b.old_limits} deleted (their window has ended)",
         f"outbox: sent {b.due}, failed 0; 0 waiting for a later try",
     ]
     assert counts(database_url) == {
-        "updates": b.recent_updates,
+        "updates": b.recent_updates + b.recent_web_updates,
         "link_codes": b.fresh_codes,
         "outbox": b.recent_sent + b.recent_given_up + b.due,
         "failed_updates": b.recent_failures,
         "arrivals": 0,
         "inline_replies": b.recent_inline,
+        "people": 1 + b.recent_visitors + b.idle_linked,
+        "accounts": 1 + b.recent_visitors + 2 * b.idle_linked,
+        "limits": b.recent_limits,
     }
+    codes = {row["code"] for row in query(database_url, "SELECT code FROM link_codes")}
+    assert "idle-code" not in codes
     assert [p["text"] for p in fake_telegram.sent()] == [f"due {i}" for i in range(1, b.due + 1)]
     # Idempotent: at once again, nothing is left to do.
     again = maintain(tmp_path, database_url, fake_telegram)
-    assert again.count(": 0 deleted") == 5 and "sent 0, failed 0" in again
+    assert again.count(": 0 deleted") == 8 and "sent 0, failed 0" in again
     assert len(fake_telegram.sent()) == b.due
 
 
@@ -239,10 +282,10 @@ def test_two_runs_at_once_do_the_work_once(
     [other] = [out for out in outputs if out not in worked]
     # Locked out, or (when the runs did not overlap) after the first: nothing left to do.
     assert other == "another maintain run holds the lock; nothing done\n" or (
-        other.count(": 0 deleted") == 3
+        other.count(": 0 deleted") == 6
     ), outputs
     assert len(fake_telegram.sent()) == b.due
-    assert counts(empty_postgres)["updates"] == b.recent_updates
+    assert counts(empty_postgres)["updates"] == b.recent_updates + b.recent_web_updates
 
 
 def test_the_web_app_does_not_load_maintenance_or_polling() -> None:
@@ -252,3 +295,20 @@ def test_the_web_app_does_not_load_maintenance_or_polling() -> None:
     ).stdout
     for module in ("core.maintenance", "core.polling", "core.storage.purge"):
         assert f"'{module}'" not in loaded
+
+
+def test_a_web_visitor_who_keeps_chatting_is_kept_and_one_who_left_is_forgotten(
+    tmp_path: Path, start_bot: BotFactory, database_url: str, fake_telegram: FakeTelegram
+) -> None:
+    stays = start_bot()
+    say_web(stays, "/bind")
+    with httpx.Client(base_url=stays.base_url) as left:
+        say_web(left, "hello")
+    query(database_url, f"UPDATE people SET updated_at = updated_at - 31 * {DAY}")
+    # A message that changes nothing still marks the person as seen (at most once a day).
+    assert say_web(stays, "hello")[0].startswith("Waiting for /in ")
+    out = maintain(tmp_path, database_url, fake_telegram)
+    assert "web visitors: 1 deleted (web only, idle more than 30 days)" in out
+    assert say_web(stays, "hello")[0].startswith("Waiting for /in ")  # the same person
+    assert len(query(database_url, "SELECT user_id FROM accounts")) == 1
+    assert len(query(database_url, "SELECT code FROM link_codes")) == 1

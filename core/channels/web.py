@@ -1,26 +1,41 @@
 """The web chat: `POST /webhooks/web` with {"text": ...}; a signed HttpOnly cookie names
-the person."""
+the person, and limits in the database bound what a stranger's traffic can make us store."""
 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
+import math
 import secrets
+import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from itsdangerous import BadSignature, Signer
+from itsdangerous import BadSignature, TimestampSigner
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.types import Scope
 
-from core.channels.base import Rejected, clean_text, first_error, read_json
+from core.channels.base import Answered, Rejected, clean_text, first_error, read_json
 from core.messages import Account, Delivery, Kind, Message, Update, parse_command
+from core.storage.limits import Limit, hit_now
 
 if TYPE_CHECKING:
     from aiohttp import ClientSession
 
+    from core.settings import Settings
+    from core.storage.database import Database
+
 COOKIE = "portabot_web"
-COOKIE_MAX_AGE = 400 * 24 * 3600  # the longest browsers keep a cookie
+"""The cookie's name over plain HTTP (localhost): browsers refuse `__Host-` without Secure."""
+SECURE_COOKIE = f"__Host-{COOKIE}"
+"""Over HTTPS: Secure, Path=/ and no Domain, so no other site or subdomain can set it."""
+SALT = "portabot web chat, timestamped"
+"""A new salt and digest (SHA-256): a cookie signed before (HMAC-SHA1, no time) is a new visitor."""
+DAY = 86_400.0
+REMEMBERED = 10_000
+"""Refused keys a process remembers at most (a flood from many addresses can't fill memory)."""
 MAX_TEXT = 4096
 MAX_BODY = 64 * 1024
 
@@ -33,29 +48,98 @@ class WebMessage(BaseModel):
     """Optional client-made id: a retried POST with the same id is processed once."""
 
 
-def visitor(signer: Signer, cookie: str | None) -> str:
-    """The visitor's id from a valid cookie, or a new one."""
-    if cookie:
-        try:
-            return signer.unsign(cookie).decode()
-        except (BadSignature, UnicodeDecodeError):
-            pass
-    return secrets.token_urlsafe(16)
+def client_address(scope: Scope, host: str | None) -> str:
+    """The address a request came from, as the proxy in front of `host` saw it (an IPv6 address
+    as its /64, which one subscriber usually holds whole); never a header the client wrote."""
+    address = ""
+    if host == "heroku":
+        # Heroku's router appends the address it saw to X-Forwarded-For; what comes before is
+        # the client's own to write (and uvicorn, trusting "*", takes the first entry).
+        forwarded = b",".join(v for k, v in scope["headers"] if k == b"x-forwarded-for")
+        address = forwarded.decode("latin-1").rpartition(",")[2].strip()
+    if not address:
+        # Lambda: Mangum's client is the request context's sourceIp (an ALB's whole
+        # X-Forwarded-For, to which the ALB appended). VPS: uvicorn's, from Caddy's
+        # X-Forwarded-For, believed from loopback only (gunicorn's forwarded_allow_ips).
+        client = scope.get("client")
+        address = str(client[0]).rpartition(",")[2].strip() if client else ""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address[:60] or "unknown"
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
 
 
 class WebChannel:
     platform = "web"
     inline_replies = None
 
-    def __init__(self, session_secret: Callable[[], Awaitable[str]], *, secure: bool) -> None:
+    def __init__(
+        self,
+        session_secret: Callable[[], Awaitable[str]],
+        db: Database,
+        settings: Settings,
+        *,
+        secure: bool,
+        host: str | None,
+    ) -> None:
         self._session_secret = session_secret
-        self._signer: Signer | None = None
+        self._signer: TimestampSigner | None = None
+        self._db = db
         self._secure = secure
+        self._host = host
+        self.cookie_age = int(settings.web_chat_keep_days * DAY)
+        self._per_address = settings.web_chat_per_address
+        self._total = settings.web_chat_total
+        self._new_per_address = settings.web_chat_new_per_address
+        self._new_total = settings.web_chat_new_total
+        self._refused: dict[str, tuple[Limit, float]] = {}
+        """Keys found over their limit, and when their window ends: a count only grows within a
+        window, so until then this process refuses them without asking the database."""
 
-    async def signer(self) -> Signer:
+    async def signer(self) -> TimestampSigner:
         if self._signer is None:
-            self._signer = Signer(await self._session_secret(), salt="portabot web chat")
+            self._signer = TimestampSigner(
+                await self._session_secret(), salt=SALT, digest_method=hashlib.sha256
+            )
         return self._signer
+
+    def visitor(self, signer: TimestampSigner, cookie: str | None) -> str | None:
+        """The visitor's id from a valid cookie younger than its maximum age, or None."""
+        if cookie:
+            try:
+                return signer.unsign(cookie, max_age=self.cookie_age).decode()
+            except (BadSignature, UnicodeDecodeError):
+                pass
+        return None
+
+    def limits(self, address: str, new_visitor: bool) -> tuple[list[Limit], list[Limit]]:
+        """What a message counts against: the address's own limits, and the ones all addresses
+        share (counted only when the address is within its own)."""
+        own = [Limit(f"web:{address}", self._per_address, 60)]
+        shared = [Limit("web", self._total, 60)]
+        if new_visitor:
+            own.append(Limit(f"web-new:{address}", self._new_per_address, 3600))
+            shared.append(Limit("web-new", self._new_total, 3600))
+        return own, shared
+
+    def remembered(self, limits: list[Limit], now: float) -> tuple[Limit, float] | None:
+        for limit in limits:
+            found = self._refused.get(limit.key)
+            if found is not None and found[1] > now:
+                return found[0], found[1] - now
+        return None
+
+    def remember(self, limit: Limit, wait: float, now: float) -> None:
+        if len(self._refused) >= REMEMBERED:
+            self._refused = {k: v for k, v in self._refused.items() if v[1] > now}
+            if len(self._refused) >= REMEMBERED:
+                self._refused.clear()  # the database still refuses them, one statement each
+        self._refused[limit.key] = (limit, now + wait)
 
     async def receive(self, request: Request) -> Update:
         signer = await self.signer()
@@ -64,7 +148,17 @@ class WebChannel:
             incoming = WebMessage.model_validate(body)
         except ValidationError as exc:
             raise Rejected(422, first_error(exc)) from None
-        user_id = visitor(signer, request.cookies.get(COOKIE))
+        over_https = request.url.scheme == "https"
+        secure = self._secure or over_https
+        user_id = self.visitor(signer, request.cookies.get(SECURE_COOKIE if secure else COOKIE))
+        address = client_address(request.scope, self._host)
+        own, shared = self.limits(address, user_id is None)
+        now = time.time()
+        over = self.remembered([*own, *shared], now) or await hit_now(self._db, own, now, shared)
+        if over is not None:
+            self.remember(*over, now)
+            raise Answered(slow_down(*over))
+        user_id = user_id or secrets.token_urlsafe(16)
         client_id = incoming.id or secrets.token_hex(16)
         update_id = hashlib.sha256(f"{user_id}:{client_id}".encode()).hexdigest()[:40]
         text = clean_text(incoming.text.strip())
@@ -74,21 +168,42 @@ class WebChannel:
             message = Message(account, Kind.COMMAND, text, *command)
         else:
             message = Message(account, Kind.TEXT, text)
-        return Update(self.platform, update_id, message, request.url.scheme == "https")
+        return Update(self.platform, update_id, message, secure)
 
     def respond(self, update: Update, inline: list[Delivery]) -> Response:
         response = JSONResponse({"replies": [d.text for d in inline]})
         if update.message is not None:
             assert self._signer is not None  # set by receive
+            # Signed again with every answer: the maximum age counts from the last message.
             response.set_cookie(
-                COOKIE,
+                SECURE_COOKIE if update.over_https else COOKIE,
                 self._signer.sign(update.message.account.user_id).decode(),
-                max_age=COOKIE_MAX_AGE,
+                max_age=self.cookie_age,
+                path="/",
                 httponly=True,
                 samesite="lax",
-                secure=self._secure or update.over_https,
+                secure=update.over_https,
             )
         return response
 
     async def send(self, session: ClientSession, delivery: Delivery) -> None:
         raise AssertionError("web replies are always returned inline")
+
+
+REASONS = {
+    "web": "too many messages from your address",
+    "web-new": "too many new visitors from your address",
+}
+BUSY = {"web": "the web chat is busy", "web-new": "the web chat has had too many new visitors"}
+
+
+def slow_down(limit: Limit, wait: float) -> Response:
+    """429 with Retry-After and a reason the chat page shows."""
+    seconds = max(1, math.ceil(wait))
+    kind, _, address = limit.key.partition(":")
+    what = REASONS[kind] if address else BUSY[kind]
+    return JSONResponse(
+        {"error": f"{what}: try again in {seconds} s", "retry_after": seconds},
+        status_code=429,
+        headers={"Retry-After": str(seconds)},
+    )

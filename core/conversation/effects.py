@@ -40,6 +40,8 @@ class Refusal(enum.Enum):
     """The code is this person's own (or the accounts are linked already)."""
     SAME_PLATFORM = "same_platform"
     """The code was made on the platform it is sent from, or both have an account there."""
+    TOO_MANY = "too_many"
+    """Everyone together has sent more wrong codes than the window allows (LINK_CODE_GUESSES)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +52,8 @@ class Linked:
 @dataclass(frozen=True, slots=True)
 class LinkRefused:
     reason: Refusal
+    retry_after: float = 0.0
+    """Seconds until codes are taken again (TOO_MANY)."""
 
 
 EffectResult = LinkCodeIssued | Linked | LinkRefused

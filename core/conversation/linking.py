@@ -3,6 +3,7 @@ platforms."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from core.conversation.codes import CODE_LIFETIME, normalise_code
@@ -130,6 +131,13 @@ class Member(State):
             forget_code(ctx.data)
             ctx.reply(f"Linked! Your platforms: {platform_list(result.platforms)}.")
             return "idle"
+        if result.reason is Refusal.TOO_MANY:
+            minutes = max(1, math.ceil(result.retry_after / 60))
+            ctx.reply(
+                "Too many wrong codes have been sent to this bot lately, so it takes none for "
+                f"now. Try again in {minutes} min."
+            )
+            return None
         if result.reason in (Refusal.UNKNOWN, Refusal.EXPIRED):
             ctx.data.setdefault("wrong_codes", []).append(ctx.now)
         ctx.reply(REFUSALS[result.reason])

@@ -5,6 +5,7 @@ from __future__ import annotations
 from core.conversation.codes import CODE_LIFETIME, make_code
 from core.conversation.effects import LinkCodeIssued, Linked, LinkRefused, Refusal
 from core.storage.database import Conn, Query
+from core.storage.limits import Limit, hit, unhit
 from core.storage.people import Person, absorb, lock_person
 
 _REVOKE = Query("DELETE FROM link_codes WHERE person_id = :person_id AND used_at IS NULL")
@@ -17,6 +18,14 @@ _FIND = Query(
     " {for_update}"
 )
 _USE = Query("UPDATE link_codes SET used_at = :now WHERE code = :code")
+GUESSES = 30
+"""Wrong codes everyone together may send in a window of CODE_LIFETIME (LINK_CODE_GUESSES)."""
+
+
+def guess_budget(guesses: int) -> Limit:
+    """The budget of wrong codes shared by every person, cookie, address and platform: a fresh
+    web cookie is a fresh person, so the flow's per-person count alone does not bound guessing."""
+    return Limit("link-codes", guesses, CODE_LIFETIME)
 
 
 async def revoke_codes(conn: Conn, person_id: int) -> None:
@@ -35,10 +44,23 @@ async def issue_code(conn: Conn, person_id: int, platform: str, now: float) -> L
 
 
 async def redeem_code(
-    conn: Conn, redeemer: Person, platform: str, code: str, now: float
+    conn: Conn,
+    redeemer: Person,
+    platform: str,
+    code: str,
+    now: float,
+    *,
+    guesses: int = GUESSES,
 ) -> tuple[Linked | LinkRefused, Person | None]:
-    """Check the code; on success the code's issuer absorbs the redeemer. Returns the result and,
-    when linked, the issuer (locked) whom the conversation continues with."""
+    """Check the code against the shared budget of wrong ones; on success the code's issuer
+    absorbs the redeemer. Returns the result and, when linked, the issuer (locked) whom the
+    conversation continues with."""
+    budget = guess_budget(guesses)
+    # Counted before the look-up (and taken back when right), so that concurrent guesses can't
+    # all pass one check; the row stays locked until this update commits.
+    over = await hit(conn, [], now, [budget])
+    if over is not None:
+        return LinkRefused(Refusal.TOO_MANY, over[1]), None
     row = await conn.fetch_one(_FIND, code=code)
     if row is None or row["used_at"] is not None:
         return LinkRefused(Refusal.UNKNOWN), None
@@ -53,6 +75,7 @@ async def redeem_code(
     if row["platform"] == platform or set(issuer.platforms) & set(redeemer.platforms):
         return LinkRefused(Refusal.SAME_PLATFORM), None
     await conn.execute(_USE, now=now, code=code)
+    await unhit(conn, budget, now)
     await absorb(conn, kept=issuer.id, absorbed=redeemer.id)
     platforms = tuple(sorted({*issuer.platforms, *redeemer.platforms}))
-    return Linked(platforms), Person(issuer.id, issuer.conversation, platforms)
+    return Linked(platforms), Person(issuer.id, issuer.conversation, platforms, issuer.updated_at)

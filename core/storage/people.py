@@ -16,6 +16,8 @@ class Person:
     id: int
     conversation: Conversation
     platforms: tuple[str, ...]
+    updated_at: float = 0.0
+    """When the state was last written (at least daily while the person writes: webhooks.py)."""
 
 
 def _person(row: Row) -> Person:
@@ -23,10 +25,11 @@ def _person(row: Row) -> Person:
         id=row["id"],
         conversation=Conversation(row["state"], json.loads(row["data"])),
         platforms=tuple(sorted(set((row["platforms"] or "").split(",")) - {""})),
+        updated_at=row["updated_at"],
     )
 
 
-_COLUMNS = """people.id, people.state, people.data, (
+_COLUMNS = """people.id, people.state, people.data, people.updated_at, (
     SELECT {aggregate}(platform, ',') FROM accounts WHERE person_id = people.id
 ) AS platforms"""
 _PG_COLUMNS = _COLUMNS.format(aggregate="string_agg")
@@ -43,11 +46,11 @@ _ADMIT = Query(
         ON CONFLICT DO NOTHING
         RETURNING 1
     ), me AS (
-        SELECT id, state, data FROM people
+        SELECT id, state, data, updated_at FROM people
         WHERE id = ({_OWNER}) AND EXISTS (SELECT 1 FROM seen)
         FOR UPDATE
     )
-    SELECT EXISTS (SELECT 1 FROM seen) AS fresh, me.id, me.state, me.data, (
+    SELECT EXISTS (SELECT 1 FROM seen) AS fresh, me.id, me.state, me.data, me.updated_at, (
         SELECT string_agg(platform, ',') FROM accounts WHERE person_id = me.id
     ) AS platforms
     FROM (SELECT 1) AS one LEFT JOIN me ON true
@@ -118,7 +121,7 @@ async def lock_person_of(
             _CLAIM, person_id=person_id, chat_id=account.chat_id, now=now, **owner
         )
         if claimed is not None:
-            return Person(person_id, Conversation(), (account.platform,))
+            return Person(person_id, Conversation(), (account.platform,), now)
         await conn.execute(_DELETE, id=person_id)
     raise RuntimeError("could not settle the owner of an account")
 

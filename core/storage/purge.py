@@ -28,6 +28,23 @@ _LINK_CODES = _batch_delete("link_codes", "code", "used_at IS NOT NULL OR expire
 _OUTBOX = _batch_delete("outbox", "id", "sent_at < :before OR gave_up_at < :gave_up_before")
 _INLINE_REPLIES = _batch_delete("inline_replies", "platform, update_id", "replied_at < :before")
 _FAILED_UPDATES = _batch_delete("failed_updates", "platform, update_id", "last_at < :before")
+_WEB_UPDATES = _batch_delete(
+    "updates", "platform, update_id", "platform = 'web' AND received_at < :before"
+)
+_LIMITS = _batch_delete("limits", "key", "window_start < :before")
+_WEB_ONLY_IDLE = """SELECT id FROM people WHERE updated_at < :before
+    AND EXISTS (SELECT 1 FROM accounts WHERE person_id = people.id AND platform = 'web')
+    AND NOT EXISTS (SELECT 1 FROM accounts WHERE person_id = people.id AND platform <> 'web')"""
+_NO_ACCOUNT = """SELECT id FROM people WHERE updated_at < :before
+    AND NOT EXISTS (SELECT 1 FROM accounts WHERE person_id = people.id)"""
+# Three statements, as SQLite's foreign keys don't cascade (its connections don't enable them):
+# the accounts of a batch of idle web-only people, then the codes and people left without one.
+_IDLE_ACCOUNTS = Query(
+    f"DELETE FROM accounts WHERE platform = 'web'"
+    f" AND person_id IN ({_WEB_ONLY_IDLE} LIMIT {BATCH}) RETURNING 1"
+)
+_ORPHAN_CODES = Query(f"DELETE FROM link_codes WHERE person_id IN ({_NO_ACCOUNT})")
+_ORPHANS = Query(f"DELETE FROM people WHERE id IN ({_NO_ACCOUNT}) RETURNING 1")
 _TRY_LOCK = Query("SELECT pg_try_advisory_lock(:key)")
 _UNLOCK = Query("SELECT pg_advisory_unlock(:key)")
 
@@ -69,6 +86,30 @@ async def purge_inline_replies(db: Database, replied_before: float) -> int:
 async def purge_failed_updates(db: Database, failed_before: float) -> int:
     """The record of updates the flow failed on, last failed before the time."""
     return await delete_in_batches(db, _FAILED_UPDATES, before=failed_before)
+
+
+async def purge_web_updates(db: Database, received_before: float) -> int:
+    """The web chat's update ids received before the time: they only catch the page's own
+    retries, which come within seconds, and strangers can send many."""
+    return await delete_in_batches(db, _WEB_UPDATES, before=received_before)
+
+
+async def purge_limits(db: Database, before: float) -> int:
+    """Limit counters whose window started before the time."""
+    return await delete_in_batches(db, _LIMITS, before=before)
+
+
+async def purge_idle_visitors(db: Database, idle_before: float) -> int:
+    """Web-only people (no other platform linked) whose state was last written before the time,
+    with their accounts and codes: a web visitor gone that long is forgotten. Returns how many."""
+    deleted = 0
+    while True:
+        async with db.transaction() as conn:
+            accounts = await conn.fetch_all(_IDLE_ACCOUNTS, before=idle_before)
+            await conn.execute(_ORPHAN_CODES, before=idle_before)
+            deleted += len(await conn.fetch_all(_ORPHANS, before=idle_before))
+        if len(accounts) < BATCH:
+            return deleted
 
 
 @contextlib.asynccontextmanager

@@ -115,3 +115,13 @@ secrets = sa.Table(
     sa.Column("name", sa.String(64), primary_key=True),
     sa.Column("value", sa.Text, nullable=False),
 )
+
+limits = sa.Table(
+    "limits",
+    metadata,
+    sa.Column("key", sa.String(80), primary_key=True),
+    sa.Column("window_start", Timestamp, nullable=False, index=True),
+    sa.Column("count", sa.Integer, nullable=False),
+)
+"""Hits in the current fixed window per key (`web:<address>`, `web`, `link-codes`, …): the
+limits that must hold across workers and containers. `portabot maintain` drops old windows."""

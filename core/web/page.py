@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from html import escape
 from importlib.resources import files
 from string import Template
@@ -20,16 +21,25 @@ def platform_links(settings: Settings) -> list[tuple[str, str]]:
 
 
 COSTS_LINK = '<p><a href="costs">What hosting this bot costs</a></p>'
+CHAT = re.compile(r"<!--chat-->.*<!--/chat-->", re.DOTALL)
+"""The chat box, which WEB_CHAT=off replaces with a line that says so."""
 
 
 def render_home(settings: Settings) -> str:
-    template = Template(files("core.web").joinpath("index.html").read_text(encoding="utf-8"))
+    page = files("core.web").joinpath("index.html").read_text(encoding="utf-8")
+    found = platform_links(settings)
     links = "".join(
         f'<li><a href="{escape(url)}" rel="noopener">{escape(label)}</a></li>'
-        for label, url in platform_links(settings)
+        for label, url in found
     )
-    return template.substitute(
+    if settings.web_chat:
+        intro = f"<ul class=links>{links}</ul>" if links else "<p>Chat with it right here.</p>"
+    else:
+        elsewhere = " Write to it on one of the platforms above." if found else ""
+        page = CHAT.sub(f"<p id=off>The web chat is off on this bot.{elsewhere}</p>", page)
+        intro = f"<ul class=links>{links}</ul>" if links else ""
+    return Template(page).substitute(
         name=escape(settings.bot_name),
-        links=f"<ul class=links>{links}</ul>" if links else "<p>Chat with it right here.</p>",
+        links=intro,
         costs=COSTS_LINK if settings.costs_page else "",
     )

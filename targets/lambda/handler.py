@@ -85,6 +85,9 @@ def maintain() -> dict[str, Any]:
 
     bot = app.state.bot
     loop = asyncio.get_event_loop()
-    lines = loop.run_until_complete(run(bot.outbound, bot.settings.keep_updates_days))
+    settings = bot.settings
+    lines = loop.run_until_complete(
+        run(bot.outbound, settings.keep_updates_days, settings.web_chat_keep_days)
+    )
     print("\n".join(lines))  # to CloudWatch
     return {"maintained": lines}

@@ -130,3 +130,15 @@ def test_codes_are_words_from_the_shipped_list() -> None:
     for code in codes:
         assert all(part in words for part in code.split("-"))
         assert normalise_code(code.upper().replace("-", " ")) == code
+
+
+def test_over_the_shared_budget_the_person_hears_how_long_to_wait() -> None:
+    flow = LinkingFlow()
+    step = say(flow, Conversation("idle"), "/in some-code")
+    step = resume(flow, step.conversation, LinkRefused(Refusal.TOO_MANY, retry_after=125.0))
+    assert texts(step) == [
+        "Too many wrong codes have been sent to this bot lately, so it takes none for now. "
+        "Try again in 3 min."
+    ]
+    # Not this person's mistake: their own count of wrong codes is unchanged.
+    assert step.conversation.data.get("wrong_codes", []) == []

@@ -3,6 +3,9 @@ faked in a process of their own, every update delivered several times at once; t
 processed, replied, lost and doubled, counted in the database and at the fake APIs.
 
     .venv/bin/python -m tests.reliability.load --updates 1000 --copies 3 --workers 4 --platform vk
+
+With `--web-flood 32` it measures instead Telegram's webhook latency idle and then while 32
+clients without cookies flood the web chat (from one address, or `--flood-addresses N`).
 """
 
 from __future__ import annotations
@@ -593,6 +596,181 @@ def measure(
     )
 
 
+UNLIMITED_WEB = {
+    "WEB_CHAT_PER_ADDRESS": "100000",
+    "WEB_CHAT_TOTAL": "1000000",
+    "WEB_CHAT_NEW_PER_ADDRESS": "100000",
+    "WEB_CHAT_NEW_TOTAL": "1000000",
+}
+"""For `--no-web-limits`: what the flood costs when nothing refuses it."""
+
+
+@dataclass(frozen=True)
+class FloodReport:
+    clients: int
+    addresses: int
+    telegram_updates: int
+    idle_p50_ms: float
+    idle_p99_ms: float
+    flooded_p50_ms: float
+    flooded_p99_ms: float
+    web_requests: int
+    web_per_second: float
+    web_statuses: dict[str, int]
+    web_people: int
+    """People the flood left in the database (web accounts made during it)."""
+
+    def summary(self) -> str:
+        ratio = self.flooded_p50_ms / self.idle_p50_ms if self.idle_p50_ms else 0.0
+        return (
+            f"telegram p50 {self.idle_p50_ms:.1f} ms idle, {self.flooded_p50_ms:.1f} ms "
+            f"({ratio:.2f}×) while {self.clients} clients from {self.addresses} address(es) sent "
+            f"{self.web_requests} web chat requests ({self.web_per_second:.0f}/s, statuses "
+            f"{self.web_statuses}) that left {self.web_people} people; p99 "
+            f"{self.idle_p99_ms:.1f} → {self.flooded_p99_ms:.1f} ms"
+        )
+
+
+def _centile(answers: Sequence[Answer], n: int) -> float:
+    latencies = sorted(a.seconds * 1000 for a in answers if a.status is not None)
+    if len(latencies) < 2:
+        return latencies[0] if latencies else 0.0
+    return round(statistics.quantiles(latencies, n=100)[n - 1], 1)
+
+
+async def flood_web(url: str, clients: int, addresses: int, stop: asyncio.Event) -> Counter[str]:
+    """`clients` loops posting to the web chat without cookies (every post a new visitor), each
+    from one of `addresses` (X-Forwarded-For, which the VPS config believes from loopback)."""
+    statuses: Counter[str] = Counter()
+    connector = aiohttp.TCPConnector(limit=clients)
+    async with aiohttp.ClientSession(
+        url, connector=connector, cookie_jar=aiohttp.DummyCookieJar()
+    ) as session:
+
+        async def client(n: int) -> None:
+            headers = {"X-Forwarded-For": f"198.18.{n % addresses // 250}.{n % addresses % 250}"}
+            while not stop.is_set():
+                try:
+                    async with session.post(
+                        "/webhooks/web", json={"text": "hello"}, headers=headers
+                    ) as response:
+                        await response.read()
+                        statuses[str(response.status)] += 1
+                except (aiohttp.ClientError, OSError) as exc:
+                    statuses[type(exc).__name__] += 1
+
+        await asyncio.gather(*(client(n) for n in range(clients)))
+    return statuses
+
+
+def _flood_main(url: str, clients: int, addresses: int) -> None:
+    """The web flood in a process of its own (so that its clients don't slow the Telegram
+    deliveries' own event loop): floods until stdin closes, then prints the statuses."""
+    import threading
+
+    async def run() -> Counter[str]:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        threading.Thread(
+            target=lambda: (sys.stdin.read(), loop.call_soon_threadsafe(stop.set)), daemon=True
+        ).start()
+        print("flooding", flush=True)
+        return await flood_web(url, clients, addresses, stop)
+
+    print(json.dumps(dict(asyncio.run(run()))), flush=True)
+
+
+@contextmanager
+def web_flood_process(url: str, clients: int, addresses: int) -> Iterator[dict[str, Any]]:
+    """Yields a dict that holds the flood's statuses and seconds once the block ends."""
+    code = "from tests.reliability.load import _flood_main; "
+    code += f"_flood_main({url!r}, {clients}, {addresses})"
+    process = subprocess.Popen(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None and process.stdout.readline() == "flooding\n"
+    started = time.perf_counter()
+    result: dict[str, Any] = {}
+    try:
+        yield result
+    finally:
+        output, _ = process.communicate("", timeout=60)
+        result["seconds"] = time.perf_counter() - started
+        result["statuses"] = json.loads(output)
+
+
+def telegram_under_web_flood(
+    url: str,
+    idle: Sequence[Planned],
+    flooded: Sequence[Planned],
+    clients: int,
+    addresses: int,
+    concurrency: int,
+) -> tuple[list[Answer], list[Answer], Counter[str], float]:
+    idle_answers = asyncio.run(deliver(url, idle, concurrency=concurrency))
+    with web_flood_process(url, clients, addresses) as flood:
+        time.sleep(1.0)  # the flood's clients are all under way (a warm-up, not a wait for them)
+        flooded_answers = asyncio.run(deliver(url, flooded, concurrency=concurrency))
+    return idle_answers, flooded_answers, Counter(flood["statuses"]), flood["seconds"]
+
+
+def count_web_people(database_url: str, since: float) -> int:
+    async def count() -> int:
+        import asyncpg
+
+        connection = await asyncpg.connect(database_url)
+        try:
+            return int(
+                await connection.fetchval(
+                    "SELECT count(*) FROM accounts WHERE platform = 'web' AND created_at >= $1",
+                    since,
+                )
+            )
+        finally:
+            await connection.close()
+
+    return asyncio.run(count())
+
+
+def measure_web_flood(
+    server: Gunicorn,
+    database_url: str,
+    *,
+    updates: int,
+    clients: int,
+    addresses: int,
+    concurrency: int,
+) -> FloodReport:
+    """Telegram's latency idle, then during the flood; and what the flood got and left."""
+    idle = plan("telegram", updates, per_person=1)
+    flooded = plan("telegram", updates, per_person=1)
+    since = time.time()
+    idle_answers, flooded_answers, statuses, seconds = telegram_under_web_flood(
+        server.url, idle, flooded, clients, addresses, concurrency
+    )
+    failed = [a for a in [*idle_answers, *flooded_answers] if a.status != 200]
+    if failed:
+        raise RuntimeError(f"{len(failed)} Telegram updates not answered 200: {failed[0]}")
+    requests = sum(statuses.values())
+    return FloodReport(
+        clients=clients,
+        addresses=addresses,
+        telegram_updates=updates,
+        idle_p50_ms=_centile(idle_answers, 50),
+        idle_p99_ms=_centile(idle_answers, 99),
+        flooded_p50_ms=_centile(flooded_answers, 50),
+        flooded_p99_ms=_centile(flooded_answers, 99),
+        web_requests=requests,
+        web_per_second=round(requests / seconds, 1),
+        web_statuses=dict(statuses),
+        web_people=count_web_people(database_url, since),
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m tests.reliability.load",
@@ -613,8 +791,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--echo", action="store_true", help="two replies per update (Telegram: one via the API)"
     )
+    parser.add_argument(
+        "--web-flood",
+        type=int,
+        metavar="CLIENTS",
+        help="instead: Telegram's latency idle and while this many clients flood the web chat "
+        "(--updates Telegram updates each time, --concurrency of them in flight)",
+    )
+    parser.add_argument(
+        "--flood-addresses", type=int, default=1, help="addresses the web flood comes from"
+    )
+    parser.add_argument(
+        "--no-web-limits", action="store_true", help="raise the web chat's limits out of reach"
+    )
     args = parser.parse_args(argv)
     upgrade(args.database_url)
+    if args.web_flood:
+        return web_flood(args)
     log = Path(tempfile.mkstemp(prefix="portabot-load-", suffix=".log")[1])
     flow = ECHO_FLOW if args.echo else COUNTER_FLOW
     with (
@@ -638,6 +831,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     print(f"gunicorn's log: {log}", file=sys.stderr)
     return 1
+
+
+def web_flood(args: argparse.Namespace) -> int:
+    log = Path(tempfile.mkstemp(prefix="portabot-load-", suffix=".log")[1])
+    env = UNLIMITED_WEB if args.no_web_limits else {}
+    with (
+        fake_platforms() as fakes,
+        gunicorn(
+            args.database_url, fakes, workers=args.workers, flow=COUNTER_FLOW, log=log, **env
+        ) as server,
+    ):
+        report = measure_web_flood(
+            server,
+            args.database_url,
+            updates=args.updates,
+            clients=args.web_flood,
+            addresses=args.flood_addresses,
+            concurrency=args.concurrency,
+        )
+    log.unlink()
+    print(json.dumps(asdict(report)))
+    print(report.summary())
+    return 0
 
 
 if __name__ == "__main__":

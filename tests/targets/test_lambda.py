@@ -92,7 +92,8 @@ def test_the_web_chat_keeps_its_visitor_through_the_cookie(
     cookies: list[str] = []
     [code] = say_web(container, shape, "/bind", cookies)
     assert "/in " in code
-    assert [c.split("=")[0] for c in cookies] == ["portabot_web"]
+    # Every way onto the web is HTTPS: the cookie carries the __Host- prefix.
+    assert [c.split("=")[0] for c in cookies] == ["__Host-portabot_web"]
     # The same visitor (by the cookie) has a code to cancel; a new one would not.
     assert say_web(container, shape, "/cancel", cookies) == ["Linking cancelled."]
 
@@ -160,7 +161,7 @@ def test_the_schedule_runs_maintenance_in_the_container(
     result = container.invoke(stored_event("scheduled"))
     assert result["maintained"][0] == "updates: 1000 deleted (received more than 7 days ago)"
     assert result["maintained"][-1] == "outbox: sent 3, failed 0; 0 waiting for a later try"
-    assert counts(empty_postgres)["updates"] == backlog.recent_updates
+    assert counts(empty_postgres)["updates"] == backlog.recent_updates + backlog.recent_web_updates
     assert [p["text"] for p in fake_telegram.sent()] == ["due 1", "due 2", "due 3"]
     # The same container then serves a webhook as before, on the same connection.
     assert Answer.of(container.invoke(stored_event("function_url"))).status == 200
