@@ -19,6 +19,7 @@ import pytest
 from core.app import create_app
 from tests.conftest import SECRET, TOKEN, make_settings, telegram_update
 from tests.servers import FakeTelegram, free_port, wait_until_healthy
+from tests.storage.test_tls import behind_tls
 from tests.targets.lambda_runtime import SHAPES, Answer, Container, request
 from tests.targets.test_heroku import heroku_environment, honcho
 from tests.targets.test_vps import run_like_systemd
@@ -144,11 +145,15 @@ def test_asgi_app_directly(empty_postgres: str, fake_telegram: FakeTelegram) -> 
         entry.close()
 
 
-def test_procfile_web_command(empty_postgres: str, fake_telegram: FakeTelegram) -> None:
+def test_procfile_web_command(
+    empty_postgres: str, fake_telegram: FakeTelegram, tmp_path: Path
+) -> None:
     port = free_port()
-    web = honcho("start", "web", env=server_environment(empty_postgres, fake_telegram.url, port))
-    for entry in served(web, port):
-        assert scenario(entry) == EXPECTED
+    # On a dyno a URL without sslmode requires TLS, as Heroku Postgres does.
+    with behind_tls(empty_postgres, tmp_path) as url:
+        web = honcho("start", "web", env=server_environment(url, fake_telegram.url, port))
+        for entry in served(web, port):
+            assert scenario(entry) == EXPECTED
 
 
 @pytest.mark.parametrize("shape", SHAPES)
