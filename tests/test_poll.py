@@ -34,7 +34,10 @@ class Slow(State):
 
     async def handle(self, ctx, message):
         Path(f"started-{message.text}").touch()
-        await asyncio.sleep(1)
+        for _ in range(3000):  # until the test has sent its signal (at most 30 s)
+            if Path("signalled").exists():
+                break
+            await asyncio.sleep(0.01)
         ctx.reply(f"done {message.text}")
 
 
@@ -55,8 +58,10 @@ class Polling:
             assert time.monotonic() < deadline, "the condition never held"
             time.sleep(0.05)
 
-    def stop(self, signum: int = signal.SIGTERM) -> None:
+    def stop(self, signum: int = signal.SIGTERM, then: Callable[[], object] = lambda: None) -> None:
+        """Send the signal, call `then`, and wait for the process to exit."""
         self.process.send_signal(signum)
+        then()
         self.output, _ = self.process.communicate(timeout=60)
 
 
@@ -168,7 +173,7 @@ def test_a_network_outage_is_waited_out(tmp_path: Path, fake_telegram: FakeTeleg
         proxy.cut()
         api = f"http://127.0.0.1:{proxy.port}"
         with polling(tmp_path, fake_telegram, TELEGRAM_API_URL=api) as poller:
-            time.sleep(1)  # it tries, fails and waits
+            proxy.wait_refused()  # it tried and failed: back now, while it waits
             proxy.restore()
             fake_telegram.push(me(1, 11))
             poller.wait_for(fake_telegram.sent)
@@ -224,7 +229,7 @@ def test_a_stop_finishes_the_update_in_hand_then_exits(
     )
     with polling(tmp_path, fake_telegram, BOT_FLOW="slow:flow") as first:
         first.wait_for((tmp_path / "started-one").exists)
-        first.stop(signum)
+        first.stop(signum, then=(tmp_path / "signalled").touch)  # "one" is in hand till then
     assert first.process.returncode == 0, first.output
     assert "stopped: 1 handled, 0 seen before" in first.output
     assert [p["text"] for p in fake_telegram.sent()] == ["done one"]
