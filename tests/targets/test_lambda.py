@@ -35,6 +35,7 @@ from core.settings import ConfigurationError, Settings
 from core.storage.database import Query
 from tests.conftest import BOT_USERNAME, query
 from tests.servers import FakeTelegram
+from tests.targets.conftest import pins
 from tests.targets.lambda_runtime import (
     EVENTS,
     NOT_FOR_USERS,
@@ -289,12 +290,6 @@ def test_rebuilding_gives_the_same_bytes(local_package: LambdaPackage, tmp_path:
         python_version=local_package.python_version,
     )
     assert again.path.read_bytes() == local_package.path.read_bytes()
-
-
-def pins(lock: Path) -> dict[str, str]:
-    """A lock's package names (normalised) and versions."""
-    found = re.findall(r"^([a-z0-9._-]+)==([^\s;]+)", lock.read_text(), re.MULTILINE)
-    return {re.sub(r"[-_.]+", "-", name): version for name, version in found}
 
 
 def test_the_zip_holds_the_locked_versions_ci_tested(local_package: LambdaPackage) -> None:
