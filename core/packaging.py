@@ -28,6 +28,10 @@ MIGRATION_ONLY = {"sqlalchemy", "alembic", "aiosqlite"}
 """What only `portabot migrate` needs: the function never migrates (its README says to run it
 from your machine), and serving imports none of these."""
 HANDLER = Path("targets/lambda/handler.py")
+LOCK = Path("requirements/lambda.txt")
+"""The exact versions and hashes of the function's dependencies (requirements/update.sh writes
+it from runtime_requirements), at the versions CI tested."""
+TEMPLATE = Path("targets/lambda/template.yaml")
 ZIPPED_LIMIT = 50 * 1024 * 1024
 """What Lambda accepts as a .zip uploaded with the function (larger ones go through S3)."""
 UNZIPPED_LIMIT = 250 * 1024 * 1024
@@ -65,7 +69,14 @@ class LambdaPackage:
     precompiled: bool
 
     def describe(self) -> str:
-        """What to tell the person who built it."""
+        """What to tell the person who built it, and how to deploy it for its architecture."""
+        deploy = (
+            f"\n  deploy it with: sam deploy --template-file {TEMPLATE} "
+            f"--parameter-overrides Architecture={self.arch}"
+        )
+        return self._sizes() + deploy
+
+    def _sizes(self) -> str:
         sizes = (
             f"{self.path}: {megabytes(self.zipped)} zipped (Lambda takes up to "
             f"{megabytes(ZIPPED_LIMIT)}), {megabytes(self.unzipped)} unzipped (up to "
@@ -112,9 +123,10 @@ def build_lambda_zip(
         raise PackagingError(f"architecture must be one of {', '.join(MACHINES)} (got {arch})")
     version = parse_version(python_version)
     pyproject = read_pyproject(project_root)
+    lock = checked_lock(project_root, runtime_requirements(pyproject))
     with tempfile.TemporaryDirectory(prefix="portabot-lambda-") as temporary:
         staging = Path(temporary) / "package"
-        install_wheels(staging, runtime_requirements(pyproject), arch, version)
+        install_wheels(staging, lock, arch, version)
         copy_core(project_root / "core", staging / "core", package_data(pyproject))
         shutil.copy2(project_root / HANDLER, staging / "handler.py")
         for extra in include:
@@ -166,9 +178,33 @@ def runtime_requirements(pyproject: dict[str, Any]) -> list[str]:
     wanted = [*project.get("dependencies", []), *(r for e in EXTRAS for r in extras.get(e, []))]
     # An extra may name the project itself (portabot[postgres]); its code is copied instead.
     left_out = {_normalise(project["name"]), *MIGRATION_ONLY}
-    return [
-        r for r in wanted if _normalise(re.split(r"[\s\[<>=!~;]", r, maxsplit=1)[0]) not in left_out
-    ]
+    return [r for r in wanted if _name(r) not in left_out]
+
+
+def lambda_requirements(project_root: Path | None = None) -> list[str]:
+    """What LOCK is resolved from: the runtime requirements of the project's pyproject.toml."""
+    return runtime_requirements(read_pyproject(project_root or source_tree()))
+
+
+def checked_lock(project_root: Path, requirements: list[str]) -> Path:
+    """LOCK, once it is known to pin every requirement the package needs."""
+    lock = project_root / LOCK
+    try:
+        text = lock.read_text(encoding="utf-8")
+    except OSError:
+        raise PackagingError(f"no {LOCK} in {project_root}: run requirements/update.sh") from None
+    pinned = {_normalise(name) for name in re.findall(r"^([A-Za-z0-9._-]+)==", text, re.M)}
+    missing = sorted({_name(r) for r in requirements} - pinned)
+    if missing:
+        raise PackagingError(
+            f"{LOCK} pins no {', '.join(missing)}: run requirements/update.sh after changing "
+            "pyproject.toml"
+        )
+    return lock
+
+
+def _name(requirement: str) -> str:
+    return _normalise(re.split(r"[\s\[<>=!~;]", requirement, maxsplit=1)[0])
 
 
 def package_data(pyproject: dict[str, Any]) -> list[str]:
@@ -190,16 +226,16 @@ def wheel_platforms(arch: str, version: tuple[int, int]) -> list[str]:
     return [*tags, f"manylinux2014_{machine}"]  # pip reads this one as 2.17 and older too
 
 
-def install_wheels(
-    staging: Path, requirements: list[str], arch: str, version: tuple[int, int]
-) -> None:
+def install_wheels(staging: Path, lock: Path, arch: str, version: tuple[int, int]) -> None:
+    """The lock's wheels for Lambda's Linux, each checked against the lock's hashes."""
     command = [sys.executable, "-m", "pip", "install", "--target", str(staging)]
+    command += ["--require-hashes", "--no-deps", "-r", str(lock)]
     command += ["--implementation", "cp", "--python-version", f"{version[0]}.{version[1]}"]
     command += ["--only-binary=:all:", "--no-compile", "--disable-pip-version-check"]
     command += ["--no-input", "--quiet"]
     for platform in wheel_platforms(arch, version):
         command += ["--platform", platform]
-    result = subprocess.run([*command, *requirements], capture_output=True, text=True)
+    result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
         lines = [line.strip() for line in result.stderr.splitlines() if line.strip()]
         errors = [line for line in lines if line.startswith("ERROR")] or lines[-1:]

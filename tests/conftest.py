@@ -6,12 +6,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import sqlite3
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import pytest
@@ -23,9 +25,11 @@ from core.storage.migrate import upgrade
 from core.storage.tables import metadata
 from tests.servers import FakeTelegram, FakeVk, run, serve
 
-POSTGRES_URL = os.environ.get(
+POSTGRES_SERVER_URL = os.environ.get(
     "PORTABOT_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
+"""The server each run creates its own databases on (named after this URL's database, see
+RunDatabases); the database in the URL itself is only connected to, never changed."""
 # In CI a missing PostgreSQL fails the run; elsewhere its tests are skipped.
 REQUIRE_POSTGRES = bool(os.environ.get("CI"))
 TOKEN = "123456:TEST-token-abcdefghijklmnopqrstuvwxyz"
@@ -37,14 +41,73 @@ BOT_USERNAME = "portabot_test_bot"
 TABLES = ", ".join(table.name for table in metadata.sorted_tables)
 
 
-async def _reset_postgres(url: str) -> None:
-    import asyncpg
+STALE_AFTER = 24 * 3600
+"""Seconds after which a run's database left behind (the run was killed) is dropped by the next
+run on the same server."""
 
-    connection = await asyncpg.connect(url, timeout=5)
-    try:
-        await connection.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
-    finally:
-        await connection.close()
+
+class RunDatabases:
+    """The databases of this test run, `<base>_<unix time>_<pid>_<purpose>` on POSTGRES_SERVER_URL's
+    server, so that runs sharing a server never touch each other's data; dropped at the end."""
+
+    def __init__(self, server_url: str) -> None:
+        self.server_url = server_url
+        parts = urlsplit(server_url)
+        self.base = parts.path.lstrip("/") or "test"
+        self.prefix = f"{self.base}_{int(time.time())}_{os.getpid()}"
+        self.created: list[str] = []
+
+    def url(self, database: str) -> str:
+        return urlunsplit(urlsplit(self.server_url)._replace(path=f"/{database}"))
+
+    async def _maintenance(self) -> Any:
+        """A connection to the server: the URL's own database, else the ones every server has."""
+        import asyncpg
+
+        for database in dict.fromkeys((self.base, "postgres", "template1")):
+            try:
+                return await asyncpg.connect(self.url(database), timeout=5)
+            except asyncpg.InvalidCatalogNameError:
+                continue
+        raise RuntimeError(f"no database to connect to on {self.server_url}")
+
+    async def _drop(self, connection: Any, database: str) -> None:
+        # Connections a killed server process left open would block a plain DROP (PG 13+).
+        force = " WITH (FORCE)" if connection.get_server_version() >= (13,) else ""
+        await connection.execute(f'DROP DATABASE IF EXISTS "{database}"{force}')
+
+    async def create(self, purpose: str) -> str:
+        """A new empty database for `purpose` (a word); returns its URL."""
+        database = f"{self.prefix}_{purpose}"
+        connection = await self._maintenance()
+        try:
+            await self._drop_stale(connection)
+            await connection.execute(f'CREATE DATABASE "{database}"')
+        finally:
+            await connection.close()
+        self.created.append(database)
+        return self.url(database)
+
+    async def _drop_stale(self, connection: Any) -> None:
+        """Drop what runs killed more than a day ago left: only names of our exact shape."""
+        shape = re.compile(rf"{re.escape(self.base)}_(\d{{10}})_\d+_[a-z]+")
+        names = await connection.fetch("SELECT datname FROM pg_database")
+        for (name,) in names:
+            found = shape.fullmatch(name)
+            if found and int(found.group(1)) < time.time() - STALE_AFTER:
+                with contextlib.suppress(Exception):  # another run may be dropping it too
+                    await self._drop(connection, name)
+
+    async def drop_all(self) -> None:
+        if not self.created:
+            return
+        connection = await self._maintenance()
+        try:
+            for database in self.created:
+                await self._drop(connection, database)
+        finally:
+            await connection.close()
+        self.created.clear()
 
 
 async def _run_postgres(url: str, sql: str) -> list[dict[str, Any]]:
@@ -69,16 +132,41 @@ def query(url: str, sql: str) -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="session")
-def postgres_url() -> str:
+def postgres_databases() -> Iterator[RunDatabases]:
+    """This run's databases on the test server; every one is dropped when the run ends, passed
+    or failed."""
+    databases = RunDatabases(POSTGRES_SERVER_URL)
     try:
-        run(_reset_postgres(POSTGRES_URL))
-    except (OSError, Exception) as exc:
-        message = f"PostgreSQL at {POSTGRES_URL} unavailable: {type(exc).__name__}: {exc}"
-        if REQUIRE_POSTGRES:
-            pytest.fail(message)
-        pytest.skip(message)
-    upgrade(POSTGRES_URL)
-    return POSTGRES_URL
+        yield databases
+    finally:
+        run(databases.drop_all())
+
+
+@pytest.fixture(scope="session")
+def new_postgres(postgres_databases: RunDatabases) -> Callable[[str], str]:
+    """Creates an empty database of this run's own (or skips, or fails in CI, when the server
+    is unavailable); returns its URL."""
+
+    def create(purpose: str) -> str:
+        try:
+            url: str = run(postgres_databases.create(purpose))
+        except (OSError, Exception) as exc:
+            where = POSTGRES_SERVER_URL
+            message = f"PostgreSQL at {where} unavailable: {type(exc).__name__}: {exc}"
+            if REQUIRE_POSTGRES:
+                pytest.fail(message)
+            pytest.skip(message)
+        return url
+
+    return create
+
+
+@pytest.fixture(scope="session")
+def postgres_url(new_postgres: Callable[[str], str]) -> str:
+    """This run's PostgreSQL database, migrated."""
+    url = new_postgres("tests")
+    upgrade(url)
+    return url
 
 
 @pytest.fixture(scope="session")
@@ -90,7 +178,7 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def empty_postgres(postgres_url: str) -> str:
-    """The PostgreSQL test database, migrated, with every table empty."""
+    """This run's PostgreSQL database, migrated, with every table empty."""
     query(postgres_url, f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
     return postgres_url
 

@@ -1,4 +1,5 @@
-"""A TCP proxy on loopback whose connections the tests can cut, as a database outage would."""
+"""A TCP proxy on loopback whose connections the tests can cut, as a database outage would; it
+counts the connections it refused, so a test can wait until the other side has tried."""
 
 from __future__ import annotations
 
@@ -17,6 +18,9 @@ class CuttableProxy:
         self.upstream = (upstream_host, upstream_port)
         self.port = 0
         self.down = False
+        self.refused = 0
+        """Connections closed at once because the proxy was down."""
+        self._refusal = threading.Condition()
         self._loop = asyncio.new_event_loop()
         self._writers: set[asyncio.StreamWriter] = set()
         self._server: asyncio.Server | None = None
@@ -35,6 +39,9 @@ class CuttableProxy:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self.down:
             writer.close()
+            with self._refusal:
+                self.refused += 1
+                self._refusal.notify_all()
             return
         try:
             up_reader, up_writer = await asyncio.open_connection(*self.upstream)
@@ -62,6 +69,13 @@ class CuttableProxy:
 
     def restore(self) -> None:
         self.down = False
+
+    def wait_refused(self, count: int = 1, timeout: float = 60) -> None:
+        """Until `count` connections in all were refused while down (the client tried and
+        failed), or fail after `timeout` seconds."""
+        with self._refusal:
+            if not self._refusal.wait_for(lambda: self.refused >= count, timeout):
+                raise AssertionError(f"{self.refused} of {count} connection attempts refused")
 
     @contextmanager
     def running(self) -> Iterator[CuttableProxy]:

@@ -103,6 +103,12 @@ class FakeTelegram:
         with self._lock:
             self.pending.extend(updates)
 
+    def queue(self, *updates: dict[str, Any]) -> None:
+        """Exactly these for getUpdates to hand out from now on, whatever was left unconfirmed
+        (a poller stopped before its next call confirmed what it had)."""
+        with self._lock:
+            self.pending[:] = updates
+
     def sent(self, method: str = "sendMessage") -> list[dict[str, Any]]:
         return [call.payload for call in self.calls if call.method == method]
 

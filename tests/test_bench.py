@@ -5,31 +5,20 @@ read by `portabot costs --from-bench`."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 
 from core.costs.bench import from_bench
-from tests.conftest import POSTGRES_URL, REQUIRE_POSTGRES
-from tests.servers import run
+from tests.conftest import REQUIRE_POSTGRES
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = ("portabot-sqlite", "portabot-postgres", "cold-start", "round-trips")
-
-
-def bench_postgres_url() -> str:
-    """The bench's own database beside the tests' (the bench empties it at every use)."""
-    given = os.environ.get("PORTABOT_BENCH_POSTGRES_URL")
-    if given:
-        return given
-    url = sa.engine.make_url(POSTGRES_URL).set(database="test_bench")
-    return url.render_as_string(hide_password=False)
 
 
 def unavailable(reason: str) -> None:
@@ -38,25 +27,18 @@ def unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
-async def _ping(url: str) -> None:
-    import asyncpg
-
-    connection = await asyncpg.connect(url, timeout=5)
-    await connection.close()
-
-
 @pytest.fixture(scope="module")
-def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def results(
+    tmp_path_factory: pytest.TempPathFactory, new_postgres: Callable[[str], str]
+) -> dict[str, Any]:
     if shutil.which("wrk") is None:
         unavailable("wrk is not installed (apt-get install -y wrk)")
-    try:
-        run(_ping(POSTGRES_URL))
-    except Exception as exc:
-        unavailable(f"PostgreSQL at {POSTGRES_URL} unavailable: {type(exc).__name__}")
+    # The bench's own database, of this run (the bench empties and migrates it).
+    bench_postgres_url = new_postgres("bench")
     out = tmp_path_factory.mktemp("bench")
     command = [sys.executable, "-m", "bench", "--quick", "--only", ",".join(SCENARIOS)]
     done = subprocess.run(
-        [*command, "--out", str(out), "--postgres-url", bench_postgres_url()],
+        [*command, "--out", str(out), "--postgres-url", bench_postgres_url],
         cwd=ROOT,
         capture_output=True,
         text=True,

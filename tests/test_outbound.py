@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import threading
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -118,12 +119,21 @@ def test_concurrent_senders_never_send_a_reply_twice(
 
 
 class Slow(State):
-    """Takes a second over each message: longer than the impatient client below waits."""
+    """Holds each message until the impatient client below has left, and a little longer (the
+    server's loop sees the closed connection meanwhile)."""
 
     name = "slow"
 
+    def __init__(self) -> None:
+        self.started = threading.Event()
+        self.left = threading.Event()
+
     async def handle(self, ctx: Context, message: Message) -> str | None:
-        await asyncio.sleep(1)
+        self.started.set()
+        async with asyncio.timeout(30):
+            while not self.left.is_set():
+                await asyncio.sleep(0.01)
+        await asyncio.sleep(0.5)
         ctx.reply(f"slow reply to {message.text}")
         return None
 
@@ -131,7 +141,8 @@ class Slow(State):
 def test_a_reply_is_sent_through_the_api_when_telegram_stopped_waiting(
     start_bot: BotFactory, fake_telegram: FakeTelegram, database_url: str
 ) -> None:
-    bot = start_bot(flow=Flow([Slow()], initial="slow"))
+    slow = Slow()
+    bot = start_bot(flow=Flow([slow], initial="slow"))
     url = urlsplit(str(bot.base_url))
     body = json.dumps(telegram_update(1, "hi", user_id=5)).encode()
     with socket.create_connection((url.hostname, url.port)) as impatient:
@@ -141,7 +152,9 @@ def test_a_reply_is_sent_through_the_api_when_telegram_stopped_waiting(
             + f"Content-Length: {len(body)}\r\n\r\n".encode()
             + body
         )
-        time.sleep(0.3)  # Telegram gives up and closes the connection
+        # Telegram gives up and closes the connection while the update is being handled.
+        assert slow.started.wait(30), "the update never reached the flow"
+    slow.left.set()
     deadline = time.monotonic() + 10
     while not fake_telegram.sent() and time.monotonic() < deadline:
         time.sleep(0.1)

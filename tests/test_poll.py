@@ -34,7 +34,10 @@ class Slow(State):
 
     async def handle(self, ctx, message):
         Path(f"started-{message.text}").touch()
-        await asyncio.sleep(1)
+        for _ in range(3000):  # until the test has sent its signal (at most 30 s)
+            if Path("signalled").exists():
+                break
+            await asyncio.sleep(0.01)
         ctx.reply(f"done {message.text}")
 
 
@@ -55,8 +58,10 @@ class Polling:
             assert time.monotonic() < deadline, "the condition never held"
             time.sleep(0.05)
 
-    def stop(self, signum: int = signal.SIGTERM) -> None:
+    def stop(self, signum: int = signal.SIGTERM, then: Callable[[], object] = lambda: None) -> None:
+        """Send the signal, call `then`, and wait for the process to exit."""
         self.process.send_signal(signum)
+        then()
         self.output, _ = self.process.communicate(timeout=60)
 
 
@@ -91,6 +96,11 @@ def chats(fake: FakeTelegram) -> list[int]:
     return [payload["chat_id"] for payload in fake.sent()]
 
 
+def offsets(fake: FakeTelegram) -> list[int]:
+    """The offsets the getUpdates calls confirmed up to, in order."""
+    return [c.payload["offset"] for c in fake.calls if "offset" in c.payload]
+
+
 def stored(url: str) -> list[str]:
     found = query(url, "SELECT update_id FROM updates ORDER BY received_at")
     return [row["update_id"] for row in found]
@@ -101,8 +111,8 @@ def test_a_batch_with_repeats_is_processed_and_answered_once(
 ) -> None:
     fake_telegram.push(me(1, 11), me(2, 12), me(2, 12), me(3, 13))
     with polling(tmp_path, fake_telegram, DATABASE_URL=database_url) as poller:
-        poller.wait_for(lambda: len(fake_telegram.sent()) == 3)
-        fake_telegram.push(me(3, 13), me(4, 14))  # 3 was confirmed: Telegram forgot it
+        poller.wait_for(lambda: 4 in offsets(fake_telegram))  # 3 confirmed: Telegram forgot it
+        fake_telegram.push(me(3, 13), me(4, 14))
         poller.wait_for(lambda: len(fake_telegram.sent()) == 4)
         poller.stop()
     assert poller.process.returncode == 0, poller.output
@@ -112,8 +122,8 @@ def test_a_batch_with_repeats_is_processed_and_answered_once(
     assert "stopped: 4 handled, 1 seen before" in poller.output
     # Each update was confirmed by the next call's offset, only after it was processed.
     polls = [c.payload for c in fake_telegram.calls if c.method == "getUpdates"]
-    offsets: list[int] = [p["offset"] for p in polls[1:]]
-    assert "offset" not in polls[0] and {4, 5} <= set(offsets) and sorted(offsets) == offsets
+    confirmed: list[int] = [p["offset"] for p in polls[1:]]
+    assert "offset" not in polls[0] and {4, 5} <= set(confirmed) and sorted(confirmed) == confirmed
     assert polls[0]["timeout"] == 5
 
 
@@ -124,7 +134,7 @@ def test_a_restart_from_an_old_offset_processes_nothing_twice(
         fake_telegram.push(me(1, 11), me(2, 12), me(3, 13))
         first.wait_for(lambda: len(fake_telegram.sent()) == 3)
     # Telegram hands out the same updates again (its offset never moved past them), and a new one.
-    fake_telegram.push(me(1, 11), me(2, 12), me(3, 13), me(4, 14))
+    fake_telegram.queue(me(1, 11), me(2, 12), me(3, 13), me(4, 14))
     with polling(tmp_path, fake_telegram) as second:
         second.wait_for(lambda: len(fake_telegram.sent()) == 4)
         second.stop()
@@ -168,7 +178,7 @@ def test_a_network_outage_is_waited_out(tmp_path: Path, fake_telegram: FakeTeleg
         proxy.cut()
         api = f"http://127.0.0.1:{proxy.port}"
         with polling(tmp_path, fake_telegram, TELEGRAM_API_URL=api) as poller:
-            time.sleep(1)  # it tries, fails and waits
+            proxy.wait_refused()  # it tried and failed: back now, while it waits
             proxy.restore()
             fake_telegram.push(me(1, 11))
             poller.wait_for(fake_telegram.sent)
@@ -224,7 +234,7 @@ def test_a_stop_finishes_the_update_in_hand_then_exits(
     )
     with polling(tmp_path, fake_telegram, BOT_FLOW="slow:flow") as first:
         first.wait_for((tmp_path / "started-one").exists)
-        first.stop(signum)
+        first.stop(signum, then=(tmp_path / "signalled").touch)  # "one" is in hand till then
     assert first.process.returncode == 0, first.output
     assert "stopped: 1 handled, 0 seen before" in first.output
     assert [p["text"] for p in fake_telegram.sent()] == ["done one"]

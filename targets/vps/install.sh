@@ -53,7 +53,7 @@ esac
 
 [ "$(id -u)" -eq 0 ] || die "run me as root: sudo $0"
 [ -d /run/systemd/system ] || die "systemd is not running on this machine"
-# Whatever the caller's umask, the service's user must be able to read the app and the venv.
+# Whatever the caller's umask, the service's user must be able to read what this script makes.
 umask 022
 
 # What Debian and Ubuntu leave out: venv (ensurepip), rsync, and git for a git URL.
@@ -89,12 +89,17 @@ fi
 install -d -m 0755 "$APP"
 if [ "$(cd "$APP" && pwd -P)" != "$(cd "$source_dir" && pwd -P)" ]; then
 	say "copying $source_dir to $APP"
-	# Owned by root and not writable by anyone else; the venv and local state stay out of it.
-	rsync -rlpt --delete --chmod=go-w \
+	# Owned by root, readable by all and writable by no one else, whatever the umask the clone
+	# was made under (git keeps only the executable bit); the venv and local state stay out.
+	rsync -rlpt --delete --chmod=u=rwX,go=rX \
 		--exclude=/venv --exclude=/.venv --exclude=/.git --exclude=/.env --exclude=/build \
 		--exclude='*.egg-info' --exclude=__pycache__ --exclude='*.db' --exclude='*.db-*' \
 		--exclude=.pytest_cache --exclude=.mypy_cache --exclude=.ruff_cache \
 		"$source_dir/" "$APP/"
+else
+	# Installed where it was cloned: the same modes, but local settings and state keep theirs.
+	find "$APP" \( -path "$VENV" -o -name .git -o -name .env -o -name '*.db' -o -name '*.db-*' \) \
+		-prune -o -exec chmod u=rwX,go=rX {} +
 fi
 
 # A venv whose interpreter went away (a distribution upgrade) is made again.
@@ -103,7 +108,11 @@ if ! "$VENV/bin/python" -c '' 2>/dev/null; then
 	python3 -m venv --clear "$VENV"
 fi
 say "installing portabot and its dependencies into $VENV"
-"$VENV/bin/pip" install --quiet --disable-pip-version-check --upgrade "${APP}[postgres,server]"
+# The versions CI tested, each checked against its hash; then the app itself, which (being a
+# directory) has no hash, without dependencies so that nothing unlocked comes in.
+"$VENV/bin/pip" install --quiet --disable-pip-version-check --require-hashes \
+	-r "$APP/requirements/deploy.txt"
+"$VENV/bin/pip" install --quiet --disable-pip-version-check --no-deps --force-reinstall "$APP"
 
 install -d -m 0700 -o root -g root "$CONFIG_DIR"
 if [ -e "$ENV_FILE" ]; then

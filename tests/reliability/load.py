@@ -38,7 +38,7 @@ from bench.processes import children, free_port
 from core.settings import Settings
 from core.storage.migrate import upgrade
 from tests.conftest import (
-    POSTGRES_URL,
+    POSTGRES_SERVER_URL,
     SECRET,
     TOKEN,
     VK_GROUP,
@@ -783,7 +783,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--platform", choices=PLATFORMS, default="telegram")
     parser.add_argument(
         "--database-url",
-        default=POSTGRES_URL,
+        default=POSTGRES_SERVER_URL,
         help="PostgreSQL to use (migrated; nothing is deleted; default %(default)s)",
     )
     parser.add_argument("--per-person", type=int, default=5, help="updates from each person")

@@ -1,7 +1,12 @@
-"""Fixtures of the targets' tests: a Lambda container with the environment the template gives."""
+"""Fixtures of the targets' tests: a Lambda container with the environment the template gives;
+a checkout copied as git would make it, and the versions a lock pins."""
 
 from __future__ import annotations
 
+import os
+import re
+import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -44,3 +49,51 @@ def container(lambda_environment: dict[str, str]) -> Iterator[Container]:
     started = Container()
     yield started
     started.close()
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def copy_checkout(target: Path, umask: int = 0o022) -> Path:
+    """The repository's files as `git clone` writes them under `umask` (uncommitted changes
+    included): what a deployment is made from."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+    )
+    target.mkdir(parents=True)
+    directories = {target}
+    for name in sorted({n for n in listed.stdout.decode().split("\0") if n}):
+        source = ROOT / name
+        if not source.is_file():  # deleted but not yet committed
+            continue
+        copy = target / name
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        directories |= {target / d for d in Path(name).parents}
+        shutil.copyfile(source, copy)
+        executable = source.stat().st_mode & 0o100
+        copy.chmod((0o777 if executable else 0o666) & ~umask)
+    for directory in directories:
+        directory.chmod(0o777 & ~umask)
+    return target
+
+
+def pins(lock: Path) -> dict[str, str]:
+    """A lock's package names (normalised) and versions."""
+    found = re.findall(r"^([a-z0-9._-]+)==([^\s;]+)", lock.read_text(), re.MULTILINE)
+    return {re.sub(r"[-_.]+", "-", name): version for name, version in found}
+
+
+def installed(python: Path) -> dict[str, str]:
+    """The distributions in `python`'s environment (normalised names) and their versions."""
+    frozen = subprocess.run(
+        [str(python), "-m", "pip", "list", "--format=freeze", "--disable-pip-version-check"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PIP_NO_INPUT": "1"},
+    ).stdout
+    pairs = (line.split("==", 1) for line in frozen.splitlines() if "==" in line)
+    return {re.sub(r"[-_.]+", "-", name.lower()): version for name, version in pairs}

@@ -19,6 +19,7 @@ from core.settings import Settings
 from tests.conftest import SECRET, TOKEN, post_telegram, say_web, telegram_update
 from tests.servers import FakeTelegram, free_port, wait_until_healthy
 from tests.storage.test_tls import behind_tls
+from tests.targets.conftest import copy_checkout, installed, pins
 from tests.test_cli import environment
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -66,7 +67,26 @@ def test_app_json_describes_every_setting_and_generates_secrets() -> None:
 def test_the_buildpack_finds_python_and_the_dependencies() -> None:
     version = (ROOT / ".python-version").read_text().strip()
     assert version.count(".") == 1 and tuple(map(int, version.split("."))) >= (3, 11)
-    assert (ROOT / "requirements.txt").read_text().splitlines()[-1] == ".[postgres,server]"
+    assert (ROOT / "requirements.txt").read_text().splitlines()[-1] == "-r requirements/deploy.txt"
+
+
+def test_the_buildpack_installs_the_locked_versions_then_the_project(tmp_path: Path) -> None:
+    """What Heroku's Python buildpack does in the build directory: `pip install -r
+    requirements.txt` (every pin hash-checked), then the bin/post_compile hook. Needs PyPI."""
+    build = copy_checkout(tmp_path / "build")
+    python = tmp_path / "python" / "bin" / "python"
+    subprocess.run([sys.executable, "-m", "venv", python.parent.parent], check=True)
+    env = {**os.environ, "PATH": f"{python.parent}{os.pathsep}{os.environ['PATH']}"}
+    for step in (["pip", "install", "--quiet", "-r", "requirements.txt"], ["bin/post_compile"]):
+        done = subprocess.run(step, cwd=build, env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, f"{step}: {done.stderr[-3000:]}"
+    found = installed(python)
+    assert found.pop("portabot") == "0.1.0" and found.pop("pip")
+    assert found == pins(ROOT / "requirements" / "deploy.txt")
+    version = subprocess.run(
+        [python.parent / "portabot", "--version"], capture_output=True, text=True, timeout=60
+    )
+    assert version.returncode == 0 and version.stdout.startswith("portabot 0.1.0"), version
 
 
 def heroku_environment(**values: str) -> dict[str, str]:

@@ -20,12 +20,16 @@ import pytest
 
 from core.packaging import (
     LAMBDA_PYTHON,
+    LOCK,
+    MACHINES,
     UNZIPPED_LIMIT,
     ZIPPED_LIMIT,
     LambdaPackage,
     PackagingError,
     build_lambda_zip,
+    checked_lock,
     copy_included,
+    lambda_requirements,
     runtime_requirements,
     source_tree,
 )
@@ -33,6 +37,7 @@ from core.settings import ConfigurationError, Settings
 from core.storage.database import Query
 from tests.conftest import BOT_USERNAME, query
 from tests.servers import FakeTelegram
+from tests.targets.conftest import pins
 from tests.targets.lambda_runtime import (
     EVENTS,
     NOT_FOR_USERS,
@@ -370,6 +375,35 @@ def test_rebuilding_gives_the_same_bytes(local_package: LambdaPackage, tmp_path:
     assert again.path.read_bytes() == local_package.path.read_bytes()
 
 
+def test_the_zip_holds_the_locked_versions_ci_tested(local_package: LambdaPackage) -> None:
+    with zipfile.ZipFile(local_package.path) as archive:
+        metadata = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
+        shipped = {}
+        for name in metadata:
+            text = archive.read(name).decode()
+            [package] = re.findall(r"^Name: (.+)$", text, re.MULTILINE)
+            [version] = re.findall(r"^Version: (.+)$", text, re.MULTILINE)
+            shipped[re.sub(r"[-_.]+", "-", package.lower())] = version
+    assert shipped == pins(ROOT / LOCK)
+    tested = pins(ROOT / "requirements" / "test.txt")
+    assert {name: tested[name] for name in shipped} == shipped
+    assert not {"sqlalchemy", "alembic", "aiosqlite"} & set(shipped)
+
+
+def test_the_lock_pins_what_pyproject_asks_for() -> None:
+    names = {re.split(r"[\s\[<>=!~;]", r, maxsplit=1)[0].lower() for r in lambda_requirements()}
+    assert names <= set(pins(ROOT / LOCK)) and {"mangum", "asyncpg", "starlette"} <= names
+
+
+def test_a_lock_behind_pyproject_is_refused(tmp_path: Path) -> None:
+    (tmp_path / LOCK).parent.mkdir()
+    (tmp_path / LOCK).write_text("starlette==1.0 \\\n    --hash=sha256:00\n")
+    with pytest.raises(PackagingError, match=r"pins no asyncpg, mangum: run requirements/upd"):
+        checked_lock(tmp_path, ["starlette>=0.49.1", "asyncpg>=0.29", "mangum>=0.19"])
+    with pytest.raises(PackagingError, match=r"no requirements/lambda.txt in .*update.sh"):
+        checked_lock(tmp_path / "elsewhere", ["starlette"])
+
+
 def test_the_package_takes_the_runtime_dependencies_and_the_lambda_extras() -> None:
     pyproject = {
         "project": {
@@ -449,7 +483,7 @@ def test_the_template_runs_the_handler_of_the_package() -> None:
     assert "Transform: AWS::Serverless-2016-10-31" in text
     assert "      Handler: handler.handler\n" in text
     assert f"      Runtime: python{LAMBDA_PYTHON}\n" in text  # the wheels are built for it
-    assert "      Architectures: [arm64]\n" in text  # the package's default too
+    assert "      Architectures: [!Ref Architecture]\n" in text
     assert "      CodeUri: ../../dist/lambda.zip\n" in text  # portabot package lambda's output
     assert "        AuthType: NONE" in text
     # `portabot maintain` every hour: an EventBridge rule whose event the handler recognises.
@@ -470,6 +504,31 @@ def test_the_template_sets_every_setting_and_hides_the_secrets() -> None:
     assert parameters["MemorySize"]["Default"] == "256"
     assert parameters["Timeout"]["Default"] == "15"
     assert "ReservedConcurrency" in parameters
+
+
+def test_no_concurrency_is_reserved_unless_asked() -> None:
+    """A reservation fails the first deploy on accounts whose concurrency quota is low."""
+    reserved = template_parameters()["ReservedConcurrency"]
+    assert (reserved["Default"], reserved["MinValue"]) == ("0", "0")
+    text = TEMPLATE.read_text()
+    assert "  ReservesConcurrency: !Not [!Equals [!Ref ReservedConcurrency, 0]]\n" in text
+    assert (
+        "      ReservedConcurrentExecutions: !If\n        - ReservesConcurrency\n"
+        "        - !Ref ReservedConcurrency\n        - !Ref AWS::NoValue\n"
+    ) in text
+
+
+def test_the_architecture_is_the_one_the_package_was_built_for() -> None:
+    architecture = template_parameters()["Architecture"]
+    assert architecture["AllowedValues"] == f"[{', '.join(MACHINES)}]"
+    assert architecture["Default"] == "arm64"  # build_lambda_zip's and the CLI's default too
+    for arch in MACHINES:
+        built = LambdaPackage(Path("dist/lambda.zip"), 1, 2, 3, arch, LAMBDA_PYTHON, True)
+        deploy = built.describe().splitlines()[-1].strip()
+        assert deploy == (
+            "deploy it with: sam deploy --template-file targets/lambda/template.yaml "
+            f"--parameter-overrides Architecture={arch}"
+        )
 
 
 def test_the_templates_defaults_are_valid_settings(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -40,6 +40,7 @@ from tests.conftest import (
     vk_event,
 )
 from tests.servers import FakeTelegram, FakeVk, free_port
+from tests.targets.conftest import copy_checkout
 from tests.test_cli import environment as cli_environment
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -242,7 +243,9 @@ def test_the_unit_runs_what_install_sh_puts_where_it_puts_it() -> None:
     assert UNIT["WorkingDirectory"] == [app]
     # No '-' in front: without its settings file the bot does not start without its secrets.
     assert UNIT["EnvironmentFile"] == [places["ENV_FILE"]]
-    assert '"$VENV/bin/pip" install' in INSTALL_SH and '"${APP}[postgres,server]"' in INSTALL_SH
+    # The lock CI tested, then the app (the extras' packages are in the lock).
+    assert '-r "$APP/requirements/deploy.txt"' in INSTALL_SH
+    assert '--no-deps --force-reinstall "$APP"' in INSTALL_SH
     # SQLite lives in the state directory systemd makes, by default and in a new settings file.
     assert UNIT["DynamicUser"] == ["yes"] and UNIT["StateDirectory"] == ["portabot"]
     database = "DATABASE_URL=sqlite:////var/lib/portabot/portabot.db"
@@ -521,6 +524,82 @@ def test_install_sh_changes_nothing_without_root_or_systemd() -> None:
     result = install_sh("--source", str(ROOT))
     expected = "systemd is not running on this machine" if os.geteuid() == 0 else "run me as root"
     assert result.returncode == 1 and expected in result.stderr and result.stdout == ""
+
+
+IN_A_SANDBOX = r"""
+set -euo pipefail
+sandbox="$1" && shift
+# /etc writable in this mount namespace only (the mounts under it put back on top), and empty
+# /opt and /run/systemd (with the system/ that says systemd runs): nothing outside is touched.
+mount -t tmpfs -o mode=0755 tmpfs "$sandbox/layer"
+mkdir "$sandbox/layer/etc" "$sandbox/layer/work" "$sandbox/lower"
+mount --rbind /etc "$sandbox/lower"
+layer="$sandbox/layer"
+mount -t overlay overlay -o "lowerdir=/etc,upperdir=$layer/etc,workdir=$layer/work" /etc
+{ grep -o ' /etc/[^ ]* ' /proc/self/mountinfo || true; } | while read -r inner; do
+	mount --bind "$sandbox/lower/${inner#/etc/}" "$inner" 2>/dev/null || true
+done
+mount -t tmpfs -o mode=0755 tmpfs /opt
+mount -t tmpfs -o mode=0755 tmpfs /run/systemd
+mkdir /run/systemd/system
+"$@"
+# What the service's user (any user but root: systemd's DynamicUser) cannot read of the app
+# (the venv's links to the system's Python aside: they lead out of it).
+as_service() { setpriv --reuid=65534 --regid=65534 --clear-groups -- "$@"; }
+closed() { as_service find /opt/portabot ! -type l \( ! -readable -o -type d ! -executable \); }
+echo "unreadable: $(closed | wc -l)" && closed | head -5
+as_service test -r /etc/portabot/portabot.env && echo "env file readable by the service"
+cd /opt/portabot && stat -c "%a %U %n" /etc/portabot/portabot.env core/app.py targets/vps/install.sh
+"""
+FAKE_SYSTEMCTL = """#!/bin/sh
+echo "$(basename "$0") $*" >>"$(dirname "$0")/calls.log"
+"""
+
+
+@pytest.mark.parametrize("where", ["copied", "in place"])
+def test_install_sh_leaves_the_app_readable_by_the_service_after_a_umask_077_clone(
+    tmp_path: Path, where: str
+) -> None:
+    """install.sh run for real as root, in a mount namespace of its own with systemctl faked; the
+    checkout made as `git clone` makes it under umask 077 (files 600, directories 700). Needs
+    root, unshare and PyPI."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None or shutil.which("setpriv") is None:
+        pytest.skip("needs root, unshare and setpriv")
+    probe = subprocess.run(["unshare", "--mount", "true"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip(f"no mount namespace here: {probe.stderr.decode().strip()}")
+    sandbox = tmp_path / "sandbox"
+    (sandbox / "layer").mkdir(parents=True)
+    fakes = sandbox / "bin"
+    fakes.mkdir()
+    for name in ("systemctl", "journalctl"):
+        (fakes / name).write_text(FAKE_SYSTEMCTL)
+        (fakes / name).chmod(0o755)
+    clone = copy_checkout(tmp_path / "clone", umask=0o077)
+    install = ["bash", str(clone / "targets/vps/install.sh")]
+    if where == "in place":  # cloned straight into /opt/portabot (inside the namespace)
+        here = 'cp -a "$1" /opt/portabot && exec bash /opt/portabot/targets/vps/install.sh'
+        install = ["sh", "-c", here, "sh", str(clone)]
+    env = {**environment(), "PATH": f"{fakes}{os.pathsep}{os.environ['PATH']}"}
+    outside = Path("/etc/portabot").exists(), Path("/opt/portabot").exists()
+    result = subprocess.run(
+        ["unshare", "--mount", "bash", "-c", IN_A_SANDBOX, "sandbox", str(sandbox), *install],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "unreadable: 0\n" in result.stdout
+    assert "env file readable" not in result.stdout  # the secrets stay root's
+    assert "600 root /etc/portabot/portabot.env\n" in result.stdout
+    assert "644 root core/app.py\n" in result.stdout
+    assert "755 root targets/vps/install.sh\n" in result.stdout
+    calls = (fakes / "calls.log").read_text()
+    assert "systemctl restart portabot.service\n" in calls
+    assert "portabot is running" in result.stdout
+    # Nothing of it outside the namespace.
+    assert (Path("/etc/portabot").exists(), Path("/opt/portabot").exists()) == outside
 
 
 def test_caddy_serves_the_domain_over_https_and_proxies_to_gunicorn(tmp_path: Path) -> None:
