@@ -28,6 +28,7 @@ from bench.processes import free_port
 from core.channels.web import client_address
 from tests.conftest import BotFactory, query, say_web
 from tests.servers import run, wait_until_healthy
+from tests.storage.test_tls import behind_tls
 from tests.targets.lambda_runtime import EVENTS, SHAPES, LambdaContext
 from tests.test_cli import environment
 
@@ -273,26 +274,32 @@ def test_web_chat_off_removes_the_chat(start_bot: BotFactory) -> None:
 
 
 @pytest.fixture
-def heroku_web(empty_postgres: str) -> Iterator[httpx.Client]:
+def heroku_web(empty_postgres: str, tmp_path: Path) -> Iterator[httpx.Client]:
     port = free_port()
-    env = environment(
-        DYNO="web.1",
-        PORT=str(port),
-        WEB_CONCURRENCY="2",
-        DATABASE_URL=empty_postgres,
-        SESSION_SECRET="heroku-session-secret",
-    )
-    command = [sys.executable, "-m", "gunicorn", "--config", "targets/heroku/gunicorn.conf.py"]
-    process = subprocess.Popen(
-        command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True
-    )
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
-            wait_until_healthy(client, process)
-            yield client
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.communicate(timeout=60)
+    with behind_tls(empty_postgres, tmp_path) as url:  # a dyno requires TLS without sslmode
+        env = environment(
+            DYNO="web.1",
+            PORT=str(port),
+            WEB_CONCURRENCY="2",
+            DATABASE_URL=url,
+            SESSION_SECRET="heroku-session-secret",
+        )
+        command = [sys.executable, "-m", "gunicorn", "--config", "targets/heroku/gunicorn.conf.py"]
+        process = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        try:
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+                wait_until_healthy(client, process)
+                yield client
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.communicate(timeout=60)
 
 
 def test_on_heroku_a_forged_forwarded_for_does_not_escape_the_limit(
