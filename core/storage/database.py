@@ -13,8 +13,8 @@ import contextlib
 import math
 import re
 import secrets
-from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 from core.settings import postgres_connection
@@ -116,6 +116,7 @@ def literal(value: Any) -> str:
     raise ValueError(f"no SQL literal for {type(value).__name__} {value!r:.40}")
 
 
+T = TypeVar("T")
 Statement = tuple[Query, dict[str, Any]]
 """A query with its values, to run later (`Conn.commit_with`)."""
 
@@ -172,6 +173,58 @@ class _PostgresConn:
             )
             await self._raw.execute(f"{sql}\n;COMMIT")
             self.committed = True
+
+
+class _AutocommitConn(_PostgresConn):
+    """A pooled connection outside a transaction. Its first statement is also the first use of
+    a connection that may have died while idle (a server restart, a Lambda container thawed
+    after its sockets died): then every pooled connection is replaced and the statement is sent
+    once more on a new one. A backend that is gone ran nothing, so nothing happens twice."""
+
+    __slots__ = ("_pool", "_used")
+
+    def __init__(self, raw: asyncpg.Connection, pool: asyncpg.Pool) -> None:
+        super().__init__(raw)
+        self._pool = pool
+        self._used = False
+
+    async def _first_try(
+        self, statement: Callable[..., Awaitable[T]], query: Query, params: dict[str, Any]
+    ) -> T:
+        if self._used:
+            return await statement(query, **params)
+        self._used = True
+        try:
+            return await statement(query, **params)
+        except Exception as exc:
+            if not _is_stale(exc):
+                raise
+        with contextlib.suppress(Exception):
+            await self._pool.release(self._raw)
+        await self._pool.expire_connections()
+        self._raw = await self._pool.acquire()
+        return await statement(query, **params)
+
+    async def fetch_all(self, query: Query, **params: Any) -> list[Row]:
+        return await self._first_try(super().fetch_all, query, params)
+
+    async def fetch_one(self, query: Query, **params: Any) -> Row | None:
+        return await self._first_try(super().fetch_one, query, params)
+
+    async def fetch_val(self, query: Query, **params: Any) -> Any:
+        return await self._first_try(super().fetch_val, query, params)
+
+    async def execute(self, query: Query, **params: Any) -> None:
+        await self._first_try(super().execute, query, params)
+
+    async def release(self) -> None:
+        await self._pool.release(self._raw)
+
+
+def _is_stale(exc: BaseException) -> bool:
+    """A pooled connection the server has closed: lost, or (while asyncpg still reads the
+    server's goodbye) "another operation is in progress"."""
+    return is_connection_lost(exc) or type(exc).__name__ == "InternalClientError"
 
 
 class _SqliteConn:
@@ -288,8 +341,11 @@ class Database:
                 yield conn
             return
         pool = await self._postgres()
-        async with pool.acquire() as raw:
-            yield _PostgresConn(raw)
+        conn = _AutocommitConn(await pool.acquire(), pool)
+        try:
+            yield conn
+        finally:
+            await conn.release()
 
     @contextlib.asynccontextmanager
     async def session(self) -> AsyncIterator[Conn]:
