@@ -119,8 +119,8 @@ def test_concurrent_senders_never_send_a_reply_twice(
 
 
 class Slow(State):
-    """Holds each message until the impatient client below has left, and a little longer (the
-    server's loop sees the closed connection meanwhile)."""
+    """Holds each message until the impatient client below has left and the server has closed
+    its connection."""
 
     name = "slow"
 
@@ -133,7 +133,6 @@ class Slow(State):
         async with asyncio.timeout(30):
             while not self.left.is_set():
                 await asyncio.sleep(0.01)
-        await asyncio.sleep(0.5)
         ctx.reply(f"slow reply to {message.text}")
         return None
 
@@ -154,6 +153,10 @@ def test_a_reply_is_sent_through_the_api_when_telegram_stopped_waiting(
         )
         # Telegram gives up and closes the connection while the update is being handled.
         assert slow.started.wait(30), "the update never reached the flow"
+        impatient.shutdown(socket.SHUT_WR)
+        impatient.settimeout(30)
+        assert impatient.recv(1) == b"", "the server answered before the flow did"
+        # The server closed its side: it has seen the client go.
     slow.left.set()
     deadline = time.monotonic() + 10
     while not fake_telegram.sent() and time.monotonic() < deadline:

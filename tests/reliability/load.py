@@ -24,7 +24,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -638,10 +638,18 @@ def _centile(answers: Sequence[Answer], n: int) -> float:
     return round(statistics.quantiles(latencies, n=100)[n - 1], 1)
 
 
-async def flood_web(url: str, clients: int, addresses: int, stop: asyncio.Event) -> Counter[str]:
+async def flood_web(
+    url: str,
+    clients: int,
+    addresses: int,
+    stop: asyncio.Event,
+    under_way: Callable[[], object] = lambda: None,
+) -> Counter[str]:
     """`clients` loops posting to the web chat without cookies (every post a new visitor), each
-    from one of `addresses` (X-Forwarded-For, which the VPS config believes from loopback)."""
+    from one of `addresses` (X-Forwarded-For, which the VPS config believes from loopback);
+    `under_way` is called once every client has had its first answer."""
     statuses: Counter[str] = Counter()
+    answered: set[int] = set()
     connector = aiohttp.TCPConnector(limit=clients)
     async with aiohttp.ClientSession(
         url, connector=connector, cookie_jar=aiohttp.DummyCookieJar()
@@ -658,6 +666,10 @@ async def flood_web(url: str, clients: int, addresses: int, stop: asyncio.Event)
                         statuses[str(response.status)] += 1
                 except (aiohttp.ClientError, OSError) as exc:
                     statuses[type(exc).__name__] += 1
+                if n not in answered:
+                    answered.add(n)
+                    if len(answered) == clients:
+                        under_way()
 
         await asyncio.gather(*(client(n) for n in range(clients)))
     return statuses
@@ -674,8 +686,9 @@ def _flood_main(url: str, clients: int, addresses: int) -> None:
         threading.Thread(
             target=lambda: (sys.stdin.read(), loop.call_soon_threadsafe(stop.set)), daemon=True
         ).start()
-        print("flooding", flush=True)
-        return await flood_web(url, clients, addresses, stop)
+        return await flood_web(
+            url, clients, addresses, stop, lambda: print("flooding", flush=True)
+        )
 
     print(json.dumps(dict(asyncio.run(run()))), flush=True)
 
@@ -692,6 +705,7 @@ def web_flood_process(url: str, clients: int, addresses: int) -> Iterator[dict[s
         stdout=subprocess.PIPE,
         text=True,
     )
+    # Every client of the flood has had an answer: it is under way.
     assert process.stdout is not None and process.stdout.readline() == "flooding\n"
     started = time.perf_counter()
     result: dict[str, Any] = {}
@@ -713,7 +727,6 @@ def telegram_under_web_flood(
 ) -> tuple[list[Answer], list[Answer], Counter[str], float]:
     idle_answers = asyncio.run(deliver(url, idle, concurrency=concurrency))
     with web_flood_process(url, clients, addresses) as flood:
-        time.sleep(1.0)  # the flood's clients are all under way (a warm-up, not a wait for them)
         flooded_answers = asyncio.run(deliver(url, flooded, concurrency=concurrency))
     return idle_answers, flooded_answers, Counter(flood["statuses"]), flood["seconds"]
 
