@@ -9,8 +9,8 @@ THROUGHPUT_ROWS = {
     "fake-api": "fake Bot API alone (its capacity; wrk posts sendMessage)",
     "ceiling": 'bare Starlette endpoint: parses the JSON, answers "ok" (the ceiling)',
     "inline": "Starlette, reply in the webhook body (no DB)",
-    "portabot-sqlite": "**portabot** on SQLite (`core.app:app`, counter flow)",
-    "portabot-postgres": "**portabot** on PostgreSQL (`core.app:app`, counter flow)",
+    "portabot-sqlite": "**portabot** on SQLite (`portabot.app:app`, counter flow)",
+    "portabot-postgres": "**portabot** on PostgreSQL (`portabot.app:app`, counter flow)",
     "aiogram": "aiogram 3 echo (aiohttp webhook, handles in background)",
     "ptb": "python-telegram-bot 22 echo (run_webhook, update queue)",
 }

@@ -76,7 +76,7 @@ def summarise(stacks: Path) -> dict[str, Any]:
         own[frames[-1]] += int(count)
         packages[_package(frames[-1])] += int(count)
         for frame in set(frames):
-            if _package(frame) == "core":
+            if _package(frame) == "portabot":
                 ours[frame] += int(count)
 
     def top(counter: Counter[str]) -> list[dict[str, Any]]:

@@ -16,21 +16,21 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from core import __version__
-from core.channels.base import Channel
-from core.channels.telegram import TelegramChannel
-from core.channels.vk import VkChannel
-from core.channels.web import WebChannel
-from core.conversation.engine import Flow
-from core.conversation.loader import load_flow
-from core.logs import ThrottledLog
-from core.outbound import Outbound
-from core.settings import Settings, detect_host, load_settings, refuse_lost_storage
-from core.storage.database import Database, Query
-from core.web.costs import routes as cost_routes
-from core.web.page import render_home
-from core.web.policy import html_page
-from core.webhooks import handle
+from portabot import __version__
+from portabot.channels.base import Channel
+from portabot.channels.telegram import TelegramChannel
+from portabot.channels.vk import VkChannel
+from portabot.channels.web import WebChannel
+from portabot.conversation.engine import Flow
+from portabot.conversation.loader import load_flow
+from portabot.logs import ThrottledLog
+from portabot.outbound import Outbound
+from portabot.settings import Settings, detect_host, load_settings, refuse_lost_storage
+from portabot.storage.database import Database, Query
+from portabot.web.costs import routes as cost_routes
+from portabot.web.page import render_home
+from portabot.web.policy import html_page
+from portabot.webhooks import handle
 
 log = logging.getLogger("portabot")
 
@@ -267,7 +267,7 @@ _app: Starlette | None = None
 
 
 def __getattr__(name: str) -> Any:
-    # `core.app:app` for uvicorn, gunicorn and Mangum, built from the environment when asked for.
+    # `portabot.app:app` for uvicorn, gunicorn and Mangum, built from the environment when asked.
     global _app
     if name != "app":
         raise AttributeError(name)

@@ -7,7 +7,7 @@ import os
 import re
 from collections.abc import Iterator
 
-from core.settings import (
+from portabot.settings import (
     HOST_MARKERS,
     ConfigurationError,
     PostgresConnection,
@@ -61,7 +61,7 @@ def configuration(
 
 
 def database(settings: Settings) -> Finding:
-    from core.storage.database import Database, Query, is_connection_lost
+    from portabot.storage.database import Database, Query, is_connection_lost
 
     where = obscure_url(settings.database_url)
 
@@ -89,7 +89,7 @@ def database(settings: Settings) -> Finding:
 
 
 def flow(settings: Settings) -> Finding:
-    from core.conversation.loader import load_flow
+    from portabot.conversation.loader import load_flow
 
     try:
         load_flow(settings)
@@ -99,9 +99,9 @@ def flow(settings: Settings) -> Finding:
 
 
 def platforms(settings: Settings) -> Iterator[Finding]:
-    from core.app import platform_channels
-    from core.channels.base import ApiError
-    from core.outbound import call_now
+    from portabot.app import platform_channels
+    from portabot.channels.base import ApiError
+    from portabot.outbound import call_now
 
     if settings.telegram_token is None:
         yield None, "Telegram is off: set TELEGRAM_TOKEN to turn it on"

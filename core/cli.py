@@ -12,8 +12,8 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from core import __version__
-from core.checks import (
+from portabot import __version__
+from portabot.checks import (
     DEFAULT_INSTANCES,
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_SCHEDULER_DYNOS,
@@ -21,8 +21,8 @@ from core.checks import (
     TARGETS,
     describe,
 )
-from core.packaging import LAMBDA_PYTHON, MACHINES
-from core.settings import (
+from portabot.packaging import LAMBDA_PYTHON, MACHINES
+from portabot.settings import (
     MIN_KEEP_DAYS,
     ConfigurationError,
     Settings,
@@ -33,7 +33,7 @@ from core.settings import (
 if TYPE_CHECKING:
     from aiohttp import ClientSession
 
-    from core.outbound import Outbound
+    from portabot.outbound import Outbound
 
 
 T = TypeVar("T")
@@ -258,7 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from core.app import MAX_CONNECTIONS, MAX_HEADERS, create_app
+    from portabot.app import MAX_CONNECTIONS, MAX_HEADERS, create_app
 
     settings = load_settings()
     if settings.is_sqlite:
@@ -291,7 +291,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def run_migrations(settings: Settings) -> str | None:
-    from core.storage.migrate import upgrade
+    from portabot.storage.migrate import upgrade
 
     try:
         return upgrade(settings.database_url)
@@ -303,7 +303,7 @@ def run_migrations(settings: Settings) -> str | None:
 
 def cmd_set_webhook(args: argparse.Namespace) -> int:
     settings = load_settings()
-    from core.app import platform_channels
+    from portabot.app import platform_channels
 
     channels = platform_channels(settings)
     if not channels:
@@ -320,8 +320,8 @@ def cmd_set_webhook(args: argparse.Namespace) -> int:
 
 def call_api(call: Callable[[ClientSession], Awaitable[T]]) -> T:
     """Run one platform API call from the command line; its failure is one line."""
-    from core.channels.base import ApiError
-    from core.outbound import call_now
+    from portabot.channels.base import ApiError
+    from portabot.outbound import call_now
 
     try:
         return call_now(call)
@@ -330,7 +330,7 @@ def call_api(call: Callable[[ClientSession], Awaitable[T]]) -> T:
 
 
 def cmd_package_lambda(args: argparse.Namespace) -> int:
-    from core.packaging import PackagingError, build_lambda_zip
+    from portabot.packaging import PackagingError, build_lambda_zip
 
     try:
         package = build_lambda_zip(
@@ -343,14 +343,14 @@ def cmd_package_lambda(args: argparse.Namespace) -> int:
 
 
 def cmd_deliver(args: argparse.Namespace) -> int:
-    from core.maintenance import deliver_outbox
+    from portabot.maintenance import deliver_outbox
 
     print(on_database(load_settings(), "deliver from", deliver_outbox))
     return 0
 
 
 def cmd_maintain(args: argparse.Namespace) -> int:
-    from core.maintenance import maintain
+    from portabot.maintenance import maintain
 
     settings = load_settings()
     days = settings.keep_updates_days if args.keep_updates_days is None else args.keep_updates_days
@@ -364,7 +364,7 @@ def on_database(
 ) -> T:
     """Run one command's work against the database and the platforms' APIs; a failure (the
     database unreachable, say) is one line."""
-    from core.maintenance import outbound_for
+    from portabot.maintenance import outbound_for
 
     async def run() -> T:
         async with outbound_for(settings) as outbound:
@@ -378,7 +378,7 @@ def on_database(
 
 
 def cmd_poll(args: argparse.Namespace) -> int:
-    from core.polling import PollingError, run_polling
+    from portabot.polling import PollingError, run_polling
 
     settings = load_settings()
     if not settings.telegram_enabled:
@@ -441,9 +441,9 @@ def volumes(text: str) -> list[float]:
 
 
 def cmd_costs(args: argparse.Namespace) -> int:
-    from core.costs.bench import BenchError, workload
-    from core.costs.prices import PriceBook, PriceError
-    from core.costs.report import render, render_volumes
+    from portabot.costs.bench import BenchError, workload
+    from portabot.costs.prices import PriceBook, PriceError
+    from portabot.costs.report import render, render_volumes
 
     try:
         book = PriceBook.load(args.prices)
@@ -456,7 +456,7 @@ def cmd_costs(args: argparse.Namespace) -> int:
     else:
         print(render(w, book, args.format, historical=args.historical))
     if args.chart is not None:
-        from core.costs.chart import draw
+        from portabot.costs.chart import draw
 
         try:
             draw(w, book, args.chart)
@@ -467,7 +467,7 @@ def cmd_costs(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from core.checks import configuration
+    from portabot.checks import configuration
 
     problems = 0
     for ok, text in configuration(

@@ -8,11 +8,11 @@ import contextlib
 import time
 from collections.abc import AsyncIterator
 
-from core.outbound import Outbound
-from core.settings import Settings
-from core.storage.database import Database
-from core.storage.outbox import count_due
-from core.storage.purge import (
+from portabot.outbound import Outbound
+from portabot.settings import Settings
+from portabot.storage.database import Database
+from portabot.storage.outbox import count_due
+from portabot.storage.purge import (
     maintenance_lock,
     purge_failed_updates,
     purge_idle_visitors,
@@ -38,7 +38,7 @@ LOCKED = "another maintain run holds the lock; nothing done"
 @contextlib.asynccontextmanager
 async def outbound_for(settings: Settings) -> AsyncIterator[Outbound]:
     """The database (one connection) and the platforms' APIs, for a command's one run."""
-    from core.app import platform_channels
+    from portabot.app import platform_channels
 
     db = Database(settings.database_url, pool_size=1)
     outbound = Outbound(db, {c.platform: c for c in platform_channels(settings)})

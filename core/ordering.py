@@ -13,10 +13,10 @@ import asyncio
 import logging
 import time
 
-from core.messages import Update
-from core.outbound import REPLY_BUDGET
-from core.storage.arrivals import earlier_waiting, note_arrival
-from core.storage.database import Database
+from portabot.messages import Update
+from portabot.outbound import REPLY_BUDGET
+from portabot.storage.arrivals import earlier_waiting, note_arrival
+from portabot.storage.database import Database
 
 log = logging.getLogger("portabot.ordering")
 

@@ -9,10 +9,10 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, TypeVar
 
-from core.channels.base import ApiError, Channel
-from core.messages import Delivery
-from core.storage.database import Database
-from core.storage.outbox import claim_due, mark_failed, mark_sent
+from portabot.channels.base import ApiError, Channel
+from portabot.messages import Delivery
+from portabot.storage.database import Database
+from portabot.storage.outbox import claim_due, mark_failed, mark_sent
 
 if TYPE_CHECKING:
     from aiohttp import ClientSession

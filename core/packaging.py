@@ -1,4 +1,4 @@
-"""The AWS Lambda deployment package: `core`, the handler and the dependencies' wheels for
+"""The AWS Lambda deployment package: `portabot`, the handler and the dependencies' wheels for
 Lambda's Linux, in one reproducible zip."""
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ def megabytes(size: int) -> str:
 
 
 def source_tree() -> Path:
-    """The checkout this `core` was imported from (installed with `pip install -e .`)."""
+    """The checkout this `portabot` was imported from (installed with `pip install -e .`)."""
     root = Path(__file__).resolve().parent.parent
     if not (root / "pyproject.toml").is_file() or not (root / HANDLER).is_file():
         raise PackagingError(
@@ -114,10 +114,10 @@ def build_lambda_zip(
     include: Sequence[Path] = (),
     project_root: Path | None = None,
 ) -> LambdaPackage:
-    """Build the zip for Lambda's `handler.handler`: the handler and `core` at the top, the
+    """Build the zip for Lambda's `handler.handler`: the handler and `portabot` at the top, the
     runtime dependencies (pyproject's, plus the postgres and lambda extras) as wheels for
     Lambda's Linux on `arch`, and the files or directories `include` names (a BOT_FLOW module
-    of your own, say). The project is the source tree `core` comes from unless given."""
+    of your own, say). The project is the source tree `portabot` comes from unless given."""
     project_root = project_root if project_root is not None else source_tree()
     if arch not in MACHINES:
         raise PackagingError(f"architecture must be one of {', '.join(MACHINES)} (got {arch})")
@@ -127,7 +127,7 @@ def build_lambda_zip(
     with tempfile.TemporaryDirectory(prefix="portabot-lambda-") as temporary:
         staging = Path(temporary) / "package"
         install_wheels(staging, lock, arch, version)
-        copy_core(project_root / "core", staging / "core", package_data(pyproject))
+        copy_package(project_root / "core", staging / "portabot", package_data(pyproject))
         shutil.copy2(project_root / HANDLER, staging / "handler.py")
         for extra in include:
             copy_included(Path(extra), staging)
@@ -208,9 +208,9 @@ def _name(requirement: str) -> str:
 
 
 def package_data(pyproject: dict[str, Any]) -> list[str]:
-    """The patterns of the files besides modules that `core` ships (templates, migrations)."""
+    """The patterns of the files besides modules that `portabot` ships (templates, migrations)."""
     data = pyproject.get("tool", {}).get("setuptools", {}).get("package-data", {})
-    return list(data.get("core", []))
+    return list(data.get("portabot", []))
 
 
 def _normalise(name: str) -> str:
@@ -243,7 +243,7 @@ def install_wheels(staging: Path, lock: Path, arch: str, version: tuple[int, int
         raise PackagingError(f"pip could not install the wheels for Lambda: {reason}")
 
 
-def copy_core(source: Path, target: Path, data: list[str]) -> None:
+def copy_package(source: Path, target: Path, data: list[str]) -> None:
     """The package as a wheel of it would hold: its modules and its declared package data."""
     for path in sorted(source.rglob("*")):
         relative = path.relative_to(source).as_posix()

@@ -11,13 +11,13 @@ import time
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-from core import __version__
-from core.app import Bot, configure_logging
-from core.channels.base import ApiError, Rejected
-from core.channels.telegram import ALLOWED_UPDATES, API_TIMEOUT, TelegramChannel
-from core.outbound import REPLY_BUDGET
-from core.settings import Settings, obscure_url
-from core.webhooks import given_up, process
+from portabot import __version__
+from portabot.app import Bot, configure_logging
+from portabot.channels.base import ApiError, Rejected
+from portabot.channels.telegram import ALLOWED_UPDATES, API_TIMEOUT, TelegramChannel
+from portabot.outbound import REPLY_BUDGET
+from portabot.settings import Settings, obscure_url
+from portabot.webhooks import given_up, process
 
 log = logging.getLogger("portabot.polling")
 T = TypeVar("T")

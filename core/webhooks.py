@@ -13,28 +13,28 @@ from typing import TYPE_CHECKING
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
-from core.channels.base import Answered, Channel, Rejected
-from core.conversation.effects import (
+from portabot.channels.base import Answered, Channel, Rejected
+from portabot.conversation.effects import (
     Effect,
     EffectResult,
     IssueLinkCode,
     RedeemLinkCode,
     RevokeLinkCodes,
 )
-from core.conversation.engine import Conversation, Step
-from core.messages import Delivery, Message, Outcome, Update
-from core.ordering import wait_turn
-from core.outbound import REPLY_BUDGET
-from core.storage.database import Conn, Statement
-from core.storage.failures import note_failure
-from core.storage.linking import issue_code, redeem_code, revoke_codes
-from core.storage.outbox import add_to_outbox, readdress_replies
-from core.storage.people import Person, admit, lock_person_of, readdress_accounts, saving
-from core.storage.replies import forget_replies, remembering, take_replies
-from core.storage.updates import record_update
+from portabot.conversation.engine import Conversation, Step
+from portabot.messages import Delivery, Message, Outcome, Update
+from portabot.ordering import wait_turn
+from portabot.outbound import REPLY_BUDGET
+from portabot.storage.database import Conn, Statement
+from portabot.storage.failures import note_failure
+from portabot.storage.linking import issue_code, redeem_code, revoke_codes
+from portabot.storage.outbox import add_to_outbox, readdress_replies
+from portabot.storage.people import Person, admit, lock_person_of, readdress_accounts, saving
+from portabot.storage.replies import forget_replies, remembering, take_replies
+from portabot.storage.updates import record_update
 
 if TYPE_CHECKING:
-    from core.app import Bot
+    from portabot.app import Bot
 
 log = logging.getLogger("portabot.webhooks")
 

@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 
 from uvicorn_worker import UvicornWorker  # type: ignore[import-untyped]
 
-from core.app import MAX_CONNECTIONS
+from portabot.app import MAX_CONNECTIONS
 
 
 class Worker(UvicornWorker):  # type: ignore[misc]

@@ -7,8 +7,8 @@ message's text back), which on Telegram goes out through sendMessage rather than
 
 from __future__ import annotations
 
-from core.conversation.engine import Context, Conversation, Flow, State
-from core.messages import Message
+from portabot.conversation.engine import Context, Conversation, Flow, State
+from portabot.messages import Message
 
 
 class Counting(State):

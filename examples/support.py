@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.conversation.engine import Context, Conversation, Flow, State
-from core.messages import Kind, Message
+from portabot.conversation.engine import Context, Conversation, Flow, State
+from portabot.messages import Kind, Message
 
 HELP = """Support desk:
 /ticket <problem> – open a ticket (or /ticket alone, then describe it)

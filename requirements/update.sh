@@ -18,5 +18,5 @@ compile() {
 compile ../pyproject.toml --extra postgres --extra server -o deploy.txt "$@"
 compile ../pyproject.toml --extra test --constraints deploy.txt -o test.txt "$@"
 # The function's own list (core/packaging.py: no migration tools), at the versions CI tests.
-"$bin/python" -c 'import core.packaging as p; print(*p.lambda_requirements(), sep="\n")' |
+"$bin/python" -c 'import portabot.packaging as p; print(*p.lambda_requirements(), sep="\n")' |
 	compile - --constraints test.txt -o lambda.txt "$@"

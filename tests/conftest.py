@@ -18,11 +18,11 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import pytest
 
-from core.app import create_app
-from core.conversation.engine import Flow
-from core.settings import Settings
-from core.storage.migrate import upgrade
-from core.storage.tables import metadata
+from portabot.app import create_app
+from portabot.conversation.engine import Flow
+from portabot.settings import Settings
+from portabot.storage.migrate import upgrade
+from portabot.storage.tables import metadata
 from tests.servers import FakeTelegram, FakeVk, run, serve
 
 POSTGRES_SERVER_URL = os.environ.get(

@@ -1,4 +1,4 @@
-"""The app itself: health check, home page, and `core.app:app` built from the environment."""
+"""The app itself: health check, home page, and `portabot.app:app` built from the environment."""
 
 from __future__ import annotations
 
@@ -66,7 +66,7 @@ def test_module_app_is_built_from_the_environment(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("TELEGRAM_TOKEN", "1:abc")
-    module = importlib.reload(importlib.import_module("core.app"))
+    module = importlib.reload(importlib.import_module("portabot.app"))
     app = module.app
     assert app is module.app  # built once
     assert sorted(app.state.bot.channels) == ["telegram", "web"]

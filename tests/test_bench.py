@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from core.costs.bench import from_bench
+from portabot.costs.bench import from_bench
 from tests.conftest import REQUIRE_POSTGRES
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -14,8 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from core.settings import Settings
-from core.storage.migrate import head_revision
+from portabot.settings import Settings
+from portabot.storage.migrate import head_revision
 from tests.conftest import SECRET, TOKEN, VK_GROUP, VK_SECRET, VK_TOKEN, make_settings, say_web
 from tests.servers import FakeTelegram, FakeVk, free_port, wait_until_healthy
 

@@ -29,15 +29,15 @@ from itsdangerous import Signer, TimestampSigner
 from sqlalchemy.engine import make_url
 from starlette.requests import cookie_parser
 
-from core.app import create_app
-from core.channels import telegram, vk
-from core.channels.base import MAX_BODY
-from core.channels.web import COOKIE, SALT
-from core.channels.web import MAX_BODY as WEB_MAX_BODY
-from core.conversation.codes import normalise_code, word_list
-from core.conversation.effects import Refusal
-from core.conversation.linking import MAX_WRONG_CODES, REFUSALS
-from core.settings import Settings
+from portabot.app import create_app
+from portabot.channels import telegram, vk
+from portabot.channels.base import MAX_BODY
+from portabot.channels.web import COOKIE, SALT
+from portabot.channels.web import MAX_BODY as WEB_MAX_BODY
+from portabot.conversation.codes import normalise_code, word_list
+from portabot.conversation.effects import Refusal
+from portabot.conversation.linking import MAX_WRONG_CODES, REFUSALS
+from portabot.settings import Settings
 from tests.conftest import (
     SECRET,
     VK_GROUP,

@@ -25,7 +25,7 @@ from starlette.types import Receive, Scope, Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from bench.processes import free_port
-from core.channels.web import client_address
+from portabot.channels.web import client_address
 from tests.conftest import BotFactory, query, say_web
 from tests.servers import run, wait_until_healthy
 from tests.storage.test_tls import behind_tls
@@ -317,8 +317,8 @@ def test_on_heroku_a_forged_forwarded_for_does_not_escape_the_limit(
 
 
 def test_retry_after_rounds_up_to_whole_seconds() -> None:
-    from core.channels.web import slow_down
-    from core.storage.limits import Limit
+    from portabot.channels.web import slow_down
+    from portabot.storage.limits import Limit
 
     response = slow_down(Limit("web:192.0.2.1", 20, 60), 0.2)
     assert response.headers["retry-after"] == "1" and response.status_code == 429

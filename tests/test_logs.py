@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from core.logs import EVERY, MAX_KINDS, ThrottledLog
+from portabot.logs import EVERY, MAX_KINDS, ThrottledLog
 from tests.conftest import (
     SECRET,
     TOKEN,

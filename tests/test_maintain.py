@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from core.storage.purge import BATCH, LOCK_KEY
+from portabot.storage.purge import BATCH, LOCK_KEY
 from tests.conftest import TOKEN, BotFactory, query, say_web
 from tests.servers import FakeTelegram
 from tests.test_cli import PORTABOT, environment, portabot
@@ -289,11 +289,11 @@ def test_two_runs_at_once_do_the_work_once(
 
 
 def test_the_web_app_does_not_load_maintenance_or_polling() -> None:
-    code = "import sys, core.app; print(sorted(m for m in sys.modules if m.startswith('core.')))"
+    code = "import sys, portabot.app; print(sorted(m for m in sys.modules if 'portabot.' in m))"
     loaded = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
-    for module in ("core.maintenance", "core.polling", "core.storage.purge"):
+    for module in ("portabot.maintenance", "portabot.polling", "portabot.storage.purge"):
         assert f"'{module}'" not in loaded
 
 

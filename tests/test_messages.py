@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from core.messages import parse_command
+from portabot.messages import parse_command
 
 
 @pytest.mark.parametrize(

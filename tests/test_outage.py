@@ -8,8 +8,8 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from core.conversation.engine import Context, Flow, State
-from core.messages import Message
+from portabot.conversation.engine import Context, Flow, State
+from portabot.messages import Message
 from tests.conftest import BotFactory, post_telegram, post_vk, query, telegram_update, vk_event
 from tests.proxy import CuttableProxy
 

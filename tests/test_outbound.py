@@ -13,13 +13,13 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from core.app import platform_channels
-from core.conversation.engine import Context, Flow, State
-from core.messages import Delivery, Message
-from core.outbound import Outbound
-from core.settings import Settings
-from core.storage.database import Database
-from core.storage.outbox import add_to_outbox, claim_due
+from portabot.app import platform_channels
+from portabot.conversation.engine import Context, Flow, State
+from portabot.messages import Delivery, Message
+from portabot.outbound import Outbound
+from portabot.settings import Settings
+from portabot.storage.database import Database
+from portabot.storage.outbox import add_to_outbox, claim_due
 from tests.channels.test_telegram import Chatty
 from tests.conftest import SECRET, TOKEN, BotFactory, post_telegram, query, telegram_update
 from tests.servers import FakeTelegram, run

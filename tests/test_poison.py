@@ -3,9 +3,9 @@ failures the update is acknowledged and left in failed_updates, while everything
 
 from __future__ import annotations
 
-from core.conversation.engine import Context, Flow, State
-from core.messages import Message
-from core.webhooks import MAX_FAILURES
+from portabot.conversation.engine import Context, Flow, State
+from portabot.messages import Message
+from portabot.webhooks import MAX_FAILURES
 from tests.conftest import (
     BotFactory,
     post_telegram,

@@ -26,7 +26,7 @@ SLOW_FLOW = """
 import asyncio
 from pathlib import Path
 
-from core.conversation.engine import Flow, State
+from portabot.conversation.engine import Flow, State
 
 
 class Slow(State):

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from core.conversation.engine import Conversation
-from core.conversation.loader import load_flow
-from core.messages import Account, Kind, Message
+from portabot.conversation.engine import Conversation
+from portabot.conversation.loader import load_flow
+from portabot.messages import Account, Kind, Message
 from tests.conftest import make_settings
 
 ROOT = Path(__file__).resolve().parent.parent

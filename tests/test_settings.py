@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from core.settings import (
+from portabot.settings import (
     ConfigurationError,
     Settings,
     load_settings,

@@ -9,7 +9,7 @@ from pydantic import Field, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
-from core.messages import Delivery, Update
+from portabot.messages import Delivery, Update
 
 if TYPE_CHECKING:
     from aiohttp import ClientSession

@@ -10,9 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from core.channels.base import ApiError, Int64, Rejected, clean_text, first_error, read_json
-from core.messages import Account, ChatMoved, Delivery, Kind, Message, Update, parse_command
-from core.settings import Settings
+from portabot.channels.base import ApiError, Int64, Rejected, clean_text, first_error, read_json
+from portabot.messages import Account, ChatMoved, Delivery, Kind, Message, Update, parse_command
+from portabot.settings import Settings
 
 if TYPE_CHECKING:
     from aiohttp import ClientSession

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
-from core.channels.base import (
+from portabot.channels.base import (
     Answered,
     ApiError,
     Int64,
@@ -25,8 +25,8 @@ from core.channels.base import (
     parse_json,
     read_body,
 )
-from core.messages import Account, Delivery, Kind, Message, Update, parse_command
-from core.settings import Settings
+from portabot.messages import Account, Delivery, Kind, Message, Update, parse_command
+from portabot.settings import Settings
 
 if TYPE_CHECKING:
     from aiohttp import ClientSession
@@ -162,7 +162,7 @@ class VkChannel:
             failed = self._confirmation_failed_at
             if failed is not None and time.monotonic() - failed < CONFIRMATION_RETRY:
                 raise Rejected(503, "confirmation code unavailable: set VK_CONFIRMATION")
-            from core.outbound import client_session
+            from portabot.outbound import client_session
 
             try:
                 async with client_session() as session:

@@ -17,15 +17,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Scope
 
-from core.channels.base import Answered, Rejected, clean_text, first_error, read_json
-from core.messages import Account, Delivery, Kind, Message, Update, parse_command
-from core.storage.limits import Limit, hit_now
+from portabot.channels.base import Answered, Rejected, clean_text, first_error, read_json
+from portabot.messages import Account, Delivery, Kind, Message, Update, parse_command
+from portabot.storage.limits import Limit, hit_now
 
 if TYPE_CHECKING:
     from aiohttp import ClientSession
 
-    from core.settings import Settings
-    from core.storage.database import Database
+    from portabot.settings import Settings
+    from portabot.storage.database import Database
 
 COOKIE = "portabot_web"
 """The cookie's name over plain HTTP (localhost): browsers refuse `__Host-` without Secure."""

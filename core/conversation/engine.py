@@ -12,8 +12,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.conversation.effects import Effect, EffectResult
-from core.messages import Message, Reply
+from portabot.conversation.effects import Effect, EffectResult
+from portabot.messages import Message, Reply
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from core.conversation.codes import CODE_LIFETIME, normalise_code
-from core.conversation.effects import (
+from portabot.conversation.codes import CODE_LIFETIME, normalise_code
+from portabot.conversation.effects import (
     EffectResult,
     IssueLinkCode,
     LinkCodeIssued,
@@ -16,9 +16,9 @@ from core.conversation.effects import (
     Refusal,
     RevokeLinkCodes,
 )
-from core.conversation.engine import Context, Conversation, Flow, State
-from core.messages import Kind, Message
-from core.settings import Settings
+from portabot.conversation.engine import Context, Conversation, Flow, State
+from portabot.messages import Kind, Message
+from portabot.settings import Settings
 
 MAX_WRONG_CODES = 5
 """Wrong `/in` codes a person may send within CODE_LIFETIME before `/in` is refused for a while."""

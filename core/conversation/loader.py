@@ -6,8 +6,8 @@ import importlib
 import os
 import sys
 
-from core.conversation.engine import Flow
-from core.settings import ConfigurationError, Settings
+from portabot.conversation.engine import Flow
+from portabot.settings import ConfigurationError, Settings
 
 
 def load_flow(settings: Settings) -> Flow:

@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from core.costs.model import SECONDS, Workload
+from portabot.costs.model import SECONDS, Workload
 
 DEFAULT_UPDATES = 100_000
 PEAK_TO_AVERAGE = 10.0

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from core.costs.model import Workload, best_per_target, break_evens, curves, volume_grid
-from core.costs.prices import PriceBook
+from portabot.costs.model import Workload, best_per_target, break_evens, curves, volume_grid
+from portabot.costs.prices import PriceBook
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 
-from core.costs.prices import PriceBook
+from portabot.costs.prices import PriceBook
 
 HOURS = 730.0
 """Hours in an average month, as the hosts bill them."""

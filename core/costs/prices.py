@@ -34,7 +34,7 @@ class PriceBook:
 
     @classmethod
     def load(cls, overrides: Path | None = None) -> PriceBook:
-        text = files("core.costs").joinpath("prices.toml").read_text(encoding="utf-8")
+        text = files("portabot.costs").joinpath("prices.toml").read_text(encoding="utf-8")
         prices = parse(tomllib.loads(text), "prices.toml")
         if overrides is not None:
             try:

@@ -7,8 +7,8 @@ import io
 import json
 from typing import Any
 
-from core.costs.model import Option, Workload, break_evens, cheapest, options
-from core.costs.prices import CURRENCY, PriceBook
+from portabot.costs.model import Option, Workload, break_evens, cheapest, options
+from portabot.costs.prices import CURRENCY, PriceBook
 
 FORMATS = ("table", "json", "csv", "markdown")
 

@@ -3,7 +3,7 @@ them), done once their `updates` row is committed."""
 
 from __future__ import annotations
 
-from core.storage.database import Database, Query
+from portabot.storage.database import Database, Query
 
 _NOTE = Query(
     "INSERT INTO arrivals (platform, update_id, user_id, sequence, arrived_at)"

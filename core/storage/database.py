@@ -17,14 +17,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
-from core.settings import postgres_connection
+from portabot.settings import postgres_connection
 
 if TYPE_CHECKING:
     import sqlite3
 
     import asyncpg
 
-    from core.storage.sqlite import GroupCommit
+    from portabot.storage.sqlite import GroupCommit
 
 SQLITE_BUSY_TIMEOUT = 30.0
 """Seconds a SQLite writer waits for another process's transaction before failing."""
@@ -392,7 +392,7 @@ class Database:
     def _sqlite(self) -> GroupCommit:
         self._same_loop()
         if self._writer is None:
-            from core.storage.sqlite import GroupCommit  # PostgreSQL deployments skip sqlite3
+            from portabot.storage.sqlite import GroupCommit  # PostgreSQL deployments skip sqlite3
 
             self._writer = GroupCommit(self._sqlite_connect)
         return self._writer

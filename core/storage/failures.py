@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from core.storage.database import Database, Query
-from core.storage.updates import record_update
+from portabot.storage.database import Database, Query
+from portabot.storage.updates import record_update
 
 _NOTE = Query(
     """

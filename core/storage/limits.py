@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 
-from core.storage.database import Conn, Database, Query
+from portabot.storage.database import Conn, Database, Query
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from core.conversation.codes import CODE_LIFETIME, make_code
-from core.conversation.effects import LinkCodeIssued, Linked, LinkRefused, Refusal
-from core.storage.database import Conn, Query
-from core.storage.limits import Limit, hit, unhit
-from core.storage.people import Person, absorb, lock_person
+from portabot.conversation.codes import CODE_LIFETIME, make_code
+from portabot.conversation.effects import LinkCodeIssued, Linked, LinkRefused, Refusal
+from portabot.storage.database import Conn, Query
+from portabot.storage.limits import Limit, hit, unhit
+from portabot.storage.people import Person, absorb, lock_person
 
 _REVOKE = Query("DELETE FROM link_codes WHERE person_id = :person_id AND used_at IS NULL")
 _ISSUE = Query(

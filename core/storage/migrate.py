@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from core.settings import postgres_connection
+from portabot.settings import postgres_connection
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -46,7 +46,7 @@ def _config(url: str | None = None) -> Config:
     from alembic.config import Config
 
     config = Config()
-    config.set_main_option("script_location", str(files("core.storage").joinpath("migrations")))
+    config.set_main_option("script_location", str(files("portabot.storage").joinpath("migrations")))
     if url is not None:
         config.attributes["url"] = url
     return config

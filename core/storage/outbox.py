@@ -3,8 +3,8 @@ after the commit, and retried later (with backoff) until sent or refused for goo
 
 from __future__ import annotations
 
-from core.messages import Delivery
-from core.storage.database import Conn, Database, Query
+from portabot.messages import Delivery
+from portabot.storage.database import Conn, Database, Query
 
 LEASE = 60.0
 """Seconds a sender holds a reply before another may try it (a crash in between retries it)."""

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from core.conversation.engine import Conversation
-from core.messages import Account
-from core.storage.database import Conn, Query, Row, Statement
-from core.storage.updates import RECORD_UPDATE
+from portabot.conversation.engine import Conversation
+from portabot.messages import Account
+from portabot.storage.database import Conn, Query, Row, Statement
+from portabot.storage.updates import RECORD_UPDATE
 
 
 @dataclass(frozen=True, slots=True)

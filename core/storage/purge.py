@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
-from core.storage.database import Database, Query
+from portabot.storage.database import Database, Query
 
 BATCH = 10_000
 """Rows one statement deletes: a backlog of millions is many short transactions, not one that

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import json
 
-from core.messages import Delivery, Update
-from core.storage.database import Conn, Query, Statement
+from portabot.messages import Delivery, Update
+from portabot.storage.database import Conn, Query, Statement
 
 _REMEMBER = Query(
     "INSERT INTO inline_replies (platform, update_id, replies, replied_at)"

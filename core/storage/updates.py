@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from core.storage.database import Conn, Query
+from portabot.storage.database import Conn, Query
 
 RECORD_UPDATE = Query(
     "INSERT INTO updates (platform, update_id, received_at)"

@@ -20,11 +20,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from core.web.policy import html_page
+from portabot.web.policy import html_page
 
 if TYPE_CHECKING:
-    from core.costs.model import Workload
-    from core.costs.prices import PriceBook
+    from portabot.costs.model import Workload
+    from portabot.costs.prices import PriceBook
 
 LIMITS = {
     "updates": (0.0, 1e11, "updates a month"),
@@ -50,12 +50,12 @@ class QueryError(ValueError):
 
 @functools.cache
 def page() -> str:
-    return files("core.web").joinpath("costs.html").read_text(encoding="utf-8")
+    return files("portabot.web").joinpath("costs.html").read_text(encoding="utf-8")
 
 
 @functools.cache
 def price_book() -> PriceBook:
-    from core.costs.prices import PriceBook
+    from portabot.costs.prices import PriceBook
 
     return PriceBook.load()
 
@@ -86,8 +86,8 @@ def readable(value: float) -> str:
 
 def parse_workload(query: Mapping[str, str]) -> Workload:
     """The workload a query describes; a missing or empty value takes the command's default."""
-    from core.costs.bench import DEFAULT_UPDATES, PEAK_TO_AVERAGE
-    from core.costs.model import SECONDS, Workload
+    from portabot.costs.bench import DEFAULT_UPDATES, PEAK_TO_AVERAGE
+    from portabot.costs.model import SECONDS, Workload
 
     unknown = sorted(set(query) - set(LIMITS) - FLAGS)
     if unknown:
@@ -114,9 +114,9 @@ def parse_workload(query: Mapping[str, str]) -> Workload:
 
 def comparison(w: Workload) -> dict[str, Any]:
     """The comparison for one workload: 15 to 40 ms of arithmetic, so answers are remembered."""
-    from core.costs.chart import crossings, volumes
-    from core.costs.model import cheapest, curves, options
-    from core.costs.report import as_dict
+    from portabot.costs.chart import crossings, volumes
+    from portabot.costs.model import cheapest, curves, options
+    from portabot.costs.report import as_dict
 
     book = price_book()
     found = options(w, book)

@@ -7,7 +7,7 @@ from html import escape
 from importlib.resources import files
 from string import Template
 
-from core.settings import Settings
+from portabot.settings import Settings
 
 
 def platform_links(settings: Settings) -> list[tuple[str, str]]:
@@ -26,7 +26,7 @@ CHAT = re.compile(r"<!--chat-->.*<!--/chat-->", re.DOTALL)
 
 
 def render_home(settings: Settings) -> str:
-    page = files("core.web").joinpath("index.html").read_text(encoding="utf-8")
+    page = files("portabot.web").joinpath("index.html").read_text(encoding="utf-8")
     found = platform_links(settings)
     links = "".join(
         f'<li><a href="{escape(url)}" rel="noopener">{escape(label)}</a></li>'

@@ -1,12 +1,12 @@
-"""gunicorn on a Heroku dyno: uvicorn workers serving core.app:app on $PORT, logging to stdout."""
+"""gunicorn on a Heroku dyno: uvicorn workers serving portabot.app:app on $PORT, logs to stdout."""
 
 import os
 
-wsgi_app = "core.app:app"
+wsgi_app = "portabot.app:app"
 # uvicorn's worker with httptools and at most MAX_CONNECTIONS connections a worker (core/app.py).
 # httptools bounds no header, but Heroku's router does: it refuses a request line or a header line
 # over 8 KB before anything reaches the dyno.
-worker_class = "core.worker.Worker"
+worker_class = "portabot.worker.Worker"
 bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 # Heroku sets WEB_CONCURRENCY from the dyno's memory; each worker holds up to DATABASE_POOL_SIZE
 # connections, so mind the Postgres plan's limit (`portabot check --target heroku` does the sums).

@@ -10,8 +10,8 @@ from typing import Any
 
 from mangum import Mangum
 
-from core.app import create_app
-from core.settings import load_settings
+from portabot.app import create_app
+from portabot.settings import load_settings
 
 log = logging.getLogger("portabot.lambda")
 
@@ -81,7 +81,7 @@ def _short(value: Any) -> str:
 
 def maintain() -> dict[str, Any]:
     """One `portabot maintain` run with the container's connection, on Mangum's event loop."""
-    from core.maintenance import maintain as run  # not needed by requests, so not at cold start
+    from portabot.maintenance import maintain as run  # not needed by requests, so not at cold start
 
     bot = app.state.bot
     loop = asyncio.get_event_loop()

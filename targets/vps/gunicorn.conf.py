@@ -1,13 +1,13 @@
-"""gunicorn on a VPS: uvicorn workers serving core.app:app on loopback, behind Caddy; logs go to
+"""gunicorn on a VPS: uvicorn workers serving portabot.app:app on loopback, behind Caddy; logs go to
 stdout and stderr, which journald collects. GUNICORN_CMD_ARGS overrides any of these."""
 
 import os
 
-wsgi_app = "core.app:app"
+wsgi_app = "portabot.app:app"
 # uvicorn's worker with httptools (the benchmark's fastest, bench/) and at most MAX_CONNECTIONS
 # connections a worker (core/app.py): Caddy in front bounds headers, slow clients and body sizes
 # (targets/vps/Caddyfile), which httptools does not.
-worker_class = "core.worker.Worker"
+worker_class = "portabot.worker.Worker"
 # Loopback only: Caddy terminates TLS and is the one thing that talks to us. BIND replaces the
 # whole address (say unix:/run/portabot/gunicorn.sock); PORT only the port.
 bind = os.environ.get("BIND") or f"127.0.0.1:{os.environ.get('PORT') or 8000}"

@@ -9,8 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
-from core.conversation.engine import Context, Flow, State
-from core.messages import Message
+from portabot.conversation.engine import Context, Flow, State
+from portabot.messages import Message
 from tests.conftest import (
     BOT_USERNAME,
     SECRET,

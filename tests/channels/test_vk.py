@@ -9,8 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
-from core.channels.vk import MAX_BODY, random_id
-from core.conversation.engine import Flow
+from portabot.channels.vk import MAX_BODY, random_id
+from portabot.conversation.engine import Flow
 from tests.channels.test_telegram import Echo
 from tests.conftest import VK_GROUP, VK_SECRET, BotFactory, post_vk, query, vk_event
 from tests.servers import FakeVk, run

@@ -10,7 +10,7 @@ import time
 import httpx
 from itsdangerous import Signer, TimestampSigner
 
-from core.channels.web import COOKIE, SALT, SECURE_COOKIE
+from portabot.channels.web import COOKIE, SALT, SECURE_COOKIE
 from tests.conftest import BotFactory, query, say_web
 
 HTTPS = {"X-Forwarded-Proto": "https"}

@@ -6,9 +6,9 @@ import asyncio
 
 import pytest
 
-from core.conversation.effects import EffectResult, IssueLinkCode, LinkCodeIssued
-from core.conversation.engine import Context, Conversation, Flow, State
-from core.messages import Account, Kind, Message
+from portabot.conversation.effects import EffectResult, IssueLinkCode, LinkCodeIssued
+from portabot.conversation.engine import Context, Conversation, Flow, State
+from portabot.messages import Account, Kind, Message
 
 ANN = Account("web", "ann", "ann")
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from core.conversation.codes import CODE_LIFETIME, make_code, normalise_code, word_list
-from core.conversation.effects import (
+from portabot.conversation.codes import CODE_LIFETIME, make_code, normalise_code, word_list
+from portabot.conversation.effects import (
     EffectResult,
     IssueLinkCode,
     LinkCodeIssued,
@@ -15,9 +15,9 @@ from core.conversation.effects import (
     Refusal,
     RevokeLinkCodes,
 )
-from core.conversation.engine import Conversation, Step
-from core.conversation.linking import MAX_WRONG_CODES, LinkingFlow
-from core.messages import Account, Kind, Message, parse_command
+from portabot.conversation.engine import Conversation, Step
+from portabot.conversation.linking import MAX_WRONG_CODES, LinkingFlow
+from portabot.messages import Account, Kind, Message, parse_command
 
 TG = Account("telegram", "1", "1")
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from core.costs.chart import count_label, crossings, draw, element_id, usd_label, volumes
-from core.costs.model import SECONDS, Workload, best_per_target, options
-from core.costs.prices import PriceBook
+from portabot.costs.chart import count_label, crossings, draw, element_id, usd_label, volumes
+from portabot.costs.model import SECONDS, Workload, best_per_target, options
+from portabot.costs.prices import PriceBook
 from tests.test_cli import portabot
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -133,8 +133,8 @@ def test_tick_labels_read_as_people_say_them() -> None:
 
 def test_serving_the_app_and_the_costs_api_never_imports_matplotlib() -> None:
     script = (
-        "import sys, core.app\n"
-        "from core.web.costs import comparison, parse_workload\n"
+        "import sys, portabot.app\n"
+        "from portabot.web.costs import comparison, parse_workload\n"
         "comparison(parse_workload({'updates': '1000000'}))\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('matplotlib', 'numpy')))\n"
     )

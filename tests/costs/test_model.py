@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from core.costs.model import (
+from portabot.costs.model import (
     HOURS,
     Option,
     Workload,
@@ -16,7 +16,7 @@ from core.costs.model import (
     cold_starts,
     options,
 )
-from core.costs.prices import PriceBook
+from portabot.costs.prices import PriceBook
 
 BOOK = PriceBook.load()
 

@@ -7,11 +7,11 @@ import asyncio
 import httpx
 import pytest
 
-from core.conversation.engine import Conversation
-from core.conversation.loader import load_flow
-from core.messages import Account, Kind, Message, parse_command
-from core.settings import ConfigurationError
 from examples.support import SupportFlow
+from portabot.conversation.engine import Conversation
+from portabot.conversation.loader import load_flow
+from portabot.messages import Account, Kind, Message, parse_command
+from portabot.settings import ConfigurationError
 from tests.conftest import (
     BotFactory,
     make_settings,

@@ -35,8 +35,8 @@ import httpx
 import sqlalchemy as sa
 
 from bench.processes import children, free_port
-from core.settings import Settings
-from core.storage.migrate import upgrade
+from portabot.settings import Settings
+from portabot.storage.migrate import upgrade
 from tests.conftest import (
     POSTGRES_SERVER_URL,
     SECRET,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from core.settings import postgres_connection
+from portabot.settings import postgres_connection
 from tests.conftest import BotFactory, query, say_web
 from tests.servers import run
 
@@ -49,7 +49,7 @@ def test_pool_options_come_out_of_the_url() -> None:
 
 
 async def _settings_seen_by_the_server(url: str) -> tuple[str, str, str]:
-    from core.storage.database import Database, Query
+    from portabot.storage.database import Database, Query
 
     database = Database(url)
     try:

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.storage.database import Database, Query, Statement, literal
+from portabot.storage.database import Database, Query, Statement, literal
 from tests.servers import run
 
 TRICKY = ["", "'", "''", "\\", "$", "$$", "$q$", "x$q", "$q", "q$", "$q$q$", "a'); DROP TABLE x;--"]
@@ -104,10 +104,10 @@ def test_a_statement_for_literals_that_could_be_turned_is_refused(text: str) -> 
 
 
 def test_the_shipped_statements_for_literals_are_accepted() -> None:
-    from core.conversation.engine import Conversation
-    from core.messages import Delivery, Update
-    from core.storage.people import saving
-    from core.storage.replies import remembering
+    from portabot.conversation.engine import Conversation
+    from portabot.messages import Delivery, Update
+    from portabot.storage.people import saving
+    from portabot.storage.replies import remembering
 
     update = Update("telegram", "1", None)
     for query, params in (

@@ -6,8 +6,8 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from core.storage.migrate import head_revision, migration_engine, upgrade
-from core.storage.tables import metadata
+from portabot.storage.migrate import head_revision, migration_engine, upgrade
+from portabot.storage.tables import metadata
 from tests.conftest import query
 from tests.servers import run
 

@@ -18,10 +18,10 @@ import pytest
 from asyncpg.exceptions import ConnectionDoesNotExistError
 from sqlalchemy.exc import DBAPIError
 
-from core.app import create_app
-from core.settings import Settings, normalise_database_url
-from core.storage.database import Database, Query
-from core.storage.migrate import head_revision, upgrade
+from portabot.app import create_app
+from portabot.settings import Settings, normalise_database_url
+from portabot.storage.database import Database, Query
+from portabot.storage.migrate import head_revision, upgrade
 from tests.conftest import make_settings, say_web
 from tests.servers import run, serve
 from tests.test_cli import portabot

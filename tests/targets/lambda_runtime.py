@@ -14,7 +14,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, TypeVar
 
-from core.storage.database import Database
+from portabot.storage.database import Database
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[2]

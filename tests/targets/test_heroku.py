@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from core.settings import Settings
+from portabot.settings import Settings
 from tests.conftest import SECRET, TOKEN, post_telegram, say_web, telegram_update
 from tests.servers import FakeTelegram, free_port, wait_until_healthy
 from tests.storage.test_tls import behind_tls
@@ -46,7 +46,7 @@ def test_gunicorn_config(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WEB_CONCURRENCY", "3")
     config = runpy.run_path(str(ROOT / "targets/heroku/gunicorn.conf.py"))
     assert config["bind"] == "0.0.0.0:5123" and config["workers"] == 3
-    assert config["worker_class"] == "core.worker.Worker"
+    assert config["worker_class"] == "portabot.worker.Worker"
     assert config["timeout"] < 30  # Heroku's router gives up at 30 s
     assert config["accesslog"] == config["errorlog"] == "-"
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from core.packaging import (
+from portabot.packaging import (
     LAMBDA_PYTHON,
     LOCK,
     MACHINES,
@@ -33,8 +33,8 @@ from core.packaging import (
     runtime_requirements,
     source_tree,
 )
-from core.settings import ConfigurationError, Settings
-from core.storage.database import Query
+from portabot.settings import ConfigurationError, Settings
+from portabot.storage.database import Query
 from tests.conftest import BOT_USERNAME, query
 from tests.servers import FakeTelegram
 from tests.targets.conftest import pins
@@ -321,7 +321,7 @@ def test_the_unpacked_zip_runs_the_bot_on_its_own(
     assert fake_telegram.calls == []
 
 
-def test_the_zip_holds_core_the_handler_and_wheels_within_lambdas_limits(
+def test_the_zip_holds_portabot_the_handler_and_wheels_within_lambdas_limits(
     local_package: LambdaPackage,
 ) -> None:
     with zipfile.ZipFile(local_package.path) as archive:
@@ -332,12 +332,12 @@ def test_the_zip_holds_core_the_handler_and_wheels_within_lambdas_limits(
     assert local_package.files == sum(not entry.is_dir() for entry in entries)
     assert {
         "handler.py",
-        "core/app.py",
-        "core/web/index.html",
-        "core/conversation/words.txt",
-        "core/storage/migrations/env.py",
-        "core/storage/migrations/script.py.mako",
-        "core/storage/migrations/versions/0001_initial.py",
+        "portabot/app.py",
+        "portabot/web/index.html",
+        "portabot/conversation/words.txt",
+        "portabot/storage/migrations/env.py",
+        "portabot/storage/migrations/script.py.mako",
+        "portabot/storage/migrations/versions/0001_initial.py",
         "mangum/adapter.py",
         "asyncpg/__init__.py",
     } <= names
@@ -424,18 +424,18 @@ def test_the_package_takes_the_runtime_dependencies_and_the_lambda_extras() -> N
     ]
 
 
-def test_the_package_is_built_from_the_source_tree_core_comes_from() -> None:
+def test_the_package_is_built_from_the_source_tree_portabot_comes_from() -> None:
     assert source_tree() == ROOT
 
 
 def test_a_flow_of_your_own_is_included_at_the_top(tmp_path: Path) -> None:
     staging = tmp_path / "package"
-    (staging / "core").mkdir(parents=True)
+    (staging / "portabot").mkdir(parents=True)
     copy_included(ROOT / "examples", staging)  # for BOT_FLOW=examples.support:flow
     assert (staging / "examples" / "support.py").is_file()
     assert not list(staging.rglob("__pycache__"))
-    with pytest.raises(PackagingError, match="has a core already"):
-        copy_included(ROOT / "core", staging)
+    with pytest.raises(PackagingError, match="has a portabot already"):
+        copy_included(ROOT / "portabot", staging)
     with pytest.raises(PackagingError, match="no such file"):
         copy_included(ROOT / "counter.py", staging)
 

@@ -16,7 +16,7 @@ from typing import Protocol
 import httpx
 import pytest
 
-from core.app import create_app
+from portabot.app import create_app
 from tests.conftest import SECRET, TOKEN, make_settings, telegram_update
 from tests.servers import FakeTelegram, free_port, wait_until_healthy
 from tests.storage.test_tls import behind_tls

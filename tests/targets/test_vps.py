@@ -25,8 +25,8 @@ from typing import TypeVar
 import httpx
 import pytest
 
-from core.app import MAX_CONNECTIONS
-from core.channels.base import MAX_BODY
+from portabot.app import MAX_CONNECTIONS
+from portabot.channels.base import MAX_BODY
 from tests.conftest import (
     SECRET,
     TOKEN,
@@ -314,8 +314,8 @@ def gunicorn_settings(tmp_path: Path, **env: str) -> dict[str, str]:
 def test_gunicorn_settings(tmp_path: Path, env: dict[str, str], bind: str, workers: str) -> None:
     settings = gunicorn_settings(tmp_path, **env)
     assert (settings["bind"], settings["workers"]) == (bind, workers)
-    assert settings["wsgi_app"] == "core.app:app"
-    assert settings["worker_class"] == "core.worker.Worker"
+    assert settings["wsgi_app"] == "portabot.app:app"
+    assert settings["worker_class"] == "portabot.worker.Worker"
     assert settings["preload_app"] == "True"
     assert settings["accesslog"] == settings["errorlog"] == "-"  # to journald
     assert settings["forwarded_allow_ips"] == "['127.0.0.1', '::1']"

@@ -7,8 +7,8 @@ import asyncio
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from core.storage.migrate import migration_engine
-from core.storage.tables import metadata
+from portabot.storage.migrate import migration_engine
+from portabot.storage.tables import metadata
 
 
 def run(connection: Connection) -> None:
