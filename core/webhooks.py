@@ -8,20 +8,22 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from portabot.channels.base import Answered, Channel, Rejected
-from portabot.conversation.effects import (
-    Effect,
-    EffectResult,
+from portabot.conversation.engine import Conversation, Step
+from portabot.features import Effect
+from portabot.features.linking.effects import (
     IssueLinkCode,
     RedeemLinkCode,
     RevokeLinkCodes,
 )
-from portabot.conversation.engine import Conversation, Step
+from portabot.features.linking.effects import (
+    LinkingResult as EffectResult,
+)
 from portabot.messages import Delivery, Message, Outcome, Update
 from portabot.ordering import wait_turn
 from portabot.outbound import REPLY_BUDGET
@@ -198,7 +200,7 @@ async def process(bot: Bot, channel: Channel, update: Update) -> Outcome:
 async def _carry_out(
     bot: Bot,
     conn: Conn,
-    effect: Effect,
+    effect: Effect[Any],
     person: Person,
     conversation: Conversation,
     message: Message,

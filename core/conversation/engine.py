@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from portabot.conversation.effects import Effect, EffectResult
+from portabot.features import Effect
 from portabot.messages import Message, Reply
 
 
@@ -33,12 +33,12 @@ class Context:
     now: float
     message: Message | None = None
     replies: list[Reply] = field(default_factory=list)
-    effects: list[Effect] = field(default_factory=list)
+    effects: list[Effect[Any]] = field(default_factory=list)
 
     def reply(self, text: str) -> None:
         self.replies.append(Reply(text))
 
-    def request(self, effect: Effect) -> None:
+    def request(self, effect: Effect[Any]) -> None:
         self.effects.append(effect)
 
 
@@ -46,7 +46,7 @@ class Context:
 class Step:
     conversation: Conversation
     replies: list[Reply]
-    effects: list[Effect]
+    effects: list[Effect[Any]]
 
 
 class State:
@@ -69,7 +69,7 @@ class State:
     async def handle(self, ctx: Context, message: Message) -> str | None:
         return None
 
-    async def resume(self, ctx: Context, result: EffectResult) -> str | None:
+    async def resume(self, ctx: Context, result: Any) -> str | None:
         return None
 
 
@@ -110,7 +110,7 @@ class Flow:
     async def resume(
         self,
         conversation: Conversation,
-        result: EffectResult,
+        result: Any,
         *,
         platforms: tuple[str, ...],
         now: float,

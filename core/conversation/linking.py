@@ -6,9 +6,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from portabot.conversation.codes import CODE_LIFETIME, normalise_code
-from portabot.conversation.effects import (
-    EffectResult,
+from portabot.conversation.engine import Context, Conversation, Flow, State
+from portabot.features.linking.codes import CODE_LIFETIME, normalise_code
+from portabot.features.linking.effects import (
     IssueLinkCode,
     LinkCodeIssued,
     Linked,
@@ -16,7 +16,9 @@ from portabot.conversation.effects import (
     Refusal,
     RevokeLinkCodes,
 )
-from portabot.conversation.engine import Context, Conversation, Flow, State
+from portabot.features.linking.effects import (
+    LinkingResult as EffectResult,
+)
 from portabot.messages import Kind, Message
 from portabot.settings import Settings
 

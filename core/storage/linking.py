@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from portabot.conversation.codes import CODE_LIFETIME, make_code
-from portabot.conversation.effects import LinkCodeIssued, Linked, LinkRefused, Refusal
+from portabot.features.linking.codes import CODE_LIFETIME, make_code
+from portabot.features.linking.effects import LinkCodeIssued, Linked, LinkRefused, Refusal
 from portabot.storage.database import Conn, Query
 from portabot.storage.limits import Limit, hit, unhit
 from portabot.storage.people import Person, absorb, lock_person

@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from portabot.conversation.effects import EffectResult, IssueLinkCode, LinkCodeIssued
 from portabot.conversation.engine import Context, Conversation, Flow, State
+from portabot.features.linking.effects import IssueLinkCode, LinkCodeIssued
 from portabot.messages import Account, Kind, Message
 
 ANN = Account("web", "ann", "ann")
@@ -39,7 +39,7 @@ class Recording(State):
             ctx.request(IssueLinkCode())
         return self.goes_to
 
-    async def resume(self, ctx: Context, result: EffectResult) -> str | None:
+    async def resume(self, ctx: Context, result: object) -> str | None:
         assert isinstance(result, LinkCodeIssued)
         ctx.reply(f"code {result.code}")
         return "b"

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
-from portabot.conversation.codes import CODE_LIFETIME, make_code, normalise_code, word_list
-from portabot.conversation.effects import (
-    EffectResult,
+from portabot.conversation.engine import Conversation, Step
+from portabot.conversation.linking import MAX_WRONG_CODES, LinkingFlow
+from portabot.features.linking.codes import CODE_LIFETIME, make_code, normalise_code, word_list
+from portabot.features.linking.effects import (
     IssueLinkCode,
     LinkCodeIssued,
     Linked,
@@ -15,8 +16,9 @@ from portabot.conversation.effects import (
     Refusal,
     RevokeLinkCodes,
 )
-from portabot.conversation.engine import Conversation, Step
-from portabot.conversation.linking import MAX_WRONG_CODES, LinkingFlow
+from portabot.features.linking.effects import (
+    LinkingResult as EffectResult,
+)
 from portabot.messages import Account, Kind, Message, parse_command
 
 TG = Account("telegram", "1", "1")

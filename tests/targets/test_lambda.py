@@ -334,7 +334,7 @@ def test_the_zip_holds_portabot_the_handler_and_wheels_within_lambdas_limits(
         "handler.py",
         "portabot/app.py",
         "portabot/web/index.html",
-        "portabot/conversation/words.txt",
+        "portabot/features/linking/words.txt",
         "portabot/storage/migrations/env.py",
         "portabot/storage/migrations/script.py.mako",
         "portabot/storage/migrations/versions/0001_initial.py",

@@ -14,7 +14,7 @@ CODE_LIFETIME = 600.0
 
 @cache
 def word_list() -> tuple[str, ...]:
-    text = files("portabot.conversation").joinpath("words.txt").read_text(encoding="utf-8")
+    text = files("portabot.features.linking").joinpath("words.txt").read_text(encoding="utf-8")
     return tuple(text.split())
 
 

@@ -1,29 +1,31 @@
-"""Requests a flow makes of the pipeline, and the results that come back to it."""
+"""Linking's effects (what its states ask of the pipeline) and their results."""
 
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
 
+from portabot.features import Effect
+
 
 @dataclass(frozen=True, slots=True)
-class IssueLinkCode:
+class IssueLinkCode(Effect["LinkCodeIssued"]):
     """Make a one-time code that links another platform's account to this person."""
 
 
 @dataclass(frozen=True, slots=True)
-class RedeemLinkCode:
+class RedeemLinkCode(Effect["Linked | LinkRefused"]):
     """Link this person with the person who issued `code` (merging the two)."""
 
     code: str
 
 
 @dataclass(frozen=True, slots=True)
-class RevokeLinkCodes:
+class RevokeLinkCodes(Effect[None]):
     """Invalidate this person's unused codes."""
 
 
-Effect = IssueLinkCode | RedeemLinkCode | RevokeLinkCodes
+LinkingEffect = IssueLinkCode | RedeemLinkCode | RevokeLinkCodes
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,4 +58,4 @@ class LinkRefused:
     """Seconds until codes are taken again (TOO_MANY)."""
 
 
-EffectResult = LinkCodeIssued | Linked | LinkRefused
+LinkingResult = LinkCodeIssued | Linked | LinkRefused
