@@ -24,12 +24,12 @@ from portabot.features.linking.effects import (
 from portabot.features.linking.effects import (
     LinkingResult as EffectResult,
 )
+from portabot.features.linking.storage import issue_code, redeem_code, revoke_codes
 from portabot.messages import Delivery, Message, Outcome, Update
 from portabot.ordering import wait_turn
 from portabot.outbound import REPLY_BUDGET
 from portabot.storage.database import Conn, Statement
 from portabot.storage.failures import note_failure
-from portabot.storage.linking import issue_code, redeem_code, revoke_codes
 from portabot.storage.outbox import add_to_outbox, readdress_replies
 from portabot.storage.people import Person, admit, lock_person_of, readdress_accounts, saving
 from portabot.storage.replies import forget_replies, remembering, take_replies

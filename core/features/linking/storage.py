@@ -1,9 +1,19 @@
-"""Link codes: issue, revoke, and redeem (which merges two people into one)."""
+"""Linking's storage: link codes issued, revoked and redeemed (which merges two people into one),
+as the handlers of linking's effects."""
 
 from __future__ import annotations
 
+from portabot.features import EffectRun
 from portabot.features.linking.codes import CODE_LIFETIME, make_code
-from portabot.features.linking.effects import LinkCodeIssued, Linked, LinkRefused, Refusal
+from portabot.features.linking.effects import (
+    IssueLinkCode,
+    LinkCodeIssued,
+    Linked,
+    LinkRefused,
+    RedeemLinkCode,
+    Refusal,
+    RevokeLinkCodes,
+)
 from portabot.storage.database import Conn, Query
 from portabot.storage.limits import Limit, hit, unhit
 from portabot.storage.people import Person, absorb, lock_person
@@ -79,3 +89,31 @@ async def redeem_code(
     await absorb(conn, kept=issuer.id, absorbed=redeemer.id)
     platforms = tuple(sorted({*issuer.platforms, *redeemer.platforms}))
     return Linked(platforms), Person(issuer.id, issuer.conversation, platforms, issuer.updated_at)
+
+
+# The handlers of linking's effects (registered by the Linking feature).
+
+
+async def issue(run: EffectRun, effect: IssueLinkCode) -> LinkCodeIssued:
+    assert run.message is not None
+    return await issue_code(run.conn, run.person.id, run.message.platform, run.now)
+
+
+async def revoke(run: EffectRun, effect: RevokeLinkCodes) -> None:
+    await revoke_codes(run.conn, run.person.id)
+
+
+async def redeem(run: EffectRun, effect: RedeemLinkCode) -> Linked | LinkRefused:
+    assert run.message is not None
+    redeemer = Person(run.person.id, run.conversation, run.person.platforms, run.person.updated_at)
+    result, issuer = await redeem_code(
+        run.conn,
+        redeemer,
+        run.message.platform,
+        effect.code,
+        run.now,
+        guesses=run.settings.link_code_guesses,
+    )
+    if issuer is not None:
+        await run.merge_into(issuer)
+    return result
