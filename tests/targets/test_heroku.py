@@ -87,6 +87,41 @@ def test_the_buildpack_installs_the_locked_versions_then_the_project(tmp_path: P
         [python.parent / "portabot", "--version"], capture_output=True, text=True, timeout=60
     )
     assert version.returncode == 0 and version.stdout.startswith("portabot 0.1.0"), version
+    assert_installed_as_portabot(python, tmp_path)
+
+
+AUTHOR_MODULE = """\
+from portabot.conversation.engine import Context, Flow, State
+from portabot.messages import Message
+
+
+class Echo(State):
+    name = "echo"
+
+    async def handle(self, ctx: Context, message: Message) -> None:
+        ctx.reply(message.text)
+
+
+flow = Flow([Echo()], initial="echo")
+"""
+
+
+def assert_installed_as_portabot(python: Path, tmp_path: Path) -> None:
+    """A regular install holds `portabot` with its types, and nothing named `core`: a bot
+    author's own `core` package can't clash, and `mypy --strict` on their module passes."""
+    code = "import portabot, importlib.util as u; print(portabot.__file__, u.find_spec('core'))"
+    where = subprocess.run([python, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    package, spec = where.stdout.split()
+    assert "site-packages" in package and spec == "None", where
+    assert (Path(package).parent / "py.typed").is_file()
+    author = tmp_path / "author"
+    author.mkdir()
+    (author / "bot.py").write_text(AUTHOR_MODULE, encoding="utf-8")
+    mypy = [sys.executable, "-m", "mypy", "--strict", "--no-incremental", "--python-executable"]
+    checked = subprocess.run(
+        [*mypy, str(python), "bot.py"], capture_output=True, text=True, cwd=author, timeout=300
+    )
+    assert checked.returncode == 0, checked.stdout
 
 
 def heroku_environment(**values: str) -> dict[str, str]:
