@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from portabot.features import Effect
+from portabot.features import Effect, EffectHandler, Feature
 from portabot.messages import Message, Reply
 
 
@@ -74,13 +74,32 @@ class State:
 
 
 class Flow:
-    """A set of states and the one a new person starts in."""
+    """A set of states, the one a new person starts in, and the features the flow includes."""
 
-    def __init__(self, states: Iterable[State], initial: str) -> None:
+    def __init__(
+        self, states: Iterable[State], initial: str, *, features: Iterable[Feature] = ()
+    ) -> None:
         self.states = {state.name: state for state in states}
         if initial not in self.states:
             raise ValueError(f"initial state {initial!r} is not one of {sorted(self.states)}")
         self.initial = initial
+        self.features = tuple(features)
+        self._handlers: dict[type[Effect[Any]], EffectHandler] = {}
+        for feature in self.features:
+            for kind, handler in feature.effects.items():
+                if kind in self._handlers:
+                    raise ValueError(f"two features carry out {kind.__name__}")
+                self._handlers[kind] = handler
+
+    def handler_for(self, effect: Effect[Any]) -> EffectHandler:
+        """The handler a feature registered for the effect's type."""
+        handler = self._handlers.get(type(effect))
+        if handler is None:
+            raise LookupError(
+                f"no feature of this flow carries out {type(effect).__name__}: include the "
+                "feature that registers it in Flow(..., features=[...])"
+            )
+        return handler
 
     def initial_state(self) -> str:
         """The state a new person starts in (a flow may choose it from its settings)."""

@@ -7,6 +7,7 @@ import math
 from typing import Any
 
 from portabot.conversation.engine import Context, Conversation, Flow, State
+from portabot.features.linking import Linking
 from portabot.features.linking.codes import CODE_LIFETIME, normalise_code
 from portabot.features.linking.effects import (
     IssueLinkCode,
@@ -176,7 +177,8 @@ class Binding(Member):
 
 class LinkingFlow(Flow):
     def __init__(self, passphrase: str | None = None) -> None:
-        super().__init__([Locked(passphrase), Idle(), Binding()], initial="locked")
+        states = [Locked(passphrase), Idle(), Binding()]
+        super().__init__(states, initial="locked", features=[Linking()])
         self.passphrase = passphrase
 
     def initial_state(self) -> str:

@@ -76,7 +76,6 @@ _CLAIM = Query(
 _DELETE = Query("DELETE FROM people WHERE id = :id")
 _SAVE = Query("UPDATE people SET state = :state, data = :data, updated_at = :now WHERE id = :id")
 _MOVE_ACCOUNTS = Query("UPDATE accounts SET person_id = :kept WHERE person_id = :absorbed")
-_DROP_CODES = Query("DELETE FROM link_codes WHERE person_id = :absorbed")
 _MOVE_CHAT = Query(
     "UPDATE accounts SET chat_id = :new_chat_id"
     " WHERE platform = :platform AND chat_id = :old_chat_id"
@@ -133,9 +132,9 @@ def saving(person_id: int, conversation: Conversation, now: float) -> Statement:
 
 
 async def absorb(conn: Conn, kept: int, absorbed: int) -> None:
-    """Move every account of `absorbed` to `kept` and delete `absorbed` (both locked by us)."""
+    """Move every account of `absorbed` to `kept` and delete `absorbed` (both locked by us; the
+    features have moved or dropped their rows of `absorbed` first)."""
     await conn.execute(_MOVE_ACCOUNTS, kept=kept, absorbed=absorbed)
-    await conn.execute(_DROP_CODES, absorbed=absorbed)
     await conn.execute(_DELETE, id=absorbed)
 
 

@@ -686,9 +686,7 @@ def _flood_main(url: str, clients: int, addresses: int) -> None:
         threading.Thread(
             target=lambda: (sys.stdin.read(), loop.call_soon_threadsafe(stop.set)), daemon=True
         ).start()
-        return await flood_web(
-            url, clients, addresses, stop, lambda: print("flooding", flush=True)
-        )
+        return await flood_web(url, clients, addresses, stop, lambda: print("flooding", flush=True))
 
     print(json.dumps(dict(asyncio.run(run()))), flush=True)
 
