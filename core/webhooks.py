@@ -142,7 +142,7 @@ def unavailable(what: str, exc: Exception) -> Response:
 
 async def process(bot: Bot, channel: Channel, update: Update) -> Outcome:
     """Everything an update changes, in one transaction; a re-delivery changes nothing."""
-    now = time.time()
+    now = bot.clock()
     async with bot.db.transaction() as conn:
         message = update.message
         if message is None:
@@ -190,7 +190,7 @@ async def process(bot: Bot, channel: Channel, update: Update) -> Outcome:
         if person.id != first.id or conversation != first.conversation or seen_long_ago:
             last.append(saving(person.id, conversation, now))
         if channel.inline_replies and deliveries[:inline]:
-            last.append(remembering(update, deliveries[:inline], time.time()))
+            last.append(remembering(update, deliveries[:inline], bot.clock()))
         await conn.commit_with(*last)
     return Outcome(inline=deliveries[:inline], later=later)
 

@@ -15,8 +15,8 @@ import httpx
 import pytest
 
 from portabot.storage.purge import BATCH, LOCK_KEY
+from portabot.testing.fakes import FakeTelegram
 from tests.conftest import TOKEN, BotFactory, query, say_web
-from tests.servers import FakeTelegram
 from tests.test_cli import PORTABOT, environment, portabot
 
 DAY = 86_400

@@ -103,6 +103,12 @@ async def lock_person(conn: Conn, person_id: int) -> Person | None:
     return None if row is None else _person(row)
 
 
+async def person_of(conn: Conn, account: Account) -> Person | None:
+    """The person who owns `account`, locked for this transaction; None before first contact."""
+    row = await conn.fetch_one(_LOCK_OWNER, platform=account.platform, user_id=account.user_id)
+    return None if row is None else _person(row)
+
+
 async def lock_person_of(
     conn: Conn, account: Account, now: float, *, found_none: bool = False
 ) -> Person:
@@ -111,9 +117,9 @@ async def lock_person_of(
     owner = {"platform": account.platform, "user_id": account.user_id}
     for _ in range(5):  # a concurrent merge or first contact can move the account under us
         if not found_none:
-            row = await conn.fetch_one(_LOCK_OWNER, **owner)
-            if row is not None:
-                return _person(row)
+            found = await person_of(conn, account)
+            if found is not None:
+                return found
         found_none = False
         person_id = await conn.fetch_val(_CREATE, now=now)
         claimed = await conn.fetch_val(

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from portabot.testing.fakes import FakeTelegram
 from tests.conftest import BOT_USERNAME, SECRET, TOKEN
-from tests.servers import FakeTelegram
 from tests.targets.lambda_runtime import Container
 
 

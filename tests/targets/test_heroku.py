@@ -16,8 +16,8 @@ import httpx
 import pytest
 
 from portabot.settings import Settings
+from portabot.testing.fakes import FakeTelegram, free_port, wait_until_healthy
 from tests.conftest import SECRET, TOKEN, post_telegram, say_web, telegram_update
-from tests.servers import FakeTelegram, free_port, wait_until_healthy
 from tests.storage.test_tls import behind_tls
 from tests.targets.conftest import copy_checkout, installed, pins
 from tests.test_cli import environment
@@ -169,7 +169,7 @@ def test_release_then_web_under_honcho(
     web = honcho("start", "web", env=env)
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
-            wait_until_healthy(client, web)
+            wait_until_healthy(f"http://127.0.0.1:{port}", web)
             response = post_telegram(client, telegram_update(1, "/me", user_id=9))
             assert response.json() == {
                 "method": "sendMessage",
