@@ -4,14 +4,16 @@ other platform (`/bind`, then `/in <code>`). The feature carries out linking's e
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from portabot.features import Effect, EffectHandler, Feature
 from portabot.features.linking import storage
 from portabot.features.linking.effects import IssueLinkCode, RedeemLinkCode, RevokeLinkCodes
 from portabot.storage.database import Conn, Database
-from portabot.storage.tables import link_codes
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
 
 
 class Linking(Feature):
@@ -22,7 +24,12 @@ class Linking(Feature):
         RevokeLinkCodes: storage.revoke,
     }
 
-    tables = (link_codes,)
+    @property
+    def tables(self) -> Sequence[sa.Table]:  # type: ignore[override]
+        # SQLAlchemy only when migrate or maintain asks: the Lambda package serves without it.
+        from portabot.storage.tables import link_codes
+
+        return (link_codes,)
 
     async def merge(self, conn: Conn, kept: int, absorbed: int) -> None:
         await storage.drop_codes(conn, absorbed)
