@@ -28,6 +28,7 @@ from portabot.logs import ThrottledLog
 from portabot.outbound import Outbound
 from portabot.settings import Settings, detect_host, load_settings, refuse_lost_storage
 from portabot.storage.database import Database, Query
+from portabot.storage.migrate import Schema, SchemaBehind, feature_tables
 from portabot.web.costs import routes as cost_routes
 from portabot.web.page import render_home
 from portabot.web.policy import html_page
@@ -66,6 +67,7 @@ class Bot:
         self.settings = settings
         self.db = Database(settings.database_url, pool_size=settings.database_pool_size)
         self.flow = flow if flow is not None else load_flow(settings)
+        self.schema = Schema(self.db, feature_tables(self.flow.features))  # checked on first use
         secure = bool(settings.public_url and settings.public_url.startswith("https://"))
         self.channels: dict[str, Channel] = {}
         if settings.web_chat:  # WEB_CHAT=off: /webhooks/web answers 404
@@ -92,7 +94,7 @@ class Bot:
 
     def home(self) -> str:
         if self._home is None:
-            self._home = render_home(self.settings)
+            self._home = render_home(self.settings, self.flow)
         return self._home
 
     async def close(self) -> None:
@@ -113,6 +115,9 @@ async def healthz(request: Request) -> Response:
     }
     try:
         await bot.db.ping()
+        await bot.schema.ensure()
+    except SchemaBehind as exc:
+        return JSONResponse({"status": "unavailable", "error": str(exc), **body}, status_code=503)
     except Exception as exc:
         log.warning("health check: database unavailable (%s)", type(exc).__name__)
         return JSONResponse({"status": "unavailable", **body}, status_code=503)
@@ -124,6 +129,10 @@ async def webhook(request: Request) -> Response:
     channel = bot.channels.get(request.path_params["platform"])
     if channel is None:
         return JSONResponse({"error": "no such channel, or it is not configured"}, status_code=404)
+    try:
+        await bot.schema.ensure()
+    except SchemaBehind as exc:
+        return JSONResponse({"error": str(exc)}, status_code=503)
     return await handle(bot, channel, request)
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import os
 import re
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from portabot.settings import (
     HOST_MARKERS,
@@ -15,6 +17,9 @@ from portabot.settings import (
     obscure_url,
     postgres_connection,
 )
+
+if TYPE_CHECKING:
+    from portabot.features import Feature
 
 Finding = tuple[bool | None, str]
 """(True: fine, None: worth knowing, False: a problem) and what to say."""
@@ -48,7 +53,7 @@ def configuration(
     if not settings.is_sqlite:
         for note in postgres_connection(settings.database_url).notes:
             yield None, f"DATABASE_URL's {note}"
-    yield flow(settings)
+    yield from flow(settings)
     yield from platforms(settings)
     if settings.bot_passphrase is None:
         yield None, "BOT_PASSPHRASE unset: anyone may use the bot"
@@ -88,14 +93,40 @@ def database(settings: Settings) -> Finding:
     return True, f"database {where} reachable, schema at revision {found}"
 
 
-def flow(settings: Settings) -> Finding:
-    from portabot.conversation.loader import load_flow
+def flow(settings: Settings) -> Iterator[Finding]:
+    """The flow built as a server builds it (a typo in a state's name fails here), its features'
+    own findings, and a passphrase that nothing would ask for."""
+    from portabot.conversation.loader import flow_summary, load_flow
 
     try:
-        load_flow(settings)
+        built = load_flow(settings)
     except ConfigurationError as exc:
-        return False, str(exc)
-    return True, f"flow {settings.bot_flow}"
+        yield False, str(exc)
+        return
+    except Exception as exc:  # the flow's own error as it is built, e.g. an unknown state
+        yield False, f"BOT_FLOW {settings.bot_flow} cannot be built: {describe(exc)}"
+        return
+    yield True, flow_summary(settings, built)
+    gate = passphrase_feature()
+    if (
+        settings.bot_passphrase is not None
+        and gate is not None
+        and not any(isinstance(feature, gate) for feature in built.features)
+    ):
+        yield False, "BOT_PASSPHRASE is set but the flow has no Passphrase feature: anyone gets in"
+    for feature in built.features:
+        for problem in feature.problems(settings):
+            yield False, f"{feature.name or type(feature).__name__}: {problem}"
+
+
+def passphrase_feature() -> type[Feature] | None:
+    """The passphrase gate's feature class, where this version has one."""
+    try:
+        module = importlib.import_module("portabot.features.passphrase")
+    except ImportError:
+        return None
+    found: type[Feature] = module.Passphrase
+    return found
 
 
 def platforms(settings: Settings) -> Iterator[Finding]:

@@ -1,10 +1,11 @@
-"""The `portabot` command: serve, poll, migrate, set-webhook, deliver, maintain, check, costs,
-package."""
+"""The `portabot` command: serve, poll, migrate, set-webhook, deliver, maintain, show, check,
+costs, package."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import os
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
@@ -77,6 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=int(os.environ.get("PORT") or 8000),
         help="port to listen on ($PORT, else 8000)",
+    )
+    serve.add_argument(
+        "--reload",
+        action="store_true",
+        help="restart when a Python file of the project or of the BOT_FLOW module changes "
+        "(for development)",
     )
     serve.set_defaults(command=cmd_serve)
 
@@ -215,6 +222,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     costs.set_defaults(command=cmd_costs)
 
+    show = commands.add_parser(
+        "show",
+        help="print a person's linked accounts and stored state",
+        description="Finds the person who owns the account PLATFORM:USER_ID (telegram:123, "
+        "vk:456, web:<visitor>) and prints their id, linked accounts, state and its data.",
+    )
+    show.add_argument("account", type=account_address, metavar="PLATFORM:USER_ID")
+    show.set_defaults(command=cmd_show)
+
     check = commands.add_parser("check", help="say what configuration is missing or wrong")
     check.add_argument(
         "--target",
@@ -259,19 +275,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from portabot.app import MAX_CONNECTIONS, MAX_HEADERS, create_app
+    from portabot.conversation.loader import flow_summary
 
     settings = load_settings()
     if settings.is_sqlite:
         run_migrations(settings)
     app = create_app(settings)
-    channels = ", ".join(sorted(app.state.bot.channels))
+    bot = app.state.bot
+    channels = ", ".join(sorted(bot.channels))
     host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
     print(f"portabot {__version__}: open http://{host}:{args.port}/ to chat with the bot")
+    print(f"  {flow_summary(settings, bot.flow)}")
     print(f"  database {obscure_url(settings.database_url)}; channels: {channels}")
+    dirs = [str(path) for path in watched(settings)] if args.reload else None
+    if dirs:
+        print(f"  restarting on changes to the Python files in {', '.join(dirs)}")
     # No proxy in front here: h11 bounds the headers it buffers (httptools, faster and what
     # gunicorn's workers use behind Heroku's router or Caddy, does not).
     uvicorn.run(
-        app,
+        # The reloader's server process imports the app anew each time, by name.
+        "portabot.app:app" if args.reload else app,
         host=args.host,
         port=args.port,
         log_level=settings.log_level.lower(),
@@ -279,8 +302,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # Above MAX_HEADERS, so that headers between the two get the app's clearer 431.
         h11_max_incomplete_event_size=4 * MAX_HEADERS,
         limit_concurrency=MAX_CONNECTIONS,
+        reload=args.reload,
+        reload_dirs=dirs,
     )
     return 0
+
+
+def watched(settings: Settings) -> list[Path]:
+    """What `serve --reload` watches: the working directory, and the BOT_FLOW module's top package
+    (or its directory) wherever it is installed."""
+    top = settings.bot_flow.partition(":")[0].split(".")[0]
+    found = [Path.cwd()]
+    spec = importlib.util.find_spec(top)
+    if spec is not None and spec.origin is not None:
+        place = Path(spec.origin).parent
+        if not place.is_relative_to(Path.cwd()):
+            found.append(place)
+    return found
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -292,9 +330,9 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 def run_migrations(settings: Settings) -> str | None:
     from portabot.conversation.loader import load_flow
-    from portabot.storage.migrate import upgrade
+    from portabot.storage.migrate import feature_tables, upgrade
 
-    tables = [table for feature in load_flow(settings).features for table in feature.tables]
+    tables = feature_tables(load_flow(settings).features)
     try:
         return upgrade(settings.database_url, tables)
     except Exception as exc:
@@ -399,6 +437,47 @@ def cmd_poll(args: argparse.Namespace) -> int:
     except PollingError as exc:
         raise CommandError(str(exc), exc.status) from None
     return 0
+
+
+def account_address(text: str) -> tuple[str, str]:
+    platform, colon, user_id = text.partition(":")
+    if not (colon and platform and user_id):
+        raise argparse.ArgumentTypeError(f"must be PLATFORM:USER_ID, e.g. telegram:123: {text!r}")
+    return platform, user_id
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    import json
+
+    from portabot.storage.people import PersonRecord, find_person
+
+    platform, user_id = args.account
+
+    async def find(outbound: Outbound) -> PersonRecord | None:
+        async with outbound.db.autocommit() as conn:
+            return await find_person(conn, platform, user_id)
+
+    person = on_database(load_settings(), "read", find)
+    if person is None:
+        raise CommandError(f"no one has written from {platform}:{user_id}")
+    print(f"person {person.id}")
+    print("accounts:")
+    for account in person.accounts:
+        print(
+            f"  {account.platform}:{account.user_id}  chat {account.chat_id}"
+            f"  since {timestamp(account.since)}"
+        )
+    print(f"state: {person.conversation.state or '(none yet)'}")
+    data = json.dumps(person.conversation.data, indent=2, ensure_ascii=False, sort_keys=True)
+    print(f"data: {data}")
+    print(f"last written: {timestamp(person.updated_at)}")
+    return 0
+
+
+def timestamp(seconds: float) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def whole_seconds(text: str) -> int:

@@ -15,6 +15,7 @@ from portabot import __version__
 from portabot.app import Bot, configure_logging
 from portabot.channels.base import ApiError, Rejected
 from portabot.channels.telegram import ALLOWED_UPDATES, API_TIMEOUT, TelegramChannel
+from portabot.conversation.loader import flow_summary
 from portabot.outbound import REPLY_BUDGET
 from portabot.settings import Settings, obscure_url
 from portabot.webhooks import given_up, process
@@ -195,6 +196,7 @@ async def _poll(settings: Settings, timeout: int, drop_webhook: bool) -> None:
     try:
         await poller.make_way(drop_webhook)
         print(f"portabot {__version__}: polling Telegram for updates; Ctrl-C stops", flush=True)
+        print(f"  {flow_summary(settings, bot.flow)}", flush=True)
         print(f"  database {obscure_url(settings.database_url)}", flush=True)
         await poller.run()
     finally:

@@ -30,3 +30,9 @@ def load_flow(settings: Settings) -> Flow:
             f"BOT_FLOW: {settings.bot_flow} is neither a Flow nor a function returning one"
         )
     return flow
+
+
+def flow_summary(settings: Settings, flow: Flow) -> str:
+    """The flow as the start-up banner and `portabot check` name it: BOT_FLOW and its features."""
+    names = ", ".join(feature.name or type(feature).__name__ for feature in flow.features)
+    return f"flow {settings.bot_flow}" + (f" with {names}" if names else "")

@@ -149,3 +149,45 @@ async def readdress_accounts(conn: Conn, platform: str, old_chat_id: str, new_ch
     await conn.execute(
         _MOVE_CHAT, platform=platform, old_chat_id=old_chat_id, new_chat_id=new_chat_id
     )
+
+
+@dataclass(frozen=True, slots=True)
+class LinkedAccount:
+    platform: str
+    user_id: str
+    chat_id: str
+    since: float
+
+
+@dataclass(frozen=True, slots=True)
+class PersonRecord:
+    """A person as `portabot show` prints them: their accounts, state and when it was written."""
+
+    id: int
+    accounts: tuple[LinkedAccount, ...]
+    conversation: Conversation
+    updated_at: float
+
+
+_RECORD = Query(f"SELECT id, state, data, updated_at FROM people WHERE id = ({_OWNER})")
+_ACCOUNTS = Query(
+    "SELECT platform, user_id, chat_id, created_at FROM accounts WHERE person_id = :person_id"
+    " ORDER BY created_at, platform, user_id"
+)
+
+
+async def find_person(conn: Conn, platform: str, user_id: str) -> PersonRecord | None:
+    """The person who owns the account, read without a lock; None for an account never seen."""
+    row = await conn.fetch_one(_RECORD, platform=platform, user_id=user_id)
+    if row is None:
+        return None
+    accounts = await conn.fetch_all(_ACCOUNTS, person_id=row["id"])
+    return PersonRecord(
+        id=row["id"],
+        accounts=tuple(
+            LinkedAccount(a["platform"], a["user_id"], a["chat_id"], a["created_at"])
+            for a in accounts
+        ),
+        conversation=Conversation(row["state"], json.loads(row["data"])),
+        updated_at=row["updated_at"],
+    )

@@ -7,6 +7,8 @@ from html import escape
 from importlib.resources import files
 from string import Template
 
+from portabot.conversation.engine import Flow
+from portabot.features.linking import Linking
 from portabot.settings import Settings
 
 
@@ -20,12 +22,16 @@ def platform_links(settings: Settings) -> list[tuple[str, str]]:
     return links
 
 
+LINKING = """<p>A bot that knows you wherever you write to it: link your accounts on different
+     platforms with <code>/bind</code> and <code>/in &lt;code&gt;</code>, and it treats them as one
+     person.</p>"""
+"""What the page says of linking, when the flow includes the Linking feature."""
 COSTS_LINK = '<p><a href="costs">What hosting this bot costs</a></p>'
 CHAT = re.compile(r"<!--chat-->.*<!--/chat-->", re.DOTALL)
 """The chat box, which WEB_CHAT=off replaces with a line that says so."""
 
 
-def render_home(settings: Settings) -> str:
+def render_home(settings: Settings, flow: Flow) -> str:
     page = files("portabot.web").joinpath("index.html").read_text(encoding="utf-8")
     found = platform_links(settings)
     links = "".join(
@@ -40,6 +46,7 @@ def render_home(settings: Settings) -> str:
         intro = f"<ul class=links>{links}</ul>" if links else ""
     return Template(page).substitute(
         name=escape(settings.bot_name),
+        about=LINKING if any(isinstance(f, Linking) for f in flow.features) else "",
         links=intro,
         costs=COSTS_LINK if settings.costs_page else "",
     )
