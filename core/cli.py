@@ -228,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Finds the person who owns the account PLATFORM:USER_ID (telegram:123, "
         "vk:456, web:<visitor>) and prints their id, linked accounts, state and its data.",
     )
-    show.add_argument("account", type=account_address, metavar="PLATFORM:USER_ID")
+    show.add_argument("account", metavar="PLATFORM:USER_ID")
     show.set_defaults(command=cmd_show)
 
     check = commands.add_parser("check", help="say what configuration is missing or wrong")
@@ -439,19 +439,14 @@ def cmd_poll(args: argparse.Namespace) -> int:
     return 0
 
 
-def account_address(text: str) -> tuple[str, str]:
-    platform, colon, user_id = text.partition(":")
-    if not (colon and platform and user_id):
-        raise argparse.ArgumentTypeError(f"must be PLATFORM:USER_ID, e.g. telegram:123: {text!r}")
-    return platform, user_id
-
-
 def cmd_show(args: argparse.Namespace) -> int:
     import json
 
     from portabot.storage.people import PersonRecord, find_person
 
-    platform, user_id = args.account
+    platform, colon, user_id = args.account.partition(":")
+    if not (colon and platform and user_id):
+        raise CommandError("usage: portabot show PLATFORM:USER_ID, e.g. telegram:123", status=2)
 
     async def find(outbound: Outbound) -> PersonRecord | None:
         async with outbound.db.autocommit() as conn:

@@ -8,6 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from portabot.conversation.engine import Flow, State
 from portabot.testing.fakes import free_port
 from tests.conftest import (
     BOT_USERNAME,
@@ -71,3 +72,15 @@ def test_module_app_is_built_from_the_environment(
     assert app is module.app  # built once
     assert sorted(app.state.bot.channels) == ["telegram", "web"]
     assert app.state.bot.settings.database_url == make_settings().database_url
+
+
+class Echo(State):
+    name = "echo"
+
+
+def test_the_home_page_advertises_linking_only_when_the_flow_includes_it(
+    start_bot: BotFactory,
+) -> None:
+    assert "<code>/bind</code>" in start_bot().get("/").text
+    page = start_bot(flow=Flow([Echo()], initial="echo")).get("/")
+    assert page.status_code == 200 and "/bind" not in page.text and 'id="chat"' in page.text

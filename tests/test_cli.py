@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,7 +18,17 @@ import pytest
 from portabot.settings import Settings
 from portabot.storage.migrate import head_revision
 from portabot.testing.fakes import FakeTelegram, FakeVk, free_port, wait_until_healthy
-from tests.conftest import SECRET, TOKEN, VK_GROUP, VK_SECRET, VK_TOKEN, make_settings, say_web
+from tests.conftest import (
+    SECRET,
+    TOKEN,
+    VK_GROUP,
+    VK_SECRET,
+    VK_TOKEN,
+    make_settings,
+    post_telegram,
+    say_web,
+    telegram_update,
+)
 
 PORTABOT = str(Path(sys.executable).with_name("portabot"))
 OUR_VARIABLES = {name.upper() for name in Settings.model_fields} | {"PORT"}
@@ -136,11 +147,11 @@ class Served:
 
 
 @contextmanager
-def portabot_serve(cwd: Path, **env: str) -> Iterator[Served]:
+def portabot_serve(cwd: Path, *args: str, **env: str) -> Iterator[Served]:
     """`portabot serve` as a process; yields once /healthz answers, then stops it with Ctrl-C."""
     port = free_port()
     process = subprocess.Popen(
-        [PORTABOT, "serve", "--port", str(port)],
+        [PORTABOT, "serve", "--port", str(port), *args],
         cwd=cwd,
         env=environment(**env),
         stdout=subprocess.PIPE,
@@ -165,6 +176,7 @@ def test_a_newcomers_first_run(tmp_path: Path) -> None:
         assert say_web(served.client, "/me") == ["Linked platforms: web."]
     assert served.returncode == 0
     assert f"open http://127.0.0.1:{served.port}/" in served.output
+    assert "flow portabot.conversation.linking:build with linking" in served.output
     assert (tmp_path / "portabot.db").exists()
 
 
@@ -377,3 +389,120 @@ def test_package_lambda_refuses_a_python_lambda_does_not_run(tmp_path: Path) -> 
     assert result.returncode == 1 and result.stderr.count("\n") == 1
     assert "Python version must be 3.11 or newer" in result.stderr
     assert not (tmp_path / "dist").exists()
+
+
+def test_show_prints_a_persons_accounts_and_state(
+    tmp_path: Path, bot: httpx.Client, database_url: str
+) -> None:
+    assert post_telegram(bot, telegram_update(1, "/bind", user_id=123)).status_code == 200
+    result = portabot(tmp_path, "show", "telegram:123", DATABASE_URL=database_url)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("person ") and lines[1] == "accounts:"
+    assert lines[2].startswith("  telegram:123  chat 123  since 20")
+    assert lines[3].startswith("state: ") and lines[3] != "state: (none yet)"
+    assert '"code": ' in result.stdout and lines[-1].startswith("last written: 20")
+
+
+def test_show_an_unknown_account_or_a_bad_argument_is_one_line(
+    tmp_path: Path, database_url: str
+) -> None:
+    unknown = portabot(tmp_path, "show", "telegram:999", DATABASE_URL=database_url)
+    assert unknown.returncode == 1 and unknown.stdout == ""
+    assert unknown.stderr == "portabot: no one has written from telegram:999\n"
+    for bad in ("telegram", "telegram:", ":123"):
+        result = portabot(tmp_path, "show", bad, DATABASE_URL=database_url)
+        assert result.returncode == 2 and result.stderr.count("\n") == 1
+        assert "usage: portabot show PLATFORM:USER_ID" in result.stderr
+
+
+BROKEN_FLOW = """
+from portabot.conversation.engine import Flow
+
+flow = Flow([], initial="adress")
+"""
+
+FLOW_WITH_A_PROBLEM = """
+from portabot.conversation.engine import Flow, State
+from portabot.features import Feature
+
+
+class Tickets(Feature):
+    name = "tickets"
+
+    def problems(self, settings):
+        return ["TICKETS_EMAIL unset: nobody hears of new tickets"]
+
+
+class Echo(State):
+    name = "echo"
+
+
+flow = Flow([Echo()], initial="echo", features=[Tickets()])
+"""
+
+
+def test_check_builds_the_flow_and_reports_what_fails_in_one_line(tmp_path: Path) -> None:
+    portabot(tmp_path, "migrate")
+    (tmp_path / "broken.py").write_text(BROKEN_FLOW, encoding="utf-8")
+    result = portabot(tmp_path, "check", BOT_FLOW="broken:flow")
+    assert result.returncode == 1 and "Traceback" not in result.stdout + result.stderr
+    [line] = [line for line in result.stdout.splitlines() if line.startswith("FAIL")]
+    assert line.startswith("FAIL BOT_FLOW broken:flow cannot be built: ") and "adress" in line
+
+
+def test_check_reports_each_features_problems(tmp_path: Path) -> None:
+    (tmp_path / "tickets.py").write_text(FLOW_WITH_A_PROBLEM, encoding="utf-8")
+    portabot(tmp_path, "migrate", BOT_FLOW="tickets:flow")
+    result = portabot(tmp_path, "check", BOT_FLOW="tickets:flow")
+    assert result.returncode == 1
+    assert "ok   flow tickets:flow with tickets" in result.stdout
+    assert "FAIL tickets: TICKETS_EMAIL unset: nobody hears of new tickets" in result.stdout
+
+
+def test_check_reports_a_passphrase_that_the_flow_never_asks_for(tmp_path: Path) -> None:
+    pytest.importorskip("portabot.features.passphrase")
+    (tmp_path / "tickets.py").write_text(FLOW_WITH_A_PROBLEM, encoding="utf-8")
+    portabot(tmp_path, "migrate", BOT_FLOW="tickets:flow")
+    result = portabot(tmp_path, "check", BOT_FLOW="tickets:flow", BOT_PASSPHRASE="open sesame")
+    assert "FAIL BOT_PASSPHRASE is set but the flow has no Passphrase feature" in result.stdout
+    assert "open sesame" not in result.stdout
+
+
+def echo_flow(reply: str) -> str:
+    return f"""
+from portabot.conversation.engine import Flow, State
+
+
+class Echo(State):
+    name = "echo"
+
+    async def handle(self, ctx, message):
+        ctx.reply({reply!r})
+
+
+flow = Flow([Echo()], initial="echo")
+"""
+
+
+def test_serve_reload_restarts_when_the_flow_changes(tmp_path: Path) -> None:
+    module = tmp_path / "echo.py"
+    module.write_text(echo_flow("first"), encoding="utf-8")
+    unlimited = {"WEB_CHAT_PER_ADDRESS": "100000", "WEB_CHAT_TOTAL": "1000000"}  # it asks often
+    with portabot_serve(tmp_path, "--reload", BOT_FLOW="echo:flow", **unlimited) as served:
+        assert say_web(served.client, "hi") == ["first"]
+        module.write_text(echo_flow("second"), encoding="utf-8")
+        deadline = time.monotonic() + 60
+        replies = ["first"]
+        while replies != ["second"]:
+            assert time.monotonic() < deadline, f"still {replies} after a minute"
+            if replies == ["first"]:
+                # The old server still answers: a later mtime, in case the reloader had not yet
+                # taken its first look when the file was written.
+                later = module.stat().st_mtime + 1
+                os.utime(module, (later, later))
+            try:
+                replies = served.client.post("/webhooks/web", json={"text": "hi"}).json()["replies"]
+            except httpx.TransportError:
+                replies = []  # between the old server and the new one
+    assert "flow echo:flow" in served.output and "restarting on changes" in served.output
