@@ -28,7 +28,7 @@ from portabot.logs import ThrottledLog
 from portabot.outbound import Outbound
 from portabot.settings import Settings, detect_host, load_settings, refuse_lost_storage
 from portabot.storage.database import Database, Query
-from portabot.storage.migrate import Schema, SchemaBehind, feature_tables
+from portabot.storage.schema import Schema, SchemaBehind, feature_tables
 from portabot.web.costs import routes as cost_routes
 from portabot.web.page import render_home
 from portabot.web.policy import html_page

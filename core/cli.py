@@ -330,7 +330,8 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 def run_migrations(settings: Settings) -> str | None:
     from portabot.conversation.loader import load_flow
-    from portabot.storage.migrate import feature_tables, upgrade
+    from portabot.storage.migrate import upgrade
+    from portabot.storage.schema import feature_tables
 
     tables = feature_tables(load_flow(settings).features)
     try:

@@ -1,12 +1,10 @@
-"""Alembic migrations, run by `portabot migrate`; and the check a server makes once, on first use,
-that its database has the schema (a SQLite file is migrated then and there)."""
+"""Alembic migrations, run by `portabot migrate` (and by a server on a SQLite file: schema.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import fcntl
-import logging
 import sqlite3
 from collections.abc import Iterator, Sequence
 from importlib.resources import files
@@ -16,20 +14,10 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from portabot.settings import postgres_connection
-from portabot.storage.database import Database, Query, is_connection_lost
 
 if TYPE_CHECKING:
     from alembic.config import Config
     from sqlalchemy.ext.asyncio import AsyncEngine
-
-    from portabot.features import Feature
-
-log = logging.getLogger("portabot.storage")
-
-SCHEMA_REVISION = "0008"
-"""The newest migration's revision, which this code needs (a test holds it to Alembic's head): a
-server compares it with the database's without loading Alembic."""
-NOT_MIGRATED = "the database is not migrated: run portabot migrate"
 
 
 def migration_engine(url: str) -> AsyncEngine:
@@ -95,7 +83,7 @@ def _migrating(url: str) -> Iterator[None]:
     """One migration at a time on a SQLite file: the workers of one machine may all start on a
     fresh file at once, and Alembic's SQLite DDL is not transactional. (PostgreSQL is migrated
     by one release step, not by servers.)"""
-    path = _sqlite_path(url)
+    path = sqlite_path(url)
     if path is None:
         yield
         return
@@ -115,7 +103,7 @@ async def _create_missing(url: str, tables: Sequence[sa.Table]) -> None:
         await engine.dispose()
 
 
-def _sqlite_path(url: str) -> Path | None:
+def sqlite_path(url: str) -> Path | None:
     """The file of a SQLite URL; None for PostgreSQL or an in-memory database."""
     if not url.startswith("sqlite"):
         return None
@@ -125,74 +113,8 @@ def _sqlite_path(url: str) -> Path | None:
 
 def _use_wal(url: str) -> None:
     # WAL lets readers go on while one writer commits; the mode is kept in the file itself.
-    path = _sqlite_path(url)
+    path = sqlite_path(url)
     if path is not None:
         with sqlite3.connect(path) as connection:
             connection.execute("PRAGMA journal_mode=WAL")
         connection.close()
-
-
-_REVISION = Query("SELECT version_num FROM alembic_version")
-_TABLE_EXISTS = Query(
-    postgresql="SELECT to_regclass(:name) IS NOT NULL",
-    sqlite="SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = :name",
-)
-
-
-async def schema_is_current(db: Database, tables: Sequence[sa.Table] = ()) -> bool:
-    """Whether the database is at SCHEMA_REVISION and has every one of `tables`. A database
-    that cannot be reached raises."""
-    async with db.autocommit() as conn:
-        try:
-            revision = await conn.fetch_val(_REVISION)
-        except Exception as exc:
-            if is_connection_lost(exc):
-                raise
-            return False  # no alembic_version: never migrated
-        if revision != SCHEMA_REVISION:
-            return False
-        for table in tables:
-            if not await conn.fetch_val(_TABLE_EXISTS, name=table.name):
-                return False
-    return True
-
-
-class SchemaBehind(Exception):
-    """The database is not migrated (PostgreSQL, which servers do not migrate themselves)."""
-
-    def __init__(self) -> None:
-        super().__init__(NOT_MIGRATED)
-
-
-def feature_tables(features: Sequence[Feature]) -> list[sa.Table]:
-    """The tables the flow's features keep, which migrating creates when missing."""
-    return [table for feature in features for table in feature.tables]
-
-
-class Schema:
-    """The check a server makes before its first use of the database, until it passes once (then
-    nothing is asked again): a SQLite file is brought up to date, idempotently and one process at
-    a time; a PostgreSQL database behind raises SchemaBehind, each time, until it is migrated."""
-
-    def __init__(self, db: Database, tables: Sequence[sa.Table] = ()) -> None:
-        self.db = db
-        self.tables = tuple(tables)
-        self.current = False
-        self._reported = False
-
-    async def ensure(self) -> None:
-        if self.current:
-            return
-        try:
-            current = await schema_is_current(self.db, self.tables)
-        except Exception:
-            return  # unreachable: the request finds out, and says so, as any other would
-        if not current:
-            if self.db.dialect != "sqlite":
-                if not self._reported:  # one line, not one per request
-                    log.error("%s", NOT_MIGRATED)
-                    self._reported = True
-                raise SchemaBehind
-            log.info("migrating the SQLite database %s", _sqlite_path(self.db.url))
-            await asyncio.to_thread(upgrade, self.db.url, self.tables)
-        self.current = True

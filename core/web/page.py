@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import re
+import sys
 from html import escape
 from importlib.resources import files
 from string import Template
 
 from portabot.conversation.engine import Flow
-from portabot.features.linking import Linking
 from portabot.settings import Settings
 
 
@@ -31,6 +31,13 @@ CHAT = re.compile(r"<!--chat-->.*<!--/chat-->", re.DOTALL)
 """The chat box, which WEB_CHAT=off replaces with a line that says so."""
 
 
+def includes_linking(flow: Flow) -> bool:
+    """Whether the flow includes the Linking feature. A flow that does has imported it; one that
+    does not need not import it (nor SQLAlchemy, which its table needs, on Lambda)."""
+    linking = sys.modules.get("portabot.features.linking")
+    return linking is not None and any(isinstance(f, linking.Linking) for f in flow.features)
+
+
 def render_home(settings: Settings, flow: Flow) -> str:
     page = files("portabot.web").joinpath("index.html").read_text(encoding="utf-8")
     found = platform_links(settings)
@@ -46,7 +53,7 @@ def render_home(settings: Settings, flow: Flow) -> str:
         intro = f"<ul class=links>{links}</ul>" if links else ""
     return Template(page).substitute(
         name=escape(settings.bot_name),
-        about=LINKING if any(isinstance(f, Linking) for f in flow.features) else "",
+        about=LINKING if includes_linking(flow) else "",
         links=intro,
         costs=COSTS_LINK if settings.costs_page else "",
     )

@@ -13,7 +13,8 @@ import httpx
 import pytest
 
 from portabot.app import create_app
-from portabot.storage.migrate import NOT_MIGRATED, SCHEMA_REVISION, head_revision, upgrade
+from portabot.storage.migrate import head_revision, upgrade
+from portabot.storage.schema import NOT_MIGRATED, SCHEMA_REVISION
 from portabot.testing.fakes import serve
 from tests.conftest import make_settings, query, say_web
 
@@ -37,7 +38,9 @@ def test_create_app_on_a_fresh_sqlite_file_needs_no_migrate(tmp_path: Path) -> N
     with app_on(url) as client:
         assert client.get("/healthz").json()["status"] == "ok"
         assert say_web(client, "/me") == ["Linked platforms: web."]
-    assert query(url, "SELECT version_num FROM alembic_version") == [{"version_num": "0008"}]
+    assert query(url, "SELECT version_num FROM alembic_version") == [
+        {"version_num": SCHEMA_REVISION}
+    ]
 
 
 def test_workers_starting_on_one_fresh_sqlite_file_migrate_it_once_between_them(
