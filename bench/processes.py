@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import time
 import urllib.error
@@ -15,18 +14,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from portabot.testing.fakes import free_port as free_port  # the scenarios take it from here
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 class BenchError(Exception):
     """A scenario that could not be measured; the message is one line."""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass

@@ -6,7 +6,8 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from starlette.applications import Starlette
@@ -75,6 +76,9 @@ class Bot:
             self.channels[channel.platform] = channel
         self.outbound = Outbound(self.db, self.channels, settings.outbox_retry_seconds)
         self.rejections = ThrottledLog(logging.getLogger("portabot.webhooks"))
+        self.clock: Callable[[], float] = time.time
+        """The time the pipeline stamps an update with (and the flow sees as `ctx.now`);
+        portabot.testing moves it forward."""
         self._home: str | None = None
 
     async def session_secret(self) -> str:

@@ -291,10 +291,12 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def run_migrations(settings: Settings) -> str | None:
+    from portabot.conversation.loader import load_flow
     from portabot.storage.migrate import upgrade
 
+    tables = [table for feature in load_flow(settings).features for table in feature.tables]
     try:
-        return upgrade(settings.database_url)
+        return upgrade(settings.database_url, tables)
     except Exception as exc:
         raise CommandError(
             f"cannot migrate {obscure_url(settings.database_url)}: {describe(exc)}"
@@ -350,11 +352,18 @@ def cmd_deliver(args: argparse.Namespace) -> int:
 
 
 def cmd_maintain(args: argparse.Namespace) -> int:
+    from portabot.conversation.loader import load_flow
     from portabot.maintenance import maintain
 
     settings = load_settings()
     days = settings.keep_updates_days if args.keep_updates_days is None else args.keep_updates_days
-    run = partial(maintain, keep_updates_days=days, keep_visitors_days=settings.web_chat_keep_days)
+    features = load_flow(settings).features  # their purge steps
+    run = partial(
+        maintain,
+        keep_updates_days=days,
+        keep_visitors_days=settings.web_chat_keep_days,
+        features=features,
+    )
     print("\n".join(on_database(settings, "maintain", run)))
     return 0
 

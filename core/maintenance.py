@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
+from portabot.features import Feature
 from portabot.outbound import Outbound
 from portabot.settings import Settings
 from portabot.storage.database import Database
@@ -18,7 +19,6 @@ from portabot.storage.purge import (
     purge_idle_visitors,
     purge_inline_replies,
     purge_limits,
-    purge_link_codes,
     purge_outbox,
     purge_updates,
     purge_web_updates,
@@ -26,9 +26,6 @@ from portabot.storage.purge import (
 
 DAY = 86_400.0
 HOUR = 3_600.0
-EXPIRED_CODES_KEPT = DAY
-"""An expired code is kept a day, so that whoever tries it soon after hears that it expired
-rather than that it never existed."""
 GAVE_UP_KEPT = 30 * DAY
 """Replies a platform refused for good are kept at least a month: they are rare, and the only
 trace of a reply that never arrived."""
@@ -57,9 +54,13 @@ async def deliver_outbox(outbound: Outbound) -> str:
 
 
 async def maintain(
-    outbound: Outbound, keep_updates_days: float, keep_visitors_days: float = 30.0
+    outbound: Outbound,
+    keep_updates_days: float,
+    keep_visitors_days: float = 30.0,
+    features: Sequence[Feature] = (),
 ) -> list[str]:
-    """Purge, then deliver; one line per thing done. Running it again at once finds nothing."""
+    """Purge (our tables, then each feature's purge step), then deliver; one line per thing
+    done. Running it again at once finds nothing."""
     db = outbound.db
     async with maintenance_lock(db) as held:
         if not held:
@@ -67,19 +68,19 @@ async def maintain(
         now = time.time()
         keep = keep_updates_days * DAY
         updates = await purge_updates(db, now - keep)
-        codes = await purge_link_codes(db, now - EXPIRED_CODES_KEPT)
         replies = await purge_outbox(db, now - keep, now - max(keep, GAVE_UP_KEPT))
         failed = await purge_failed_updates(db, now - max(keep, GAVE_UP_KEPT))
         inline = await purge_inline_replies(db, now - DAY)
         web = await purge_web_updates(db, now - DAY)
-        visitors = await purge_idle_visitors(db, now - keep_visitors_days * DAY)
+        owned = [t.name for f in features for t in f.tables if "person_id" in t.columns]
+        visitors = await purge_idle_visitors(db, now - keep_visitors_days * DAY, owned)
         limits = await purge_limits(db, now - HOUR)  # the longest window is an hour
+        purged = [line for f in features if (line := await f.purge(db, now)) is not None]
         delivered = await deliver_outbox(outbound)
     days = f"{keep_updates_days:g} day{'s' if keep_updates_days != 1 else ''}"
     gave_up_days = f"{max(keep, GAVE_UP_KEPT) / DAY:g} days"
     return [
         f"updates: {updates} deleted (received more than {days} ago)",
-        f"link codes: {codes} deleted (used, or expired more than a day ago)",
         f"outbox: {replies} deleted (sent more than {days} ago, "
         f"or given up more than {gave_up_days} ago)",
         f"failed updates: {failed} deleted (last failed more than {gave_up_days} ago)",
@@ -88,5 +89,6 @@ async def maintain(
         f"web visitors: {visitors} deleted (web only, idle more than "
         f"{keep_visitors_days:g} day{'s' if keep_visitors_days != 1 else ''})",
         f"limit counters: {limits} deleted (their window has ended)",
+        *purged,
         f"outbox: {delivered}",
     ]

@@ -15,23 +15,21 @@ from starlette.responses import JSONResponse, Response
 
 from portabot.channels.base import Answered, Channel, Rejected
 from portabot.conversation.engine import Conversation, Step
-from portabot.features import Effect
-from portabot.features.linking.effects import (
-    IssueLinkCode,
-    RedeemLinkCode,
-    RevokeLinkCodes,
-)
-from portabot.features.linking.effects import (
-    LinkingResult as EffectResult,
-)
-from portabot.features.linking.storage import issue_code, redeem_code, revoke_codes
+from portabot.features import Effect, EffectRun
 from portabot.messages import Delivery, Message, Outcome, Update
 from portabot.ordering import wait_turn
 from portabot.outbound import REPLY_BUDGET
 from portabot.storage.database import Conn, Statement
 from portabot.storage.failures import note_failure
 from portabot.storage.outbox import add_to_outbox, readdress_replies
-from portabot.storage.people import Person, admit, lock_person_of, readdress_accounts, saving
+from portabot.storage.people import (
+    Person,
+    absorb,
+    admit,
+    lock_person_of,
+    readdress_accounts,
+    saving,
+)
 from portabot.storage.replies import forget_replies, remembering, take_replies
 from portabot.storage.updates import record_update
 
@@ -144,7 +142,7 @@ def unavailable(what: str, exc: Exception) -> Response:
 
 async def process(bot: Bot, channel: Channel, update: Update) -> Outcome:
     """Everything an update changes, in one transaction; a re-delivery changes nothing."""
-    now = time.time()
+    now = bot.clock()
     async with bot.db.transaction() as conn:
         message = update.message
         if message is None:
@@ -192,7 +190,7 @@ async def process(bot: Bot, channel: Channel, update: Update) -> Outcome:
         if person.id != first.id or conversation != first.conversation or seen_long_ago:
             last.append(saving(person.id, conversation, now))
         if channel.inline_replies and deliveries[:inline]:
-            last.append(remembering(update, deliveries[:inline], time.time()))
+            last.append(remembering(update, deliveries[:inline], bot.clock()))
         await conn.commit_with(*last)
     return Outcome(inline=deliveries[:inline], later=later)
 
@@ -206,30 +204,26 @@ async def _carry_out(
     message: Message,
     now: float,
 ) -> tuple[Person, Conversation, Step | None]:
-    """Do what the flow asked; returns who the conversation continues with and the flow's answer."""
+    """Do what the flow asked, through the handler a feature registered for the effect; returns
+    who the conversation continues with and the flow's answer to the result (None: no result)."""
     flow = bot.flow
-    if isinstance(effect, RevokeLinkCodes):
-        await revoke_codes(conn, person.id)
-        return person, conversation, None
-    result: EffectResult
-    if isinstance(effect, IssueLinkCode):
-        result = await issue_code(conn, person.id, message.platform, now)
-    else:
-        assert isinstance(effect, RedeemLinkCode)
-        redeemer = Person(person.id, conversation, person.platforms, person.updated_at)
-        result, issuer = await redeem_code(
-            conn,
-            redeemer,
-            message.platform,
-            effect.code,
-            now,
-            guesses=bot.settings.link_code_guesses,
-        )
-        if issuer is not None:
-            conversation = flow.merge(issuer.conversation, conversation)
-            person = issuer
-    step = await flow.resume(conversation, result, platforms=person.platforms, now=now)
-    return person, conversation, step
+    handler = flow.handler_for(effect)
+
+    async def merge_into(kept: Person) -> None:
+        absorbed = run.person
+        for feature in flow.features:
+            await feature.merge(conn, kept.id, absorbed.id)
+        await absorb(conn, kept=kept.id, absorbed=absorbed.id)
+        platforms = tuple(sorted({*kept.platforms, *absorbed.platforms}))
+        run.conversation = flow.merge(kept.conversation, run.conversation)
+        run.person = Person(kept.id, kept.conversation, platforms, kept.updated_at)
+
+    run = EffectRun(conn, person, conversation, message, now, bot.settings, merge_into)
+    result = await handler(run, effect)
+    if result is None:
+        return run.person, run.conversation, None
+    step = await flow.resume(run.conversation, result, platforms=run.person.platforms, now=now)
+    return run.person, run.conversation, step
 
 
 def _is_database_error(exc: Exception) -> bool:

@@ -3,6 +3,7 @@ loopback."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -23,7 +24,7 @@ from portabot.conversation.engine import Flow
 from portabot.settings import Settings
 from portabot.storage.migrate import upgrade
 from portabot.storage.tables import metadata
-from tests.servers import FakeTelegram, FakeVk, run, serve
+from portabot.testing.fakes import FakeTelegram, FakeVk, serve
 
 POSTGRES_SERVER_URL = os.environ.get(
     "PORTABOT_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
@@ -39,6 +40,11 @@ VK_SECRET = "vkCallbackSecret1"
 SECRET = "test-webhook-secret"
 BOT_USERNAME = "portabot_test_bot"
 TABLES = ", ".join(table.name for table in metadata.sorted_tables)
+
+
+def run(coroutine: Any) -> Any:
+    """Run a coroutine from a synchronous test."""
+    return asyncio.run(coroutine)
 
 
 STALE_AFTER = 24 * 3600

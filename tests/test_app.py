@@ -8,6 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from portabot.testing.fakes import free_port
 from tests.conftest import (
     BOT_USERNAME,
     VK_GROUP,
@@ -16,7 +17,6 @@ from tests.conftest import (
     post_telegram,
     telegram_update,
 )
-from tests.servers import free_port
 
 
 def test_healthz_when_the_database_answers(bot: httpx.Client) -> None:

@@ -16,8 +16,8 @@ import pytest
 
 from portabot.settings import Settings
 from portabot.storage.migrate import head_revision
+from portabot.testing.fakes import FakeTelegram, FakeVk, free_port, wait_until_healthy
 from tests.conftest import SECRET, TOKEN, VK_GROUP, VK_SECRET, VK_TOKEN, make_settings, say_web
-from tests.servers import FakeTelegram, FakeVk, free_port, wait_until_healthy
 
 PORTABOT = str(Path(sys.executable).with_name("portabot"))
 OUR_VARIABLES = {name.upper() for name in Settings.model_fields} | {"PORT"}
@@ -149,7 +149,7 @@ def portabot_serve(cwd: Path, **env: str) -> Iterator[Served]:
     )
     served = Served(httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30), port)
     try:
-        wait_until_healthy(served.client, process, timeout=30)
+        wait_until_healthy(f"http://127.0.0.1:{port}", process, timeout=30)
         yield served
     finally:
         served.client.close()

@@ -38,6 +38,7 @@ from portabot.features.linking import MAX_WRONG_CODES, REFUSALS
 from portabot.features.linking.codes import normalise_code, word_list
 from portabot.features.linking.effects import Refusal
 from portabot.settings import Settings
+from portabot.testing.fakes import FakeVk
 from tests.conftest import (
     SECRET,
     VK_GROUP,
@@ -47,7 +48,6 @@ from tests.conftest import (
     telegram_update,
     vk_event,
 )
-from tests.servers import FakeVk
 from tests.strategies import (
     BIG_NUMBERS,
     VK_KINDS,

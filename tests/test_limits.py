@@ -24,10 +24,9 @@ from mangum.types import LambdaConfig
 from starlette.types import Receive, Scope, Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from bench.processes import free_port
 from portabot.channels.web import client_address
-from tests.conftest import BotFactory, query, say_web
-from tests.servers import run, wait_until_healthy
+from portabot.testing.fakes import free_port, wait_until_healthy
+from tests.conftest import BotFactory, query, run, say_web
 from tests.storage.test_tls import behind_tls
 from tests.targets.lambda_runtime import EVENTS, SHAPES, LambdaContext
 from tests.test_cli import environment
@@ -295,7 +294,7 @@ def heroku_web(empty_postgres: str, tmp_path: Path) -> Iterator[httpx.Client]:
         )
         try:
             with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
-                wait_until_healthy(client, process)
+                wait_until_healthy(f"http://127.0.0.1:{port}", process)
                 yield client
         finally:
             process.send_signal(signal.SIGTERM)

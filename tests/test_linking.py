@@ -1,5 +1,6 @@
-"""The whole linking scenario over real HTTP: a person on the web chat and on Telegram
-becomes one."""
+"""Linking: a person on the web chat, Telegram and VK becomes one. Through the harness where
+the flow and storage are what matter; over real HTTP where cookies, addresses and the platforms'
+APIs do."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import re
 
 import httpx
 
+from portabot.testing import Harness
+from portabot.testing.fakes import FakeVk
 from tests.conftest import (
     BotFactory,
     post_telegram,
@@ -16,7 +19,6 @@ from tests.conftest import (
     telegram_update,
     vk_event,
 )
-from tests.servers import FakeVk
 
 CODE_LINE = re.compile(r"^/in ([a-z]+(?:-[a-z]+)+)$", re.MULTILINE)
 
@@ -59,51 +61,6 @@ def test_web_and_telegram_become_one_person(start_bot: BotFactory, database_url:
     assert "not valid" in telegram_says(other, 6, f"/in {code}", user_id=2002)
 
 
-def test_telegram_first_then_web(bot: httpx.Client) -> None:
-    code = code_from(telegram_says(bot, 1, "/bind"))
-    assert say_web(bot, f"/in {code.upper().replace('-', ' ')}") == [
-        "Linked! Your platforms: telegram, web."
-    ]
-    assert telegram_says(bot, 2, "/me") == "Linked platforms: telegram, web."
-
-
-def test_codes_expire(bot: httpx.Client, database_url: str) -> None:
-    code = code_from(say_web(bot, "/bind")[0])
-    query(database_url, "UPDATE link_codes SET expires_at = expires_at - 601")
-    assert "expired" in telegram_says(bot, 1, f"/in {code}")
-    assert telegram_says(bot, 2, "/me") == "Linked platforms: telegram."
-
-
-def test_a_code_works_only_from_another_platform(bot: httpx.Client) -> None:
-    code = code_from(telegram_says(bot, 1, "/bind"))
-    assert "another platform" in telegram_says(bot, 2, f"/in {code}", user_id=3003)
-    assert "linked already" in telegram_says(bot, 3, f"/in {code}")
-
-
-def test_cancel_revokes_the_code(bot: httpx.Client, database_url: str) -> None:
-    code = code_from(say_web(bot, "/bind")[0])
-    assert say_web(bot, "/cancel") == ["Linking cancelled."]
-    assert query(database_url, "SELECT code FROM link_codes") == []
-    assert "not valid" in telegram_says(bot, 1, f"/in {code}")
-
-
-def test_a_new_bind_replaces_the_old_code(bot: httpx.Client) -> None:
-    first = code_from(say_web(bot, "/bind")[0])
-    second = code_from(say_web(bot, "/bind")[0])
-    assert first != second
-    assert "not valid" in telegram_says(bot, 1, f"/in {first}")
-    assert "Linked!" in telegram_says(bot, 2, f"/in {second}")
-
-
-def test_wrong_codes_are_limited_per_person(bot: httpx.Client) -> None:
-    code = code_from(say_web(bot, "/bind")[0])
-    for n in range(5):
-        assert "not valid" in telegram_says(bot, 10 + n, f"/in wrong-code-number-{'x' * (n + 1)}")
-    assert "Too many wrong codes" in telegram_says(bot, 20, f"/in {code}")
-    # Another person is not held back by the first one's mistakes.
-    assert "Linked!" in telegram_says(bot, 21, f"/in {code}", user_id=4004)
-
-
 def test_one_account_per_platform_per_person(bot: httpx.Client, database_url: str) -> None:
     # Telegram and the web chat are linked; a second web visitor cannot join the same person.
     code = code_from(telegram_says(bot, 1, "/bind"))
@@ -142,11 +99,6 @@ def test_telegram_vk_and_web_become_one_person(
     assert len(query(database_url, "SELECT id FROM people")) == 1
 
 
-def test_web_then_vk(bot: httpx.Client, fake_vk: FakeVk) -> None:
-    code = code_from(say_web(bot, "/bind")[0])
-    assert vk_says(bot, fake_vk, "v1", f"/in {code}") == "Linked! Your platforms: vk, web."
-
-
 def test_wrong_codes_are_limited_across_people_cookies_and_addresses(
     start_bot: BotFactory, database_url: str
 ) -> None:
@@ -176,3 +128,64 @@ def test_wrong_codes_are_limited_across_people_cookies_and_addresses(
         assert say_web(web, f"/in {code}") == ["Linked! Your platforms: telegram, web."]
     [budget] = query(database_url, "SELECT count FROM limits WHERE key = 'link-codes'")
     assert budget["count"] == 0
+
+
+def test_telegram_first_then_web() -> None:
+    with Harness() as bot:
+        ann, web = bot.person("telegram"), bot.person("web")
+        code = code_from(ann.say("/bind")[0])
+        assert web.say(f"/in {code.upper().replace('-', ' ')}") == [
+            "Linked! Your platforms: telegram, web."
+        ]
+        assert ann.say("/me") == ["Linked platforms: telegram, web."]
+
+
+def test_web_then_vk() -> None:
+    with Harness() as bot:
+        code = code_from(bot.person("web").say("/bind")[0])
+        assert bot.person("vk").say(f"/in {code}") == ["Linked! Your platforms: vk, web."]
+
+
+def test_codes_expire() -> None:
+    with Harness() as bot:
+        code = code_from(bot.person("web").say("/bind")[0])
+        bot.advance(601)
+        ann = bot.person("telegram")
+        assert "expired" in ann.say(f"/in {code}")[0]
+        assert ann.say("/me") == ["Linked platforms: telegram."]
+
+
+def test_a_code_works_only_from_another_platform() -> None:
+    with Harness() as bot:
+        ann = bot.person("telegram")
+        code = code_from(ann.say("/bind")[0])
+        assert "another platform" in bot.person("telegram").say(f"/in {code}")[0]
+        assert "linked already" in ann.say(f"/in {code}")[0]
+
+
+def test_cancel_revokes_the_code() -> None:
+    with Harness() as bot:
+        web = bot.person("web")
+        code = code_from(web.say("/bind")[0])
+        assert web.say("/cancel") == ["Linking cancelled."]
+        assert "not valid" in bot.person("telegram").say(f"/in {code}")[0]
+
+
+def test_a_new_bind_replaces_the_old_code() -> None:
+    with Harness() as bot:
+        web, ann = bot.person("web"), bot.person("telegram")
+        first, second = (code_from(web.say("/bind")[0]) for _ in range(2))
+        assert first != second
+        assert "not valid" in ann.say(f"/in {first}")[0]
+        assert "Linked!" in ann.say(f"/in {second}")[0]
+
+
+def test_wrong_codes_are_limited_per_person() -> None:
+    with Harness() as bot:
+        ann = bot.person("telegram")
+        code = code_from(bot.person("web").say("/bind")[0])
+        for n in range(5):
+            assert "not valid" in ann.say(f"/in wrong-code-number-{'x' * (n + 1)}")[0]
+        assert "Too many wrong codes" in ann.say(f"/in {code}")[0]
+        # Another person is not held back by the first one's mistakes.
+        assert "Linked!" in bot.person("telegram").say(f"/in {code}")[0]

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from portabot.logs import EVERY, MAX_KINDS, ThrottledLog
+from portabot.testing.fakes import FakeTelegram, FakeVk
 from tests.conftest import (
     SECRET,
     TOKEN,
@@ -22,7 +23,6 @@ from tests.conftest import (
     telegram_update,
     vk_event,
 )
-from tests.servers import FakeTelegram, FakeVk
 from tests.test_cli import portabot_serve
 
 PASSPHRASE = "correct-horse-battery"

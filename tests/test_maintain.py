@@ -15,8 +15,8 @@ import httpx
 import pytest
 
 from portabot.storage.purge import BATCH, LOCK_KEY
+from portabot.testing.fakes import FakeTelegram
 from tests.conftest import TOKEN, BotFactory, query, say_web
-from tests.servers import FakeTelegram
 from tests.test_cli import PORTABOT, environment, portabot
 
 DAY = 86_400
@@ -157,7 +157,6 @@ def test_maintain_brings_the_tables_back_to_the_retention_window(
     fill(database_url, b, time.time())
     assert maintain(tmp_path, database_url, fake_telegram).splitlines() == [
         f"updates: {b.old_updates} deleted (received more than 7 days ago)",
-        f"link codes: {b.spent_codes} deleted (used, or expired more than a day ago)",
         f"outbox: {b.old_sent + b.old_given_up} deleted (sent more than 7 days ago, "
         "or given up more than 30 days ago)",
         f"failed updates: {b.old_failures} deleted (last failed more than 30 days ago)",
@@ -165,6 +164,7 @@ def test_maintain_brings_the_tables_back_to_the_retention_window(
         f"web chat update ids: {b.old_web_updates} deleted (received more than a day ago)",
         f"web visitors: {b.idle_visitors} deleted (web only, idle more than 30 days)",
         f"limit counters: {b.old_limits} deleted (their window has ended)",
+        f"link codes: {b.spent_codes} deleted (used, or expired more than a day ago)",
         f"outbox: sent {b.due}, failed 0; 0 waiting for a later try",
     ]
     assert counts(database_url) == {

@@ -20,9 +20,9 @@ from portabot.outbound import Outbound
 from portabot.settings import Settings
 from portabot.storage.database import Database
 from portabot.storage.outbox import add_to_outbox, claim_due
+from portabot.testing.fakes import FakeTelegram
 from tests.channels.test_telegram import Chatty
-from tests.conftest import SECRET, TOKEN, BotFactory, post_telegram, query, telegram_update
-from tests.servers import FakeTelegram, run
+from tests.conftest import SECRET, TOKEN, BotFactory, post_telegram, query, run, telegram_update
 from tests.test_cli import portabot
 
 OUTBOX = (

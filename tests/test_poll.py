@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
+from portabot.testing.fakes import FakeTelegram
 from tests.conftest import TOKEN, query, telegram_update
 from tests.proxy import CuttableProxy
-from tests.servers import FakeTelegram
 from tests.test_cli import PORTABOT, environment, portabot
 
 WEBHOOK = "https://bot.example.com/webhooks/telegram"

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -46,3 +48,16 @@ def test_the_flow_example_works(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
         step = asyncio.run(flow.step(conversation, message, platforms=("web",), now=0.0))
         conversation = step.conversation
         assert [r.text for r in step.replies] == [f"That was message {n}."]
+
+
+def test_the_testing_example_passes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for name in ("counter", "test_counter"):
+        [example] = re.findall(rf"```python\n(# {name}\.py.+?)```", readme, re.DOTALL)
+        (tmp_path / f"{name}.py").write_text(example, encoding="utf-8")
+    monkeypatch.syspath_prepend(tmp_path)
+    try:
+        importlib.import_module("test_counter").test_counting_and_linking()
+    finally:
+        for name in ("counter", "test_counter"):
+            sys.modules.pop(name, None)

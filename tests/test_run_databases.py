@@ -7,8 +7,7 @@ import os
 import time
 from typing import Any
 
-from tests.conftest import POSTGRES_SERVER_URL, STALE_AFTER, RunDatabases, query
-from tests.servers import run
+from tests.conftest import POSTGRES_SERVER_URL, STALE_AFTER, RunDatabases, query, run
 
 
 async def _on_server(runs: RunDatabases, *statements: str) -> set[str]:

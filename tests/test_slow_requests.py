@@ -24,8 +24,8 @@ from bench.processes import (
     running,
     wait_until_answering,
 )
+from portabot.testing.fakes import FakeTelegram
 from tests.conftest import SECRET, TOKEN, post_telegram, telegram_update
-from tests.servers import FakeTelegram
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

@@ -38,7 +38,7 @@ from portabot.conversation.routing import (
     routes_of,
     text_route,
 )
-from portabot.features import Effect
+from portabot.features import Effect, EffectHandler
 from portabot.messages import Kind, Message, Reply
 
 if TYPE_CHECKING:
@@ -233,6 +233,12 @@ class Flow:
         for feature in self.features:
             for route in feature.routes:
                 self._featured.add(route, [self._own])
+        self._handlers: dict[type[Effect[Any]], EffectHandler] = {}
+        for feature in self.features:
+            for kind, handler in feature.effects.items():
+                if kind in self._handlers:
+                    raise FlowError(f"two features carry out {kind.__name__}")
+                self._handlers[kind] = handler
 
     def _add_state(self, state: State) -> None:
         if any(state is known for known in self.states.values()):
@@ -294,6 +300,16 @@ class Flow:
     def feature(self, kind: type[FeatureT]) -> FeatureT | None:
         """The flow's feature of that class, if it has one (`flow.feature(Linking)`)."""
         return next((f for f in self.features if isinstance(f, kind)), None)
+
+    def handler_for(self, effect: Effect[Any]) -> EffectHandler:
+        """The handler a feature registered for the effect's type."""
+        handler = self._handlers.get(type(effect))
+        if handler is None:
+            raise LookupError(
+                f"no feature of this flow carries out {type(effect).__name__}: include the "
+                "feature that registers it in Flow(..., features=[...])"
+            )
+        return handler
 
     def initial_state(self) -> str:
         """The state a new person starts in: the first feature's entry (the passphrase gate), or

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+from collections.abc import Sequence
 from importlib.resources import files
 from typing import TYPE_CHECKING, Any
 
@@ -59,14 +61,28 @@ def head_revision() -> str | None:
     return ScriptDirectory.from_config(_config()).get_current_head()
 
 
-def upgrade(url: str) -> str | None:
-    """Bring the schema to the newest revision; returns that revision."""
+def upgrade(url: str, tables: Sequence[sa.Table] = ()) -> str | None:
+    """Bring the schema to the newest revision, then create the `tables` that are missing (the
+    flow's features' own); returns the revision."""
     from alembic import command
 
     if url.startswith("sqlite"):
         _use_wal(url)
     command.upgrade(_config(url), "head")
+    if tables:
+        asyncio.run(_create_missing(url, tables))
     return head_revision()
+
+
+async def _create_missing(url: str, tables: Sequence[sa.Table]) -> None:
+    """A feature's table is created once; changing it later takes a migration of its own."""
+    engine = migration_engine(url)
+    try:
+        async with engine.begin() as conn:
+            for table in tables:
+                await conn.run_sync(table.create, checkfirst=True)
+    finally:
+        await engine.dispose()
 
 
 def _use_wal(url: str) -> None:

@@ -76,7 +76,6 @@ _CLAIM = Query(
 _DELETE = Query("DELETE FROM people WHERE id = :id")
 _SAVE = Query("UPDATE people SET state = :state, data = :data, updated_at = :now WHERE id = :id")
 _MOVE_ACCOUNTS = Query("UPDATE accounts SET person_id = :kept WHERE person_id = :absorbed")
-_DROP_CODES = Query("DELETE FROM link_codes WHERE person_id = :absorbed")
 _MOVE_CHAT = Query(
     "UPDATE accounts SET chat_id = :new_chat_id"
     " WHERE platform = :platform AND chat_id = :old_chat_id"
@@ -104,6 +103,12 @@ async def lock_person(conn: Conn, person_id: int) -> Person | None:
     return None if row is None else _person(row)
 
 
+async def person_of(conn: Conn, account: Account) -> Person | None:
+    """The person who owns `account`, locked for this transaction; None before first contact."""
+    row = await conn.fetch_one(_LOCK_OWNER, platform=account.platform, user_id=account.user_id)
+    return None if row is None else _person(row)
+
+
 async def lock_person_of(
     conn: Conn, account: Account, now: float, *, found_none: bool = False
 ) -> Person:
@@ -112,9 +117,9 @@ async def lock_person_of(
     owner = {"platform": account.platform, "user_id": account.user_id}
     for _ in range(5):  # a concurrent merge or first contact can move the account under us
         if not found_none:
-            row = await conn.fetch_one(_LOCK_OWNER, **owner)
-            if row is not None:
-                return _person(row)
+            found = await person_of(conn, account)
+            if found is not None:
+                return found
         found_none = False
         person_id = await conn.fetch_val(_CREATE, now=now)
         claimed = await conn.fetch_val(
@@ -133,9 +138,9 @@ def saving(person_id: int, conversation: Conversation, now: float) -> Statement:
 
 
 async def absorb(conn: Conn, kept: int, absorbed: int) -> None:
-    """Move every account of `absorbed` to `kept` and delete `absorbed` (both locked by us)."""
+    """Move every account of `absorbed` to `kept` and delete `absorbed` (both locked by us; the
+    features have moved or dropped their rows of `absorbed` first)."""
     await conn.execute(_MOVE_ACCOUNTS, kept=kept, absorbed=absorbed)
-    await conn.execute(_DROP_CODES, absorbed=absorbed)
     await conn.execute(_DELETE, id=absorbed)
 
 

@@ -4,7 +4,7 @@ maintenance runs from doing it at once."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 from portabot.storage.database import Database, Query
 
@@ -15,23 +15,23 @@ LOCK_KEY = 0x706F_7274_6D61_696E
 """pg_advisory_lock's key for `portabot maintain` ("portmain"): the same in every process."""
 
 
-def _batch_delete(table: str, key: str, condition: str) -> Query:
+def batch_delete(table: str, key: str, condition: str) -> Query:
+    """A statement deleting up to BATCH rows that meet the condition (for delete_in_batches)."""
     return Query(
         f"DELETE FROM {table} WHERE ({key}) IN"
         f" (SELECT {key} FROM {table} WHERE {condition} LIMIT {BATCH}) RETURNING 1"
     )
 
 
-_UPDATES = _batch_delete("updates", "platform, update_id", "received_at < :before")
-_ARRIVALS = _batch_delete("arrivals", "platform, update_id", "arrived_at < :before")
-_LINK_CODES = _batch_delete("link_codes", "code", "used_at IS NOT NULL OR expires_at < :before")
-_OUTBOX = _batch_delete("outbox", "id", "sent_at < :before OR gave_up_at < :gave_up_before")
-_INLINE_REPLIES = _batch_delete("inline_replies", "platform, update_id", "replied_at < :before")
-_FAILED_UPDATES = _batch_delete("failed_updates", "platform, update_id", "last_at < :before")
-_WEB_UPDATES = _batch_delete(
+_UPDATES = batch_delete("updates", "platform, update_id", "received_at < :before")
+_ARRIVALS = batch_delete("arrivals", "platform, update_id", "arrived_at < :before")
+_OUTBOX = batch_delete("outbox", "id", "sent_at < :before OR gave_up_at < :gave_up_before")
+_INLINE_REPLIES = batch_delete("inline_replies", "platform, update_id", "replied_at < :before")
+_FAILED_UPDATES = batch_delete("failed_updates", "platform, update_id", "last_at < :before")
+_WEB_UPDATES = batch_delete(
     "updates", "platform, update_id", "platform = 'web' AND received_at < :before"
 )
-_LIMITS = _batch_delete("limits", "key", "window_start < :before")
+_LIMITS = batch_delete("limits", "key", "window_start < :before")
 _WEB_ONLY_IDLE = """SELECT id FROM people WHERE updated_at < :before
     AND EXISTS (SELECT 1 FROM accounts WHERE person_id = people.id AND platform = 'web')
     AND NOT EXISTS (SELECT 1 FROM accounts WHERE person_id = people.id AND platform <> 'web')"""
@@ -43,7 +43,6 @@ _IDLE_ACCOUNTS = Query(
     f"DELETE FROM accounts WHERE platform = 'web'"
     f" AND person_id IN ({_WEB_ONLY_IDLE} LIMIT {BATCH}) RETURNING 1"
 )
-_ORPHAN_CODES = Query(f"DELETE FROM link_codes WHERE person_id IN ({_NO_ACCOUNT})")
 _ORPHANS = Query(f"DELETE FROM people WHERE id IN ({_NO_ACCOUNT}) RETURNING 1")
 _TRY_LOCK = Query("SELECT pg_try_advisory_lock(:key)")
 _UNLOCK = Query("SELECT pg_advisory_unlock(:key)")
@@ -66,11 +65,6 @@ async def purge_updates(db: Database, received_before: float) -> int:
     and the arrivals noted for ordering before it."""
     await delete_in_batches(db, _ARRIVALS, before=received_before)
     return await delete_in_batches(db, _UPDATES, before=received_before)
-
-
-async def purge_link_codes(db: Database, expired_before: float) -> int:
-    """Codes used, and codes that expired before the time."""
-    return await delete_in_batches(db, _LINK_CODES, before=expired_before)
 
 
 async def purge_outbox(db: Database, sent_before: float, gave_up_before: float) -> int:
@@ -99,14 +93,17 @@ async def purge_limits(db: Database, before: float) -> int:
     return await delete_in_batches(db, _LIMITS, before=before)
 
 
-async def purge_idle_visitors(db: Database, idle_before: float) -> int:
+async def purge_idle_visitors(db: Database, idle_before: float, owned: Sequence[str] = ()) -> int:
     """Web-only people (no other platform linked) whose state was last written before the time,
-    with their accounts and codes: a web visitor gone that long is forgotten. Returns how many."""
+    with their accounts and their rows in the `owned` tables (features' tables with a `person_id`
+    column): a web visitor gone that long is forgotten. Returns how many."""
+    forget = [Query(f"DELETE FROM {table} WHERE person_id IN ({_NO_ACCOUNT})") for table in owned]
     deleted = 0
     while True:
         async with db.transaction() as conn:
             accounts = await conn.fetch_all(_IDLE_ACCOUNTS, before=idle_before)
-            await conn.execute(_ORPHAN_CODES, before=idle_before)
+            for rows in forget:
+                await conn.execute(rows, before=idle_before)
             deleted += len(await conn.fetch_all(_ORPHANS, before=idle_before))
         if len(accounts) < BATCH:
             return deleted

@@ -87,7 +87,12 @@ def maintain() -> dict[str, Any]:
     loop = asyncio.get_event_loop()
     settings = bot.settings
     lines = loop.run_until_complete(
-        run(bot.outbound, settings.keep_updates_days, settings.web_chat_keep_days)
+        run(
+            bot.outbound,
+            settings.keep_updates_days,
+            settings.web_chat_keep_days,
+            features=bot.flow.features,
+        )
     )
     print("\n".join(lines))  # to CloudWatch
     return {"maintained": lines}

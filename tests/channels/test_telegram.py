@@ -11,6 +11,7 @@ import pytest
 
 from portabot.conversation.engine import Context, Flow, State
 from portabot.messages import Message
+from portabot.testing.fakes import Failure, FakeTelegram
 from tests.conftest import (
     BOT_USERNAME,
     SECRET,
@@ -18,9 +19,9 @@ from tests.conftest import (
     BotFactory,
     post_telegram,
     query,
+    run,
     telegram_update,
 )
-from tests.servers import Failure, FakeTelegram, run
 from tests.test_cli import portabot
 from tests.test_late_redelivery import age_kept_replies
 from tests.test_poll import polling

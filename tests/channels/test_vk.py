@@ -11,9 +11,9 @@ import pytest
 
 from portabot.channels.vk import MAX_BODY, random_id
 from portabot.conversation.engine import Flow
+from portabot.testing.fakes import FakeVk
 from tests.channels.test_telegram import Echo
-from tests.conftest import VK_GROUP, VK_SECRET, BotFactory, post_vk, query, vk_event
-from tests.servers import FakeVk, run
+from tests.conftest import VK_GROUP, VK_SECRET, BotFactory, post_vk, query, run, vk_event
 
 
 def assert_ok(response: httpx.Response) -> None:

@@ -12,6 +12,7 @@ from portabot.conversation.engine import Conversation
 from portabot.conversation.loader import load_flow
 from portabot.messages import Account, Kind, Message, parse_command
 from portabot.settings import ConfigurationError
+from portabot.testing.fakes import FakeVk
 from tests.conftest import (
     BotFactory,
     make_settings,
@@ -22,7 +23,6 @@ from tests.conftest import (
     telegram_update,
     vk_event,
 )
-from tests.servers import FakeVk
 
 
 @pytest.fixture

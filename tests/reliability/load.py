@@ -37,6 +37,7 @@ import sqlalchemy as sa
 from bench.processes import children, free_port
 from portabot.settings import Settings
 from portabot.storage.migrate import upgrade
+from portabot.testing.fakes import FakeTelegram, FakeVk
 from tests.conftest import (
     POSTGRES_SERVER_URL,
     SECRET,
@@ -47,7 +48,6 @@ from tests.conftest import (
     telegram_update,
     vk_event,
 )
-from tests.servers import FakeTelegram, FakeVk
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -686,9 +686,7 @@ def _flood_main(url: str, clients: int, addresses: int) -> None:
         threading.Thread(
             target=lambda: (sys.stdin.read(), loop.call_soon_threadsafe(stop.set)), daemon=True
         ).start()
-        return await flood_web(
-            url, clients, addresses, stop, lambda: print("flooding", flush=True)
-        )
+        return await flood_web(url, clients, addresses, stop, lambda: print("flooding", flush=True))
 
     print(json.dumps(dict(asyncio.run(run()))), flush=True)
 

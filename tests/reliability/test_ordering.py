@@ -14,9 +14,9 @@ from pathlib import Path
 import httpx
 
 from examples.counter import flow
+from portabot.testing.fakes import FakeTelegram
 from tests.conftest import BotFactory, post_telegram, telegram_update
 from tests.reliability.load import COUNTER_FLOW, gunicorn
-from tests.servers import FakeTelegram
 
 UPDATES = 12
 FIRST_ID = 500_000

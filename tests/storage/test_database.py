@@ -6,8 +6,7 @@ import httpx
 import pytest
 
 from portabot.settings import postgres_connection
-from tests.conftest import BotFactory, query, say_web
-from tests.servers import run
+from tests.conftest import BotFactory, query, run, say_web
 
 TERMINATE_OTHERS = (
     "SELECT pg_terminate_backend(pid) AS gone FROM pg_stat_activity "

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from portabot.storage.database import Database, Query, Statement, literal
-from tests.servers import run
+from tests.conftest import run
 
 TRICKY = ["", "'", "''", "\\", "$", "$$", "$q$", "x$q", "$q", "q$", "$q$q$", "a'); DROP TABLE x;--"]
 

@@ -8,8 +8,7 @@ from alembic.migration import MigrationContext
 
 from portabot.storage.migrate import head_revision, migration_engine, upgrade
 from portabot.storage.tables import metadata
-from tests.conftest import query
-from tests.servers import run
+from tests.conftest import query, run
 
 
 async def differences(url: str) -> list[object]:

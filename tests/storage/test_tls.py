@@ -22,8 +22,8 @@ from portabot.app import create_app
 from portabot.settings import Settings, normalise_database_url
 from portabot.storage.database import Database, Query
 from portabot.storage.migrate import head_revision, upgrade
-from tests.conftest import make_settings, say_web
-from tests.servers import run, serve
+from portabot.testing.fakes import serve
+from tests.conftest import make_settings, run, say_web
 from tests.test_cli import portabot
 
 SSL_REQUEST = struct.pack("!ii", 8, 80877103)

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from portabot.testing.fakes import FakeTelegram
 from tests.conftest import BOT_USERNAME, SECRET, TOKEN
-from tests.servers import FakeTelegram
 from tests.targets.lambda_runtime import Container
 
 
@@ -67,9 +67,13 @@ def copy_checkout(target: Path, umask: int = 0o022) -> Path:
     directories = {target}
     for name in sorted({n for n in listed.stdout.decode().split("\0") if n}):
         source = ROOT / name
+        copy = target / name
+        if source.is_symlink():  # `portabot -> core`, as git writes it
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            copy.symlink_to(source.readlink())
+            continue
         if not source.is_file():  # deleted but not yet committed
             continue
-        copy = target / name
         copy.parent.mkdir(parents=True, exist_ok=True)
         directories |= {target / d for d in Path(name).parents}
         shutil.copyfile(source, copy)

@@ -16,8 +16,8 @@ import httpx
 import pytest
 
 from portabot.settings import Settings
+from portabot.testing.fakes import FakeTelegram, free_port, wait_until_healthy
 from tests.conftest import SECRET, TOKEN, post_telegram, say_web, telegram_update
-from tests.servers import FakeTelegram, free_port, wait_until_healthy
 from tests.storage.test_tls import behind_tls
 from tests.targets.conftest import copy_checkout, installed, pins
 from tests.test_cli import environment
@@ -87,6 +87,41 @@ def test_the_buildpack_installs_the_locked_versions_then_the_project(tmp_path: P
         [python.parent / "portabot", "--version"], capture_output=True, text=True, timeout=60
     )
     assert version.returncode == 0 and version.stdout.startswith("portabot 0.1.0"), version
+    assert_installed_as_portabot(python, tmp_path)
+
+
+AUTHOR_MODULE = """\
+from portabot.conversation.engine import Context, Flow, State
+from portabot.messages import Message
+
+
+class Echo(State):
+    name = "echo"
+
+    async def handle(self, ctx: Context, message: Message) -> None:
+        ctx.reply(message.text)
+
+
+flow = Flow([Echo()], initial="echo")
+"""
+
+
+def assert_installed_as_portabot(python: Path, tmp_path: Path) -> None:
+    """A regular install holds `portabot` with its types, and nothing named `core`: a bot
+    author's own `core` package can't clash, and `mypy --strict` on their module passes."""
+    code = "import portabot, importlib.util as u; print(portabot.__file__, u.find_spec('core'))"
+    where = subprocess.run([python, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    package, spec = where.stdout.split()
+    assert "site-packages" in package and spec == "None", where
+    assert (Path(package).parent / "py.typed").is_file()
+    author = tmp_path / "author"
+    author.mkdir()
+    (author / "bot.py").write_text(AUTHOR_MODULE, encoding="utf-8")
+    mypy = [sys.executable, "-m", "mypy", "--strict", "--no-incremental", "--python-executable"]
+    checked = subprocess.run(
+        [*mypy, str(python), "bot.py"], capture_output=True, text=True, cwd=author, timeout=300
+    )
+    assert checked.returncode == 0, checked.stdout
 
 
 def heroku_environment(**values: str) -> dict[str, str]:
@@ -134,7 +169,7 @@ def test_release_then_web_under_honcho(
     web = honcho("start", "web", env=env)
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
-            wait_until_healthy(client, web)
+            wait_until_healthy(f"http://127.0.0.1:{port}", web)
             response = post_telegram(client, telegram_update(1, "/me", user_id=9))
             assert response.json() == {
                 "method": "sendMessage",

@@ -35,8 +35,8 @@ from portabot.packaging import (
 )
 from portabot.settings import ConfigurationError, Settings
 from portabot.storage.database import Query
+from portabot.testing.fakes import FakeTelegram
 from tests.conftest import BOT_USERNAME, query
-from tests.servers import FakeTelegram
 from tests.targets.conftest import pins
 from tests.targets.lambda_runtime import (
     EVENTS,

@@ -17,8 +17,8 @@ import httpx
 import pytest
 
 from portabot.app import create_app
+from portabot.testing.fakes import FakeTelegram, free_port, wait_until_healthy
 from tests.conftest import SECRET, TOKEN, make_settings, telegram_update
-from tests.servers import FakeTelegram, free_port, wait_until_healthy
 from tests.storage.test_tls import behind_tls
 from tests.targets.lambda_runtime import SHAPES, Answer, Container, request
 from tests.targets.test_heroku import heroku_environment, honcho
@@ -119,7 +119,7 @@ def served(process: subprocess.Popen[str], port: int) -> Iterator[HttpEntry]:
     """Wait for a server process to answer /healthz, hand it out, then stop it with SIGTERM."""
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
-            wait_until_healthy(client, process)
+            wait_until_healthy(f"http://127.0.0.1:{port}", process)
             yield HttpEntry(client)
     finally:
         process.send_signal(signal.SIGTERM)

@@ -27,6 +27,7 @@ import pytest
 
 from portabot.app import MAX_CONNECTIONS
 from portabot.channels.base import MAX_BODY
+from portabot.testing.fakes import FakeTelegram, FakeVk, free_port
 from tests.conftest import (
     SECRET,
     TOKEN,
@@ -39,7 +40,6 @@ from tests.conftest import (
     telegram_update,
     vk_event,
 )
-from tests.servers import FakeTelegram, FakeVk, free_port
 from tests.targets.conftest import copy_checkout
 from tests.test_cli import environment as cli_environment
 

@@ -7,8 +7,7 @@ import asyncio
 import httpx
 import pytest
 
-from tests.conftest import BotFactory
-from tests.servers import run
+from tests.conftest import BotFactory, run
 
 on_sqlite = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 """The comparison needs no database; one is enough for the server."""

@@ -4,11 +4,12 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from portabot.conversation.engine import START, Context, State, Target
 from portabot.conversation.routing import command, on, result
-from portabot.features import Feature
+from portabot.features import Effect, EffectHandler, Feature
 from portabot.features.linking import storage
 from portabot.features.linking.codes import CODE_LIFETIME, normalise_code
 from portabot.features.linking.effects import (
@@ -23,6 +24,8 @@ from portabot.features.linking.effects import (
 from portabot.messages import Kind, Message
 
 if TYPE_CHECKING:
+    import sqlalchemy as sa
+
     from portabot.storage.database import Conn, Database
 
 MAX_WRONG_CODES = 5
@@ -86,16 +89,21 @@ class Linking(Feature):
 
     name = "linking"
 
+    effects: Mapping[type[Effect[Any]], EffectHandler] = {
+        IssueLinkCode: storage.issue,
+        RedeemLinkCode: storage.redeem,
+        RevokeLinkCodes: storage.revoke,
+    }
+
     def __init__(self) -> None:
         self.states = (Binding(),)
-        self.effects = {
-            IssueLinkCode: storage.issue,
-            RedeemLinkCode: storage.redeem,
-            RevokeLinkCodes: storage.revoke,
-        }
-        # The table and its hooks move into linking's storage (H2); until then storage keeps them.
-        table = getattr(storage, "LINK_CODES", None)
-        self.tables = (table,) if table is not None else ()
+
+    @property
+    def tables(self) -> Sequence[sa.Table]:  # type: ignore[override]
+        # SQLAlchemy only when migrate or maintain asks: the Lambda package serves without it.
+        from portabot.storage.tables import link_codes
+
+        return (link_codes,)
 
     @command("bind", help="get a code to link an account on another platform")
     def bind(self, ctx: Context, message: Message) -> None:
@@ -159,10 +167,7 @@ class Linking(Feature):
         return data
 
     async def merge(self, conn: Conn, kept: int, absorbed: int) -> None:
-        drop_codes = getattr(storage, "drop_codes", None)  # H2's; people.absorb drops them now
-        if drop_codes is not None:
-            await drop_codes(conn, kept, absorbed)
+        await storage.drop_codes(conn, absorbed)
 
-    async def purge(self, db: Database, now: float) -> str | None:
-        purge = getattr(storage, "purge", None)  # H2's; storage.purge does it now
-        return await purge(db, now) if purge is not None else None
+    async def purge(self, db: Database, now: float) -> str:
+        return await storage.purge(db, now)

@@ -14,9 +14,10 @@ from portabot.features.linking.effects import (
     Refusal,
     RevokeLinkCodes,
 )
-from portabot.storage.database import Conn, Query
+from portabot.storage.database import Conn, Database, Query
 from portabot.storage.limits import Limit, hit, unhit
-from portabot.storage.people import Person, absorb, lock_person
+from portabot.storage.people import Person, lock_person
+from portabot.storage.purge import batch_delete, delete_in_batches
 
 _REVOKE = Query("DELETE FROM link_codes WHERE person_id = :person_id AND used_at IS NULL")
 _ISSUE = Query(
@@ -28,6 +29,11 @@ _FIND = Query(
     " {for_update}"
 )
 _USE = Query("UPDATE link_codes SET used_at = :now WHERE code = :code")
+_DROP = Query("DELETE FROM link_codes WHERE person_id = :person_id")
+_SPENT = batch_delete("link_codes", "code", "used_at IS NOT NULL OR expires_at < :before")
+EXPIRED_CODES_KEPT = 86_400.0
+"""An expired code is kept a day, so that whoever tries it soon after hears that it expired
+rather than that it never existed."""
 GUESSES = 30
 """Wrong codes everyone together may send in a window of CODE_LIFETIME (LINK_CODE_GUESSES)."""
 
@@ -63,8 +69,8 @@ async def redeem_code(
     guesses: int = GUESSES,
 ) -> tuple[Linked | LinkRefused, Person | None]:
     """Check the code against the shared budget of wrong ones; on success the code's issuer
-    absorbs the redeemer. Returns the result and, when linked, the issuer (locked) whom the
-    conversation continues with."""
+    is to absorb the redeemer. Returns the result and, when linked, the issuer (locked), whom the
+    caller merges the redeemer into."""
     budget = guess_budget(guesses)
     # Counted before the look-up (and taken back when right), so that concurrent guesses can't
     # all pass one check; the row stays locked until this update commits.
@@ -86,9 +92,18 @@ async def redeem_code(
         return LinkRefused(Refusal.SAME_PLATFORM), None
     await conn.execute(_USE, now=now, code=code)
     await unhit(conn, budget, now)
-    await absorb(conn, kept=issuer.id, absorbed=redeemer.id)
-    platforms = tuple(sorted({*issuer.platforms, *redeemer.platforms}))
-    return Linked(platforms), Person(issuer.id, issuer.conversation, platforms, issuer.updated_at)
+    return Linked(tuple(sorted({*issuer.platforms, *redeemer.platforms}))), issuer
+
+
+async def drop_codes(conn: Conn, person_id: int) -> None:
+    """A person absorbed into another: their codes go with them."""
+    await conn.execute(_DROP, person_id=person_id)
+
+
+async def purge(db: Database, now: float) -> str:
+    """Codes used, and codes that expired more than EXPIRED_CODES_KEPT ago."""
+    deleted = await delete_in_batches(db, _SPENT, before=now - EXPIRED_CODES_KEPT)
+    return f"link codes: {deleted} deleted (used, or expired more than a day ago)"
 
 
 # The handlers of linking's effects (registered by the Linking feature).
@@ -105,7 +120,7 @@ async def revoke(run: EffectRun, effect: RevokeLinkCodes) -> None:
 
 async def redeem(run: EffectRun, effect: RedeemLinkCode) -> Linked | LinkRefused:
     assert run.message is not None
-    redeemer = Person(run.person.id, run.conversation, run.person.platforms, run.person.updated_at)
+    redeemer = run.person
     result, issuer = await redeem_code(
         run.conn,
         redeemer,

@@ -1,19 +1,21 @@
-"""Real HTTP servers on loopback for the tests: the app under uvicorn and a fake Telegram
-Bot API."""
+"""Fake Telegram Bot API and VK API servers on loopback that record what they receive, for a
+deployment's own integration tests (and the project's): point TELEGRAM_API_URL or VK_API_URL at
+one's `url` and read back what the bot sent. They need no pytest."""
 
 from __future__ import annotations
 
 import asyncio
+import socket
 import subprocess
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
-import httpx
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -21,7 +23,23 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from bench.processes import free_port as free_port  # the tests take it from here
+__all__ = [
+    "ApiCall",
+    "Failure",
+    "FakeTelegram",
+    "FakeVk",
+    "free_port",
+    "serve",
+    "wait_until_healthy",
+]
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on (for a server of one's own)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 @contextmanager
@@ -35,7 +53,7 @@ def serve(app: ASGIApp) -> Iterator[str]:
     deadline = time.monotonic() + 10
     while not server.started:
         if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("test server did not start")
+            raise RuntimeError("the server did not start")
         time.sleep(0.01)
     try:
         yield f"http://127.0.0.1:{port}"
@@ -46,6 +64,8 @@ def serve(app: ASGIApp) -> Iterator[str]:
 
 @dataclass
 class ApiCall:
+    """One call the fake received: the token it came with, the method and its parameters."""
+
     token: str
     method: str
     payload: dict[str, Any]
@@ -54,6 +74,8 @@ class ApiCall:
 
 @dataclass
 class Failure:
+    """A failure queued by `fail_next`: the HTTP status and body to answer with."""
+
     status: int
     body: dict[str, Any]
     method: str | None
@@ -231,22 +253,18 @@ class FakeVk:
         return 1
 
 
-def wait_until_healthy(
-    client: httpx.Client, process: subprocess.Popen[str], timeout: float = 60
-) -> None:
-    """Poll /healthz until it answers 200; fail if the server process exits or time runs out."""
+def wait_until_healthy(base_url: str, process: subprocess.Popen[Any], timeout: float = 60) -> None:
+    """Poll the bot's /healthz until it answers 200; fail if its process exits or time runs out."""
     deadline = time.monotonic() + timeout
     while True:
         try:
-            if client.get("/healthz").status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        assert process.poll() is None, "the server exited before it answered /healthz"
-        assert time.monotonic() < deadline, "the server did not answer /healthz in time"
+            with urllib.request.urlopen(f"{base_url}/healthz", timeout=5) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass  # not listening yet, or 503 (an HTTPError) while the database comes up
+        if process.poll() is not None:
+            raise RuntimeError("the server exited before it answered /healthz")
+        if time.monotonic() > deadline:
+            raise TimeoutError("the server did not answer /healthz in time")
         time.sleep(0.1)
-
-
-def run(coroutine: Any) -> Any:
-    """Run a coroutine from a synchronous test."""
-    return asyncio.run(coroutine)

@@ -1,0 +1,199 @@
+"""`Harness`: a flow, with its features and effects, run through the real pipeline on a throwaway
+SQLite database from a plain synchronous test; people say things, read replies and state back."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import shutil
+import tempfile
+from collections.abc import Coroutine
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
+
+from portabot.app import Bot
+from portabot.conversation.engine import Conversation, Flow
+from portabot.messages import Account, Kind, Message, Outcome, Update, parse_command
+from portabot.settings import Settings
+from portabot.storage.migrate import upgrade
+from portabot.storage.outbox import mark_sent
+from portabot.storage.people import Person, person_of
+from portabot.webhooks import process
+
+T = TypeVar("T")
+
+START = 1_767_225_600.0
+"""Where a harness's clock starts (2026-01-01 00:00 UTC): the same in every run."""
+
+CHANNELS: dict[str, Any] = {
+    "telegram_token": "0:harness",
+    "telegram_bot_username": "harness_bot",
+    "vk_token": "harness",
+    "vk_group_id": 1,
+    "session_secret": "harness",
+}
+"""Settings that give the bot every channel; nothing in a harness reaches their APIs."""
+
+
+async def _process(bot: Bot, update: Update) -> Outcome:
+    """The one place the harness meets the pipeline: what the webhook endpoint and the poller do
+    with an update once it is parsed (the transaction, effects, merge, the outbox)."""
+    return await process(bot, bot.channels[update.platform], update)
+
+
+class _GivenSettings(Settings):
+    """Settings from the harness's arguments alone: neither the environment nor a .env file of
+    the machine the tests run on changes what they test."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
+
+
+class Harness:
+    """`with Harness(flow, bot_passphrase="...") as bot:` — settings by their field names (as in
+    Settings; the defaults otherwise, whatever the environment says). No flow: the one BOT_FLOW
+    names, the built-in bot by default. The database is a fresh SQLite file, migrated on entry and
+    removed on exit; the clock starts at START and moves only with `advance`."""
+
+    def __init__(self, flow: Flow | None = None, *, start: float = START, **settings: Any) -> None:
+        if "database_url" in settings:
+            raise ValueError("a Harness makes its own database: leave out database_url")
+        self.now = start
+        """What the flow sees as `ctx.now` and storage stamps rows with."""
+        self._flow = flow
+        self._settings = {**CHANNELS, **settings}
+        self._ids = itertools.count(1)
+        self._folder: Path | None = None
+        self._runner: asyncio.Runner | None = None
+        self._bot: Bot | None = None
+
+    def __enter__(self) -> Self:
+        self._folder = Path(tempfile.mkdtemp(prefix="portabot-harness-"))
+        try:
+            url = f"sqlite:///{self._folder / 'bot.db'}"
+            upgrade(url)
+            settings = _GivenSettings(**self._settings, database_url=url)
+            self._bot = Bot(settings, self._flow)
+            self._bot.clock = lambda: self.now
+            self._runner = asyncio.Runner()
+        except BaseException:
+            shutil.rmtree(self._folder, ignore_errors=True)
+            raise
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        try:
+            if self._runner is not None:
+                self._runner.run(self.bot.close())
+                self._runner.close()
+        finally:
+            if self._folder is not None:
+                shutil.rmtree(self._folder, ignore_errors=True)
+            self._runner = self._bot = self._folder = None
+
+    @property
+    def bot(self) -> Bot:
+        """The services the pipeline runs with (settings, database, flow, channels)."""
+        if self._bot is None:
+            raise RuntimeError("use the Harness in a `with` block")
+        return self._bot
+
+    def person(self, platform: str, user_id: int | str | None = None) -> Speaker:
+        """Someone's account on a platform (telegram, vk, web): `user_id` names it (the same one
+        twice is the same account), or a new one is made."""
+        if platform not in self.bot.channels:
+            raise ValueError(f"no {platform!r} channel; the bot has {sorted(self.bot.channels)}")
+        user = str(user_id) if user_id is not None else f"{platform}-{next(self._ids)}"
+        return Speaker(self, Account(platform, user, user))
+
+    def advance(self, seconds: float) -> None:
+        """Move the clock forward."""
+        if seconds < 0:
+            raise ValueError(f"time moves forward only (got {seconds})")
+        self.now += seconds
+
+    def message(self, account: Account, text: str) -> Message:
+        """A private message as the account's channel parses it."""
+        bot_username = self.bot.settings.telegram_bot_username
+        command = parse_command(text, bot_username if account.platform == "telegram" else None)
+        if command is None:
+            return Message(account, Kind.TEXT, text, at=self.now)
+        return Message(account, Kind.COMMAND, text, *command, at=self.now)
+
+    def deliver(self, update: Update) -> list[str]:
+        """Process one update as the server does; the texts of the replies, in order, whether the
+        response carries them or the outbox does (marked sent: nothing is left to send)."""
+        outcome = self.run(_process(self.bot, update))
+        for stored in outcome.later:
+            assert stored.outbox_id is not None
+            self.run(mark_sent(self.bot.db, stored.outbox_id, self.now))
+        return [delivery.text for delivery in (*outcome.inline, *outcome.later)]
+
+    def update_id(self) -> str:
+        """A new update id: each message is a fresh delivery."""
+        return str(next(self._ids))
+
+    def stored(self, account: Account) -> Person | None:
+        """The person the database has for an account (None before their first message)."""
+        return self.run(self._find(account))
+
+    async def _find(self, account: Account) -> Person | None:
+        async with self.bot.db.transaction() as conn:
+            return await person_of(conn, account)
+
+    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        """Run a coroutine on the harness's event loop (say, to read a feature's own tables
+        through `bot.db`)."""
+        if self._runner is None:
+            raise RuntimeError("use the Harness in a `with` block")
+        return self._runner.run(coroutine)
+
+
+class Speaker:
+    """One account talking to the bot in a harness: what it says goes through the pipeline."""
+
+    def __init__(self, harness: Harness, account: Account) -> None:
+        self.harness = harness
+        self.account = account
+        self._last: Update | None = None
+
+    def say(self, text: str) -> list[str]:
+        """Send a message (a fresh update); the replies' texts, in order."""
+        message = self.harness.message(self.account, text)
+        self._last = Update(self.account.platform, self.harness.update_id(), message)
+        return self.harness.deliver(self._last)
+
+    def redeliver(self) -> list[str]:
+        """The platform delivers the last message again (same update id): processed once, it
+        answers only what the pipeline answers a duplicate."""
+        if self._last is None:
+            raise RuntimeError("nothing was said yet to deliver again")
+        return self.harness.deliver(self._last)
+
+    @property
+    def conversation(self) -> Conversation:
+        """The person's stored state (`.state`, `.data`), read from the database."""
+        person = self.harness.stored(self.account)
+        return Conversation() if person is None else person.conversation
+
+    @property
+    def platforms(self) -> tuple[str, ...]:
+        """The platforms of the person's linked accounts, sorted."""
+        person = self.harness.stored(self.account)
+        return () if person is None else person.platforms
