@@ -17,7 +17,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 TELEGRAM_API = "https://api.telegram.org"
 VK_API = "https://api.vk.com/method"
 VK_API_VERSION = "5.199"
-DEFAULT_FLOW = "portabot.conversation.linking:build"
+DEFAULT_FLOW = "portabot.builtin:build"
 DEFAULT_DATABASE_URL = "sqlite:///portabot.db"
 SECRET_SHAPE = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
 VK_SECRET_SHAPE = re.compile(r"^[A-Za-z0-9]{1,50}$")

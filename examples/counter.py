@@ -7,32 +7,30 @@ message's text back), which on Telegram goes out through sendMessage rather than
 
 from __future__ import annotations
 
-from portabot.conversation.engine import Context, Conversation, Flow, State
-from portabot.messages import Message
+from typing import Any
+
+from portabot import Context, Flow, Message, State
 
 
 class Counting(State):
-    name = "counting"
-
     def __init__(self, *, echo: bool = False) -> None:
         self.echo = echo
 
-    async def handle(self, ctx: Context, message: Message) -> str | None:
+    def handle(self, ctx: Context, message: Message) -> None:
         count = ctx.data["count"] = int(ctx.data.get("count", 0)) + 1
         ctx.reply(f"That was message {count}.")
         if self.echo:
             ctx.reply(f"You said: {message.text}")
-        return None
 
 
 class CounterFlow(Flow):
     def __init__(self, *, echo: bool = False) -> None:
-        super().__init__([Counting(echo=echo)], initial="counting")
+        super().__init__([Counting(echo=echo)], name="counter")
 
-    def merge(self, kept: Conversation, absorbed: Conversation) -> Conversation:
+    def merge_data(self, kept: dict[str, Any], absorbed: dict[str, Any]) -> dict[str, Any]:
         # Two accounts became one person: their messages were all theirs.
-        count = int(kept.data.get("count", 0)) + int(absorbed.data.get("count", 0))
-        return Conversation(kept.state, {**absorbed.data, **kept.data, "count": count})
+        count = int(kept.get("count", 0)) + int(absorbed.get("count", 0))
+        return {**absorbed, **kept, "count": count}
 
 
 flow = CounterFlow()

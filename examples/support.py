@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from portabot.conversation.engine import Context, Conversation, Flow, State
+from portabot.conversation.engine import Context, Conversation, Flow, State, Target
 from portabot.messages import Kind, Message
 
 HELP = """Support desk:
@@ -32,7 +32,7 @@ def add_ticket(ctx: Context, text: str) -> None:
 class Desk(State):
     name = "desk"
 
-    async def handle(self, ctx: Context, message: Message) -> str | None:
+    async def handle(self, ctx: Context, message: Message) -> Target:
         if message.kind is not Kind.COMMAND:
             if message.kind is Kind.TEXT:
                 ctx.reply("Send /ticket <problem> to open a ticket, or /help.")
@@ -46,7 +46,7 @@ class Desk(State):
                 add_ticket(ctx, message.args)
             else:
                 ctx.reply("Describe the problem in one message (or /cancel).")
-                return "describing"
+                return Describing
         elif message.command == "tickets":
             tickets = open_tickets(ctx.data)
             lines = [f"#{t['number']}: {t['text']}" for t in tickets]
@@ -69,20 +69,20 @@ class Describing(State):
 
     name = "describing"
 
-    async def handle(self, ctx: Context, message: Message) -> str | None:
+    async def handle(self, ctx: Context, message: Message) -> Target:
         if message.kind is Kind.COMMAND and message.command == "cancel":
             ctx.reply("No ticket opened.")
-            return "desk"
+            return Desk
         if message.kind is not Kind.TEXT or not message.text:
             ctx.reply("Describe the problem in one message, or send /cancel.")
             return None
         add_ticket(ctx, message.text)
-        return "desk"
+        return Desk
 
 
 class SupportFlow(Flow):
     def __init__(self) -> None:
-        super().__init__([Desk(), Describing()], initial="desk")
+        super().__init__([Desk, Describing])
 
     def merge(self, kept: Conversation, absorbed: Conversation) -> Conversation:
         # One person with two accounts: both lists of tickets, numbered again in order.

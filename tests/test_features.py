@@ -15,6 +15,7 @@ from portabot.conversation.engine import Context, Flow, State
 from portabot.conversation.loader import load_flow
 from portabot.features import Effect, EffectHandler, EffectRun, Feature
 from portabot.features.linking import Linking
+from portabot.features.passphrase import Passphrase
 from portabot.messages import Kind, Message
 from portabot.storage.database import Conn, Database, Query
 from portabot.storage.migrate import upgrade
@@ -120,4 +121,4 @@ def test_the_built_in_bot_includes_linking_by_its_feature() -> None:
     from tests.conftest import make_settings
 
     built = load_flow(make_settings())
-    assert [type(feature) for feature in built.features] == [Linking]
+    assert [type(feature) for feature in built.features] == [Passphrase, Linking]

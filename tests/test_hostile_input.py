@@ -34,7 +34,7 @@ from portabot.channels import telegram, vk
 from portabot.channels.base import MAX_BODY
 from portabot.channels.web import COOKIE, SALT
 from portabot.channels.web import MAX_BODY as WEB_MAX_BODY
-from portabot.conversation.linking import MAX_WRONG_CODES, REFUSALS
+from portabot.features.linking import MAX_WRONG_CODES, REFUSALS
 from portabot.features.linking.codes import normalise_code, word_list
 from portabot.features.linking.effects import Refusal
 from portabot.settings import Settings

@@ -17,7 +17,7 @@ from tests.proxy import CuttableProxy
 class Counting(State):
     name = "counting"
 
-    async def handle(self, ctx: Context, message: Message) -> str | None:
+    async def handle(self, ctx: Context, message: Message) -> None:
         ctx.data["count"] = ctx.data.get("count", 0) + 1
         ctx.reply(f"message {ctx.data['count']}")
         return None

@@ -128,7 +128,7 @@ class Slow(State):
         self.started = threading.Event()
         self.left = threading.Event()
 
-    async def handle(self, ctx: Context, message: Message) -> str | None:
+    async def handle(self, ctx: Context, message: Message) -> None:
         self.started.set()
         async with asyncio.timeout(30):
             while not self.left.is_set():

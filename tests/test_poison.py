@@ -19,7 +19,7 @@ from tests.conftest import (
 class Fragile(State):
     name = "fragile"
 
-    async def handle(self, ctx: Context, message: Message) -> str | None:
+    async def handle(self, ctx: Context, message: Message) -> None:
         if message.text == "boom":
             raise ValueError("the flow cannot take this")
         ctx.data["count"] = ctx.data.get("count", 0) + 1
@@ -59,7 +59,7 @@ def test_a_failure_that_succeeds_on_a_later_delivery_is_processed_once(
     class Flaky(State):
         name = "flaky"
 
-        async def handle(self, ctx: Context, message: Message) -> str | None:
+        async def handle(self, ctx: Context, message: Message) -> None:
             attempts.append(message.text)
             if len(attempts) == 1:
                 raise RuntimeError("once")

@@ -15,12 +15,16 @@ from portabot.testing import Harness
 FAR_FUTURE = 10**12
 
 
+class Address(State):
+    """Not in the flow."""
+
+
 class Counting(State):
     """Counts what it is told, and misbehaves on request."""
 
     name = "counting"
 
-    async def handle(self, ctx: Context, message: Message) -> str | None:
+    async def handle(self, ctx: Context, message: Message) -> type[State] | None:
         ctx.data["count"] = ctx.data.get("count", 0) + 1
         if message.command == "three":
             for n in (1, 2, 3):
@@ -28,7 +32,7 @@ class Counting(State):
         elif message.command == "time":
             ctx.reply(f"{ctx.now:.0f}")
         elif message.text == "move":
-            return "adress"  # a typo: no such state
+            return Address  # forgotten in Flow([...])
         else:
             ctx.reply(f"message {ctx.data['count']}")
         return None
@@ -102,9 +106,9 @@ def test_a_flow_error_is_raised_in_the_test_and_changes_nothing() -> None:
     with Harness(COUNTING) as bot:
         ann = bot.person("telegram")
         ann.say("hello")
-        with pytest.raises(ValueError, match="unknown state 'adress'"):
+        with pytest.raises(ValueError, match="moved to Address, which is not in the flow"):
             ann.say("move")
-        with pytest.raises(ValueError, match="unknown state 'adress'"):
+        with pytest.raises(ValueError, match="moved to Address, which is not in the flow"):
             ann.redeliver()  # not recorded as processed: the platform's retry fails again
         assert ann.conversation.data == {"count": 1}
 

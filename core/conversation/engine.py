@@ -1,19 +1,80 @@
-"""The conversation engine: states with enter/leave/stay hooks, stepped without any I/O.
+"""The conversation engine: states with routes and enter/leave/stay hooks, stepped without I/O.
 
 A step maps (conversation, input) to (conversation, replies, effects). Effects are requests the
 pipeline carries out inside the update's transaction (say, storing a link code); their results come
 back to the flow through `Flow.resume`, so a flow never touches the database itself.
+
+Hooks and route handlers may be plain `def` or `async def` (an awaitable result is awaited).
+Prefer `def`: a hook does no I/O — it reads the context, writes `ctx.data`, replies and requests
+effects, and effects are the sanctioned way to reach the database or the outside (they run in the
+update's transaction and are retried with it; a hook that calls out would repeat the call on every
+redelivery and hold the person's lock while it waits). `async def` is accepted so that old flows
+and helpers written as coroutines keep working.
+
+A handler moves the conversation by what it returns: None stays, a State class (or instance) in
+the flow moves there, START goes to the flow's start. Names are only for storage, so a typo in a
+target is a NameError when the module loads or a FlowError naming the handler, never silence.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable
-from dataclasses import dataclass, field
-from typing import Any
+import inspect
+import json
+import math
+import re
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field, replace
+from datetime import date, time, timedelta
+from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeAlias, TypeVar
 
-from portabot.features import Effect, EffectHandler, Feature
-from portabot.messages import Message, Reply
+from portabot.conversation.routing import (
+    FlowError,
+    Route,
+    command_route,
+    kind_route,
+    marked,
+    result_route,
+    routes_of,
+    text_route,
+)
+from portabot.features import Effect, EffectHandler
+from portabot.messages import Kind, Message, Reply
+
+if TYPE_CHECKING:
+    from portabot.features import Feature
+    from portabot.settings import Settings
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+MAX_NAME = 64
+"""The longest state name: `people.state` is a String(64)."""
+
+MAX_STATE_BYTES = 64 * 1024
+"""A person's data is read and written on every message: loaded, copied for the step, checked and
+dumped. Measured (one core of a server Xeon, Python 3.12), a 60 KB state of 560 small records
+takes ~5.5 ms for that (the check alone 1.2 ms; a small state's check ~2.5 µs); a 128 MB Lambda
+has about a tenth of a core, so ~50 ms per message before any database round trip. Past that,
+data belongs in a table of its own (a feature with an effect)."""
+
+_SNAKE = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+
+FAILURE_TEXT = "Sorry, something went wrong on our side. Please try again later."
+
+
+class StateError(ValueError):
+    """`ctx.data` would not come back from the database as the step left it (or is too big)."""
+
+
+class _Start:
+    """The type of START."""
+
+    def __repr__(self) -> str:
+        return "START"
+
+
+START: Final = _Start()
+"""A handler's target: the flow's start state (the passphrase gate lets a person in with it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,12 +87,17 @@ class Conversation:
 
 @dataclass(slots=True)
 class Context:
-    """What a hook may read (the input, the person's linked platforms, the time) and write."""
+    """What a hook may read (the input, the person's linked platforms, the time, the flow and the
+    state the person is in) and write (data, replies, effects)."""
 
     data: dict[str, Any]
     platforms: tuple[str, ...]
     now: float
+    flow: Flow
+    state: State
     message: Message | None = None
+    match: re.Match[str] | None = None
+    """The match of a `@text(pattern)` route."""
     replies: list[Reply] = field(default_factory=list)
     effects: list[Effect[Any]] = field(default_factory=list)
 
@@ -50,46 +116,190 @@ class Step:
 
 
 class State:
-    """A state of a flow. Hooks are async so that flows read like handlers; they must not do I/O.
+    """A state of a flow: its routes (methods decorated with @command, @text, @on, @result), the
+    enter/leave/stay hooks, and `handle`/`resume` for what no route took.
 
-    `handle` and `resume` return the name of the next state, or None to stay.
+    `name` is what is stored for people in the state; by default the class's name in snake_case
+    (`OrderSize` -> "order_size"). Renaming a state strands the people in it (they start over).
     """
 
     name: str = ""
+    flow_wide: ClassVar[bool] = True
+    """Whether the flow-wide routes apply in this state (the passphrase gate turns them off)."""
 
-    async def enter(self, ctx: Context) -> None:
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "name" not in vars(cls):
+            cls.name = _SNAKE.sub("_", cls.__name__).lower()
+
+    def enter(self, ctx: Context) -> Awaitable[None] | None:
         """Called when the conversation moves into this state."""
+        return None
 
-    async def leave(self, ctx: Context) -> None:
+    def leave(self, ctx: Context) -> Awaitable[None] | None:
         """Called when the conversation moves out of this state."""
+        return None
 
-    async def stay(self, ctx: Context) -> None:
+    def stay(self, ctx: Context) -> Awaitable[None] | None:
         """Called when an input was handled and the conversation stays in this state."""
-
-    async def handle(self, ctx: Context, message: Message) -> str | None:
         return None
 
-    async def resume(self, ctx: Context, result: Any) -> str | None:
+    def handle(self, ctx: Context, message: Message) -> Target | Awaitable[Target]:
+        """A message no route took; returns the target (None: stay)."""
         return None
+
+    def resume(self, ctx: Context, result: Any) -> Target | Awaitable[Target]:
+        """An effect's result no route took; returns the target (None: stay)."""
+        return None
+
+
+Target: TypeAlias = "type[State] | State | _Start | None"
+"""What a handler returns: where the conversation goes (None: it stays)."""
+
+
+@dataclass(slots=True)
+class _Routes:
+    """The routes of one scope (a state, the flow's own, the features'), ready to look up."""
+
+    scope: str
+    named: dict[str, Route] = field(default_factory=dict)
+    any_command: list[Route] = field(default_factory=list)
+    messages: list[Route] = field(default_factory=list)
+    results: list[Route] = field(default_factory=list)
+    described: list[Route] = field(default_factory=list)
+
+    def add(self, route: Route, others: Iterable[_Routes] = ()) -> None:
+        if route.kind is None:
+            self.results.append(route)
+        elif route.kind is Kind.COMMAND and not route.commands:
+            self.any_command.append(route)
+        elif route.kind is Kind.COMMAND:
+            for name in route.commands:
+                for table in (self, *others):
+                    if name in table.named:
+                        raise FlowError(
+                            f"/{name} has two routes: {table.named[name].describe()} "
+                            f"({table.scope}) and {route.describe()} ({self.scope})"
+                        )
+                self.named[name] = route
+        else:
+            self.messages.append(route)
+        if route.help_line():
+            self.described.append(route)
 
 
 class Flow:
-    """A set of states, the one a new person starts in, and the features the flow includes."""
+    """The states of a bot, the one a new person starts in, its flow-wide routes and features.
+
+    `states` are State classes (made without arguments) or instances; `start` (or its old name
+    `initial`: a class, an instance or a state's name) defaults to the first of them. `routes` are
+    functions decorated with @command, @text, @on or @result that apply in every state, as do those
+    added later with `flow.command(...)` and so on, and the features' routes after them.
+    """
 
     def __init__(
-        self, states: Iterable[State], initial: str, *, features: Iterable[Feature] = ()
+        self,
+        states: Iterable[type[State] | State] = (),
+        start: type[State] | State | str | None = None,
+        *,
+        routes: Iterable[Callable[..., Any]] = (),
+        features: Iterable[Feature] = (),
+        failure_text: str = FAILURE_TEXT,
+        name: str | None = None,
+        max_state_bytes: int = MAX_STATE_BYTES,
+        initial: type[State] | State | str | None = None,
     ) -> None:
-        self.states = {state.name: state for state in states}
-        if initial not in self.states:
-            raise ValueError(f"initial state {initial!r} is not one of {sorted(self.states)}")
-        self.initial = initial
-        self.features = tuple(features)
+        self.features: tuple[Feature, ...] = tuple(features)
+        self.failure_text = failure_text
+        """The reply a person gets when an update of theirs is given up (the pipeline sends it)."""
+        self.name = name or type(self).__name__
+        self.max_state_bytes = max_state_bytes
+        own = [state() if isinstance(state, type) else state for state in states]
+        if not own:
+            raise FlowError("a flow needs at least one state")
+        self.states: dict[str, State] = {}
+        for state in own + [s for feature in self.features for s in _feature_states(feature)]:
+            self._add_state(state)
+        self.start = self._resolve_start(start if start is not None else initial, own[0])
+        self._tables = {name: _Routes(f"state {name!r}") for name in self.states}
+        for state_name, state in self.states.items():
+            for route in routes_of(state):
+                self._tables[state_name].add(route)
+        self._own = _Routes("the flow")
+        self._featured = _Routes("features")
+        for function in routes:
+            for route in marked(function):
+                self._own.add(route, [self._featured])
+        for feature in self.features:
+            for route in feature.routes:
+                self._featured.add(route, [self._own])
         self._handlers: dict[type[Effect[Any]], EffectHandler] = {}
         for feature in self.features:
             for kind, handler in feature.effects.items():
                 if kind in self._handlers:
-                    raise ValueError(f"two features carry out {kind.__name__}")
+                    raise FlowError(f"two features carry out {kind.__name__}")
                 self._handlers[kind] = handler
+
+    def _add_state(self, state: State) -> None:
+        if any(state is known for known in self.states.values()):
+            return  # a feature's entry is among its states too
+        name = state.name
+        where = f"state {type(state).__name__}"
+        if not isinstance(name, str) or not name:
+            raise FlowError(f"{where} has no name")
+        if len(name) > MAX_NAME:
+            raise FlowError(f"{where}: the name {name!r} is over {MAX_NAME} characters")
+        if name in self.states:
+            other = type(self.states[name]).__name__
+            raise FlowError(f"two states are named {name!r} ({other} and {type(state).__name__})")
+        self.states[name] = state
+
+    def _resolve_start(self, start: type[State] | State | str | None, first: State) -> State:
+        if start is None:
+            return first
+        if isinstance(start, str):
+            found = self.states.get(start)
+        elif isinstance(start, State):
+            found = start if any(start is s for s in self.states.values()) else None
+        else:
+            found = next((s for s in self.states.values() if type(s) is start), None)
+        if found is None:
+            raise FlowError(f"the start state {start!r} is not one of {sorted(self.states)}")
+        return found
+
+    # Flow-wide routes added after the flow is built.
+
+    def command(self, *names: str, help: str = "", args: str = "") -> Callable[[F], F]:
+        """`@flow.command("cancel", help=...)` on `def cancel(ctx, message)`: in every state."""
+        return self._adding(command_route(names, help, args))
+
+    def text(self, pattern: str | None = None) -> Callable[[F], F]:
+        return self._adding(text_route(pattern))
+
+    def on(self, kind: Kind) -> Callable[[F], F]:
+        return self._adding(kind_route(kind))
+
+    def result(self, kind: type) -> Callable[[F], F]:
+        return self._adding(result_route(kind))
+
+    def _adding(self, route: Route) -> Callable[[F], F]:
+        def add(function: F) -> F:
+            self._own.add(replace(route, handler=function), [self._featured])
+            return function
+
+        return add
+
+    # What the pipeline, the CLI and handlers ask of a flow.
+
+    def configure(self, settings: Settings) -> None:
+        """Give each feature the deployment's settings (the bot does once at start; again is
+        harmless)."""
+        for feature in self.features:
+            feature.configure(settings)
+
+    def feature(self, kind: type[FeatureT]) -> FeatureT | None:
+        """The flow's feature of that class, if it has one (`flow.feature(Linking)`)."""
+        return next((f for f in self.features if isinstance(f, kind)), None)
 
     def handler_for(self, effect: Effect[Any]) -> EffectHandler:
         """The handler a feature registered for the effect's type."""
@@ -102,13 +312,40 @@ class Flow:
         return handler
 
     def initial_state(self) -> str:
-        """The state a new person starts in (a flow may choose it from its settings)."""
-        return self.initial
+        """The state a new person starts in: the first feature's entry (the passphrase gate), or
+        the flow's start."""
+        feature = next((f for f in self.features if f.entry is not None), None)
+        if feature is None or feature.entry is None:
+            return self.start.name
+        if self.states.get(feature.entry.name) is not feature.entry:
+            raise FlowError(f"feature {feature.name!r}: its entry is not one of its states")
+        return feature.entry.name
+
+    def help(self, state: State | type[State] | None = None) -> str:
+        """The `/command – what it does` lines of the described commands: the state's own (when
+        given), then the flow-wide ones (the flow's, the features')."""
+        if isinstance(state, type):
+            state = self._instance_of(state, "help")
+        tables = self._scopes(state) if state is not None else [self._own, self._featured]
+        lines: dict[str, str] = {}  # by command: a state's own /cancel hides the flow's
+        for route in (r for t in tables for r in t.described):
+            line = route.help_line()
+            if line is not None:
+                lines.setdefault(route.commands[0], line)
+        return "\n".join(lines.values())
+
+    def merge_data(self, kept: dict[str, Any], absorbed: dict[str, Any]) -> dict[str, Any]:
+        """Two people became one: by default the kept one's data wins and the absorbed one's fills
+        what the kept one lacks. Override to combine (say, add up counts)."""
+        return {**absorbed, **kept}
 
     def merge(self, kept: Conversation, absorbed: Conversation) -> Conversation:
-        """Two people became one (their accounts were linked): by default the kept one's state
-        wins and the absorbed one's data fills what the kept one lacks."""
-        return Conversation(kept.state, {**absorbed.data, **kept.data})
+        """Two people became one (their accounts were linked): the kept one's state, the data as
+        `merge_data` and then each feature's `merge_data` leave it."""
+        data = self.merge_data(kept.data, absorbed.data)
+        for feature in self.features:
+            data = feature.merge_data(data, absorbed.data)
+        return Conversation(kept.state, data)
 
     async def step(
         self,
@@ -118,13 +355,13 @@ class Flow:
         platforms: tuple[str, ...],
         now: float,
     ) -> Step:
-        ctx = Context(copy.deepcopy(conversation.data), platforms, now, message)
         state = self.states.get(conversation.state or "")
+        ctx = self._context(conversation, state, platforms, now, message)
         if state is None:
-            state = self.states[self.initial_state()]
-            await state.enter(ctx)
-        target = await state.handle(ctx, message)
-        return await self._finish(ctx, state, target)
+            await _call(ctx.state.enter, ctx)
+        route, ctx.match = self._route(ctx.state, message)
+        handler = route.handler if route is not None else ctx.state.handle
+        return await self._finish(ctx, handler, await _call(handler, ctx, message))
 
     async def resume(
         self,
@@ -134,18 +371,193 @@ class Flow:
         platforms: tuple[str, ...],
         now: float,
     ) -> Step:
-        ctx = Context(copy.deepcopy(conversation.data), platforms, now)
-        state = self.states.get(conversation.state or "") or self.states[self.initial_state()]
-        target = await state.resume(ctx, result)
-        return await self._finish(ctx, state, target)
+        state = self.states.get(conversation.state or "")
+        ctx = self._context(conversation, state, platforms, now, None)
+        scopes = self._scopes(ctx.state)
+        route = next((r for t in scopes for r in t.results if r.takes(result)), None)
+        handler = route.handler if route is not None else ctx.state.resume
+        return await self._finish(ctx, handler, await _call(handler, ctx, result))
 
-    async def _finish(self, ctx: Context, state: State, target: str | None) -> Step:
-        if target is None or target == state.name:
-            await state.stay(ctx)
+    def check(self, data: dict[str, Any]) -> None:
+        """Raise StateError unless `data` comes back from JSON as it is and fits the limit."""
+        _check_json(data)
+        encoded = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+        if len(encoded) * 4 <= self.max_state_bytes:
+            return  # even all four-byte characters would fit
+        size = len(encoded.encode())
+        if size > self.max_state_bytes:
+            sizes = {k: len(json.dumps(v, ensure_ascii=False).encode()) for k, v in data.items()}
+            biggest = max(sizes, key=sizes.__getitem__)
+            raise StateError(
+                f"ctx.data is {size} bytes as JSON, over flow.max_state_bytes "
+                f"({self.max_state_bytes}); the biggest part is ctx.data[{biggest!r}] "
+                f"({sizes[biggest]} bytes): keep big or growing data in a table of its own"
+            )
+
+    # The step's machinery.
+
+    def _context(
+        self,
+        conversation: Conversation,
+        state: State | None,
+        platforms: tuple[str, ...],
+        now: float,
+        message: Message | None,
+    ) -> Context:
+        # A state that no longer exists starts over (keeping the data).
+        current = state or self.states[self.initial_state()]
+        data = copy.deepcopy(conversation.data)
+        return Context(data, platforms, now, self, current, message)
+
+    def _scopes(self, state: State) -> list[_Routes]:
+        own = self._tables[state.name]
+        return [own, self._own, self._featured] if state.flow_wide else [own]
+
+    def _route(self, state: State, message: Message) -> tuple[Route | None, re.Match[str] | None]:
+        scopes = self._scopes(state)
+        if message.kind is Kind.COMMAND:
+            named = (t.named.get(message.command or "") for t in scopes)
+            found = next((r for r in named if r is not None), None)
+            found = found or next((r for t in scopes for r in t.any_command), None)
+            return found, None
+        for route in (r for t in scopes for r in t.messages):
+            matched = route.matches(message)
+            if matched:
+                return route, matched if isinstance(matched, re.Match) else None
+        return None, None
+
+    async def _finish(self, ctx: Context, handler: Callable[..., Any], target: Any) -> Step:
+        state = ctx.state
+        following = self._target(state, handler, target)
+        if following is state:
+            await _call(state.stay, ctx)
         else:
-            if target not in self.states:
-                raise ValueError(f"state {state.name!r} moved to unknown state {target!r}")
-            await state.leave(ctx)
-            state = self.states[target]
-            await state.enter(ctx)
-        return Step(Conversation(state.name, ctx.data), ctx.replies, ctx.effects)
+            await _call(state.leave, ctx)
+            ctx.state = following
+            await _call(following.enter, ctx)
+        self.check(ctx.data)
+        return Step(Conversation(ctx.state.name, ctx.data), ctx.replies, ctx.effects)
+
+    def _target(self, state: State, handler: Callable[..., Any], target: Any) -> State:
+        if target is None:
+            return state
+        if target is START:
+            return self.start
+        by = f"{_name(handler)} (in state {state.name!r})"
+        if isinstance(target, State):
+            if any(target is s for s in self.states.values()):
+                return target
+            raise FlowError(f"{by} moved to a {type(target).__name__} that is not in the flow")
+        if isinstance(target, type) and issubclass(target, State):
+            return self._instance_of(target, by)
+        if isinstance(target, str):
+            known = self.states.get(target)
+            hint = f"`return {type(known).__name__}`" if known else "return the state's class"
+            raise TypeError(
+                f"{by} returned the string {target!r}: a target is not a name; {hint}, "
+                "START or None"
+            )
+        raise TypeError(
+            f"{by} returned {target!r}: return the state's class, START or None (to stay)"
+        )
+
+    def _instance_of(self, kind: type[State], by: str) -> State:
+        found = [s for s in self.states.values() if type(s) is kind]
+        if not found:
+            raise FlowError(
+                f"{by} moved to {kind.__name__}, which is not in the flow: add it to Flow([...])"
+            )
+        if len(found) > 1:
+            names = ", ".join(repr(s.name) for s in found)
+            raise FlowError(
+                f"{by} moved to {kind.__name__}, which is in the flow as {names}: return the "
+                "instance"
+            )
+        return found[0]
+
+
+FeatureT = TypeVar("FeatureT", bound="Feature")
+
+
+def _feature_states(feature: Feature) -> list[State]:
+    return [*feature.states, *([feature.entry] if feature.entry is not None else [])]
+
+
+def _name(handler: Callable[..., Any]) -> str:
+    return getattr(handler, "__qualname__", repr(handler))
+
+
+async def _call(function: Callable[..., Any], *args: Any) -> Any:
+    value = function(*args)
+    return await value if inspect.isawaitable(value) else value
+
+
+# What comes back from JSON exactly: these types (exactly, not subclasses), finite floats, and
+# lists and dicts of them with str keys.
+
+_NAMES = {
+    set: "a set does not survive JSON; store a list",
+    frozenset: "a frozenset does not survive JSON; store a list",
+    tuple: "a tuple comes back from JSON as a list; store a list",
+    bytes: "bytes do not survive JSON; store a str (base64, say)",
+    bytearray: "a bytearray does not survive JSON; store a str (base64, say)",
+}
+
+
+def _why(value: object) -> str:
+    for kind, why in _NAMES.items():
+        if isinstance(value, kind):
+            return why
+    if isinstance(value, date | time):
+        return f"a {type(value).__name__} does not survive JSON; store a timestamp or ISO string"
+    if isinstance(value, timedelta):
+        return "a timedelta does not survive JSON; store seconds"
+    if isinstance(value, float):
+        return f"{value} does not survive JSON; store None or a finite number"
+    return (
+        f"a {type(value).__name__} does not survive JSON; store str, int, float, bool, None, "
+        "or lists and dicts of them"
+    )
+
+
+class _Bad(Exception):
+    def __init__(self, why: str) -> None:
+        self.why = why
+        self.path: list[str] = []
+
+
+def _walk(value: object) -> None:
+    if type(value) is str or type(value) is int or type(value) is bool or value is None:
+        return
+    if type(value) is float:
+        if not math.isfinite(value):
+            raise _Bad(_why(value))
+        return
+    if type(value) is list:
+        for index, item in enumerate(value):
+            try:
+                _walk(item)
+            except _Bad as bad:
+                bad.path.append(f"[{index}]")
+                raise
+        return
+    if type(value) is dict:
+        for key, item in value.items():
+            if type(key) is not str:
+                raise _Bad(f"the key {key!r} is not a str (JSON makes keys strings); use str keys")
+            try:
+                _walk(item)
+            except _Bad as bad:
+                bad.path.append(f"[{key!r}]")
+                raise
+        return
+    raise _Bad(_why(value))
+
+
+def _check_json(data: dict[str, Any]) -> None:
+    try:
+        _walk(data)
+    except _Bad as bad:
+        raise StateError(f"ctx.data{''.join(reversed(bad.path))}: {bad.why}") from None
+    except RecursionError:
+        raise StateError("ctx.data is nested too deeply (or contains itself)") from None

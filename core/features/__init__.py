@@ -11,6 +11,8 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from portabot.conversation.routing import Route, routes_of
+
 if TYPE_CHECKING:
     import sqlalchemy as sa
 
@@ -57,14 +59,18 @@ class Feature:
     """Named in the start-up banner and by `portabot check`."""
     states: Sequence[State] = ()
     """States the feature adds to the flow (named `<feature>.<state>` by convention)."""
-    routes: Sequence[Any] = ()
-    """Commands, patterns and results matched in every state (after the state's own routes)."""
     entry: State | None = None
     """A state new people start in before the flow's own start (the passphrase gate)."""
     effects: Mapping[type[Effect[Any]], EffectHandler] = {}
     """The handler of each effect type the feature carries out."""
     tables: Sequence[sa.Table] = ()
     """Tables the feature keeps; `portabot migrate` creates those missing."""
+
+    @property
+    def routes(self) -> Sequence[Route]:
+        """Commands, patterns and results matched in every state (after the state's own routes
+        and the flow's): by default the feature's methods decorated with @command and so on."""
+        return routes_of(self)
 
     def configure(self, settings: Settings) -> None:
         """Called once with the deployment's settings when the bot starts (and by `check`)."""

@@ -92,7 +92,7 @@ class Chatty(State):
 
     name = "chatty"
 
-    async def handle(self, ctx: Context, message: Message) -> str | None:
+    async def handle(self, ctx: Context, message: Message) -> None:
         for n in (1, 2, 3):
             ctx.reply(f"reply {n} to {message.text}")
         return None
@@ -208,7 +208,7 @@ class Echo(State):
 
     name = "echo"
 
-    async def handle(self, ctx: Context, message: Message) -> str | None:
+    async def handle(self, ctx: Context, message: Message) -> None:
         ctx.reply(f"{message.kind.value}: {message.text!r}")
         return None
 

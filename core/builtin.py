@@ -1,0 +1,55 @@
+"""The built-in bot (the default BOT_FLOW): the passphrase gate and linking, and the few answers
+around them."""
+
+from __future__ import annotations
+
+from portabot.conversation.engine import Context, Flow, State
+from portabot.conversation.routing import command, on
+from portabot.features.linking import Linking
+from portabot.features.passphrase import Passphrase
+from portabot.messages import Kind, Message
+from portabot.settings import Settings
+
+
+class Idle(State):
+    """A person who is in and doing nothing in particular."""
+
+    @on(Kind.TEXT)
+    def chat(self, ctx: Context, message: Message) -> None:
+        ctx.reply("Send /help to see what I can do.")
+
+
+@command("help", "start", help="this list")
+def show_help(ctx: Context, message: Message) -> None:
+    ctx.reply("Commands:\n" + ctx.flow.help(ctx.state))
+
+
+@command("cancel", help="stop linking")
+def cancel(ctx: Context, message: Message) -> None:
+    ctx.reply("Nothing to cancel.")
+
+
+@command()
+def unknown(ctx: Context, message: Message) -> None:
+    ctx.reply(f"Unknown command /{message.command}. Send /help for the list.")
+
+
+@on(Kind.JOINED)
+def joined(ctx: Context, message: Message) -> None:
+    ctx.reply("Hello! Send /help to see what I can do.")
+
+
+def make(passphrase: str | None = None) -> Flow:
+    """The built-in flow; the passphrase comes from BOT_PASSPHRASE unless given."""
+    return Flow(
+        [Idle],
+        routes=[show_help, cancel, unknown, joined],
+        features=[Passphrase(passphrase), Linking()],
+        name="portabot",
+    )
+
+
+def build(settings: Settings) -> Flow:
+    flow = make()
+    flow.configure(settings)
+    return flow

@@ -1,0 +1,149 @@
+"""Routes: what a state, a feature or the whole flow answers, declared by decorators.
+
+`@command`, `@text`, `@on` and `@result` mark a method of a State (or a Feature, or a plain
+function given to the Flow) and return it unchanged; the Flow collects the marks when it is built.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any, TypeVar
+
+from portabot.messages import Kind, Message
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_MARK = "__portabot_routes__"
+
+
+class FlowError(ValueError):
+    """A flow that cannot work as written: found when it is built (or, for a state a handler
+    moves to that is not in the flow, when the handler returns it)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One way in: a command (by name, or any command when `commands` is empty), text (any
+    non-empty, or matching `pattern`), a kind of message, or an effect's result by type."""
+
+    handler: Callable[..., Any]
+    kind: Kind | None = None
+    """The kind of message matched; None for a result route."""
+    commands: tuple[str, ...] = ()
+    pattern: re.Pattern[str] | None = None
+    any_text: bool = False
+    """Text routes: every text message, even one without text (a photo); else non-empty text."""
+    result: type | None = None
+    help: str = ""
+    args: str = ""
+    """How the command's arguments read in the help (`<code>`)."""
+
+    def bound(self, owner: object) -> Route:
+        return replace(self, handler=self.handler.__get__(owner, type(owner)))
+
+    def matches(self, message: Message) -> re.Match[str] | bool:
+        """Whether a non-command message is this route's (the match, for a pattern)."""
+        if self.kind is not message.kind:
+            return False
+        if self.kind is not Kind.TEXT or self.any_text:
+            return True
+        text = message.text.strip()
+        if self.pattern is not None:
+            return self.pattern.fullmatch(text) or False
+        return bool(text)
+
+    def takes(self, result: object) -> bool:
+        return self.result is not None and isinstance(result, self.result)
+
+    def help_line(self) -> str | None:
+        if not (self.help and self.commands):
+            return None
+        args = f" {self.args}" if self.args else ""
+        return f"/{self.commands[0]}{args} – {self.help}"
+
+    def describe(self) -> str:
+        return getattr(self.handler, "__qualname__", repr(self.handler))
+
+
+def _marking(route: Route) -> Callable[[F], F]:
+    def mark(function: F) -> F:
+        setattr(function, _MARK, (*getattr(function, _MARK, ()), replace(route, handler=function)))
+        return function
+
+    return mark
+
+
+def command_route(names: tuple[str, ...], help: str, args: str) -> Route:
+    commands = tuple(name.removeprefix("/").lower() for name in names)
+    for name in commands:
+        if not name or any(c.isspace() or c == "@" for c in name):
+            raise FlowError(f"command name {name!r}: a command is one word without '@' or spaces")
+    return Route(_unset, Kind.COMMAND, commands=commands, help=help, args=args)
+
+
+def text_route(pattern: str | None) -> Route:
+    try:
+        compiled = re.compile(pattern) if pattern is not None else None
+    except re.error as exc:
+        raise FlowError(f"text pattern {pattern!r}: {exc}") from None
+    return Route(_unset, Kind.TEXT, pattern=compiled)
+
+
+def kind_route(kind: Kind) -> Route:
+    if kind is Kind.COMMAND:
+        raise FlowError("on(Kind.COMMAND): use @command() for commands (no names: any command)")
+    return Route(_unset, kind, any_text=True)
+
+
+def result_route(kind: type) -> Route:
+    return Route(_unset, result=kind)
+
+
+def command(*names: str, help: str = "", args: str = "") -> Callable[[F], F]:
+    """`/name args` for any of `names` (case-insensitive, `/name@bot` too); no names: any command
+    not routed by name. `help` (and `args`, as in `args="<code>"`) make its line of `Flow.help`.
+    The handler takes `(ctx, message)`; `message.args` holds the rest of the line."""
+    return _marking(command_route(names, help, args))
+
+
+def text(pattern: str | None = None) -> Callable[[F], F]:
+    """A text message: any non-empty one, or one whose stripped text `re.fullmatch`es `pattern`
+    (flags inline, as in `(?i)yes|no`); the handler takes `(ctx, message)` and finds the match
+    in `ctx.match`."""
+    return _marking(text_route(pattern))
+
+
+def on(kind: Kind) -> Callable[[F], F]:
+    """Every message of a kind: Kind.JOINED, Kind.LEFT, or Kind.TEXT (even one without text)."""
+    return _marking(kind_route(kind))
+
+
+def result(kind: type) -> Callable[[F], F]:
+    """An effect's result of this type coming back; the handler takes `(ctx, result)`."""
+    return _marking(result_route(kind))
+
+
+def marked(function: Callable[..., Any]) -> tuple[Route, ...]:
+    """The routes a decorated function carries (a plain function given to the Flow)."""
+    routes: tuple[Route, ...] = getattr(function, _MARK, ())
+    if not routes:
+        raise FlowError(f"{function!r} is not a route: decorate it with @command, @text or so")
+    return routes
+
+
+def routes_of(owner: object) -> list[Route]:
+    """The routes declared on the methods of `owner`'s class (and its bases), bound to it."""
+    methods: dict[str, object] = {}
+    for klass in reversed(type(owner).__mro__):
+        methods.update(vars(klass))
+    return [route.bound(owner) for method in methods.values() for route in _routes(method)]
+
+
+def _routes(method: object) -> tuple[Route, ...]:
+    return getattr(method, _MARK, ()) if callable(method) else ()
+
+
+def _unset(*args: object) -> None:
+    raise AssertionError("a route's handler is set when it marks a function")
