@@ -176,7 +176,7 @@ def test_a_newcomers_first_run(tmp_path: Path) -> None:
         assert say_web(served.client, "/me") == ["Linked platforms: web."]
     assert served.returncode == 0
     assert f"open http://127.0.0.1:{served.port}/" in served.output
-    assert "flow portabot.conversation.linking:build with linking" in served.output
+    assert "flow portabot.builtin:build with passphrase, linking" in served.output
     assert (tmp_path / "portabot.db").exists()
 
 
@@ -417,9 +417,14 @@ def test_show_an_unknown_account_or_a_bad_argument_is_one_line(
 
 
 BROKEN_FLOW = """
-from portabot.conversation.engine import Flow
+from portabot import Flow, State
 
-flow = Flow([], initial="adress")
+
+class Address(State):
+    pass
+
+
+flow = Flow([Address], initial="adress")
 """
 
 FLOW_WITH_A_PROBLEM = """
