@@ -28,7 +28,7 @@ from portabot.logs import ThrottledLog
 from portabot.outbound import Outbound
 from portabot.settings import Settings, detect_host, load_settings, refuse_lost_storage
 from portabot.storage.database import Database, Query
-from portabot.storage.schema import Schema, SchemaBehind, feature_tables
+from portabot.storage.schema import Schema, SchemaBehind
 from portabot.web.costs import routes as cost_routes
 from portabot.web.page import render_home
 from portabot.web.policy import html_page
@@ -67,7 +67,7 @@ class Bot:
         self.settings = settings
         self.db = Database(settings.database_url, pool_size=settings.database_pool_size)
         self.flow = flow if flow is not None else load_flow(settings)
-        self.schema = Schema(self.db, feature_tables(self.flow.features))  # checked on first use
+        self.schema = Schema(self.db, self.flow.features)  # checked on first use
         secure = bool(settings.public_url and settings.public_url.startswith("https://"))
         self.channels: dict[str, Channel] = {}
         if settings.web_chat:  # WEB_CHAT=off: /webhooks/web answers 404

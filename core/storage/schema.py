@@ -63,9 +63,9 @@ class Schema:
     nothing is asked again): a SQLite file is brought up to date, idempotently and one process at
     a time; a PostgreSQL database behind raises SchemaBehind, each time, until it is migrated."""
 
-    def __init__(self, db: Database, tables: Sequence[sa.Table] = ()) -> None:
+    def __init__(self, db: Database, features: Sequence[Feature] = ()) -> None:
         self.db = db
-        self.tables = tuple(tables)
+        self.features = tuple(features)
         self.current = False
         self._reported = False
 
@@ -73,7 +73,10 @@ class Schema:
         if self.current:
             return
         try:
-            current = await schema_is_current(self.db, self.tables)
+            # Features' tables (SQLAlchemy's) only on SQLite: Lambda's package serves without it.
+            sqlite = self.db.dialect == "sqlite"
+            tables = feature_tables(self.features) if sqlite else ()
+            current = await schema_is_current(self.db, tables)
         except Exception:
             return  # unreachable: the request finds out, and says so, as any other would
         if not current:
@@ -85,5 +88,5 @@ class Schema:
             from portabot.storage.migrate import upgrade  # SQLite: never on Lambda
 
             log.info("migrating the SQLite database %s", self.db.url)
-            await asyncio.to_thread(upgrade, self.db.url, self.tables)
+            await asyncio.to_thread(upgrade, self.db.url, tables)
         self.current = True
