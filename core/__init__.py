@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 from portabot.conversation.engine import (
     START,
     Context,
-    Conversation,
     Flow,
     State,
     StateError,
@@ -21,7 +20,7 @@ from portabot.conversation.engine import (
 from portabot.conversation.routing import FlowError, command, on, result, text
 from portabot.features import Effect, EffectRun, Feature
 from portabot.features.passphrase import Passphrase
-from portabot.messages import Account, Kind, Message, Reply
+from portabot.messages import Account, Conversation, Kind, Message, Reply
 
 if TYPE_CHECKING:
     from portabot.features.linking import Linking

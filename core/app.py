@@ -5,9 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import secrets
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.applications import Starlette
@@ -18,17 +16,11 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from portabot import __version__
-from portabot.channels.base import Channel
-from portabot.channels.telegram import TelegramChannel
-from portabot.channels.vk import VkChannel
-from portabot.channels.web import WebChannel
+from portabot.bot import Bot
 from portabot.conversation.engine import Flow
-from portabot.conversation.loader import load_flow
-from portabot.logs import ThrottledLog
-from portabot.outbound import Outbound
-from portabot.settings import Settings, detect_host, load_settings, refuse_lost_storage
-from portabot.storage.database import Database, Query
-from portabot.storage.schema import Schema, SchemaBehind
+from portabot.logs import configure_logging
+from portabot.settings import Settings, load_settings, refuse_lost_storage
+from portabot.storage.schema import SchemaBehind
 from portabot.web.costs import routes as cost_routes
 from portabot.web.page import render_home
 from portabot.web.policy import html_page
@@ -44,66 +36,12 @@ request gets uvicorn's 503 at once instead of the process running out of file de
 would fail its database and API connections too. Under the descriptors each target allows (the
 VPS unit's LimitNOFILE=4096; Heroku's router holds its own)."""
 
-_KEEP_SECRET = Query(
-    "INSERT INTO secrets (name, value) VALUES (:name, :value) ON CONFLICT DO NOTHING"
-)
-_SECRET = Query("SELECT value FROM secrets WHERE name = :name")
-
-
-def platform_channels(settings: Settings) -> list[TelegramChannel | VkChannel]:
-    """The channels of the platforms that are configured (each needs its token)."""
-    channels: list[TelegramChannel | VkChannel] = []
-    if settings.telegram_enabled:
-        channels.append(TelegramChannel(settings))
-    if settings.vk_enabled:
-        channels.append(VkChannel(settings))
-    return channels
-
-
-class Bot:
-    """Everything a request needs: settings, database, flow, channels, outbound calls."""
-
-    def __init__(self, settings: Settings, flow: Flow | None = None) -> None:
-        self.settings = settings
-        self.db = Database(settings.database_url, pool_size=settings.database_pool_size)
-        self.flow = flow if flow is not None else load_flow(settings)
-        self.schema = Schema(self.db, self.flow.features)  # checked on first use
-        secure = bool(settings.public_url and settings.public_url.startswith("https://"))
-        self.channels: dict[str, Channel] = {}
-        if settings.web_chat:  # WEB_CHAT=off: /webhooks/web answers 404
-            self.channels["web"] = WebChannel(
-                self.session_secret, self.db, settings, secure=secure, host=detect_host()
-            )
-        for channel in platform_channels(settings):
-            self.channels[channel.platform] = channel
-        self.outbound = Outbound(self.db, self.channels, settings.outbox_retry_seconds)
-        self.rejections = ThrottledLog(logging.getLogger("portabot.webhooks"))
-        self.clock: Callable[[], float] = time.time
-        """The time the pipeline stamps an update with (and the flow sees as `ctx.now`);
-        portabot.testing moves it forward."""
-        self._home: str | None = None
-
-    async def session_secret(self) -> str:
-        """SESSION_SECRET, or one made once and kept in the database (shared by every worker)."""
-        if self.settings.session_secret is not None:
-            return self.settings.session_secret.get_secret_value()
-        async with self.db.transaction() as conn:
-            await conn.execute(_KEEP_SECRET, name="session", value=secrets.token_urlsafe(32))
-            value: str = await conn.fetch_val(_SECRET, name="session")
-        return value
-
-    def home(self) -> str:
-        if self._home is None:
-            self._home = render_home(self.settings, self.flow)
-        return self._home
-
-    async def close(self) -> None:
-        await self.outbound.close()
-        await self.db.close()
-
 
 async def home(request: Request) -> Response:
-    return html_page(request.app.state.bot.home())
+    state = request.app.state
+    if state.home is None:
+        state.home = render_home(state.bot.settings, state.bot.flow)
+    return html_page(state.home)
 
 
 async def healthz(request: Request) -> Response:
@@ -162,6 +100,7 @@ def create_app(settings: Settings | None = None, *, flow: Flow | None = None) ->
         lifespan=lifespan,
     )
     app.state.bot = bot
+    app.state.home = None  # rendered on first use
     return app
 
 
@@ -264,16 +203,6 @@ class SecurityHeaders:
 
 NOTHING_ALLOWED = b"default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 """The policy of a response that is not a page (JSON, text): it loads and runs nothing."""
-
-
-def configure_logging(level: str) -> None:
-    logger = logging.getLogger("portabot")
-    logger.setLevel(level)
-    if not logger.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        logger.addHandler(handler)
-        logger.propagate = False
 
 
 _app: Starlette | None = None

@@ -130,7 +130,7 @@ def passphrase_feature() -> type[Feature] | None:
 
 
 def platforms(settings: Settings) -> Iterator[Finding]:
-    from portabot.app import platform_channels
+    from portabot.channels import platform_channels
     from portabot.channels.base import ApiError
     from portabot.outbound import call_now
 

@@ -344,7 +344,7 @@ def run_migrations(settings: Settings) -> str | None:
 
 def cmd_set_webhook(args: argparse.Namespace) -> int:
     settings = load_settings()
-    from portabot.app import platform_channels
+    from portabot.channels import platform_channels
 
     channels = platform_channels(settings)
     if not channels:

@@ -1,5 +1,6 @@
-"""Log lines a stranger can cause, at most once per kind every few seconds, with a count of the
-ones left out: a flood of bad requests cannot fill the logs."""
+"""portabot's log: where its lines go (`configure_logging`), and lines a stranger can cause at
+most once per kind every few seconds, with a count of the ones left out, so that a flood of bad
+requests cannot fill the logs."""
 
 from __future__ import annotations
 
@@ -14,6 +15,16 @@ MAX_KINDS = 256
 
 
 OTHERS = "(other kinds)"
+
+
+def configure_logging(level: str) -> None:
+    logger = logging.getLogger("portabot")
+    logger.setLevel(level)
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.propagate = False
 
 
 class ThrottledLog:

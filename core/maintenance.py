@@ -35,7 +35,7 @@ LOCKED = "another maintain run holds the lock; nothing done"
 @contextlib.asynccontextmanager
 async def outbound_for(settings: Settings) -> AsyncIterator[Outbound]:
     """The database (one connection) and the platforms' APIs, for a command's one run."""
-    from portabot.app import platform_channels
+    from portabot.channels import platform_channels
 
     db = Database(settings.database_url, pool_size=1)
     outbound = Outbound(db, {c.platform: c for c in platform_channels(settings)})

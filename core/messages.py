@@ -1,9 +1,11 @@
-"""Platform-neutral incoming messages and outgoing replies."""
+"""Platform-neutral incoming messages, outgoing replies and a person's place in the flow: the
+values channels, storage and the flow pass between them."""
 
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import Any
 
 
 class Kind(enum.Enum):
@@ -70,6 +72,14 @@ class ChatMoved:
 
 
 @dataclass(frozen=True, slots=True)
+class Conversation:
+    """One person's place in the flow: the state's name (None before the first message) and data."""
+
+    state: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class Reply:
     text: str
 
@@ -97,6 +107,8 @@ class Outcome:
     """Replies the webhook response carries."""
     later: list[Delivery] = field(default_factory=list)
     """Replies stored in the outbox, to send through the platform's API."""
+    given_up: bool = False
+    """The flow failed on the update too often: it is acknowledged, the replies say so."""
 
 
 def parse_command(text: str, bot_username: str | None = None) -> tuple[str, str] | None:

@@ -7,18 +7,17 @@ import asyncio
 import contextlib
 import logging
 import signal
-import time
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 from portabot import __version__
-from portabot.app import Bot, configure_logging
+from portabot.bot import Bot
 from portabot.channels.base import ApiError, Rejected
 from portabot.channels.telegram import ALLOWED_UPDATES, API_TIMEOUT, TelegramChannel
 from portabot.conversation.loader import flow_summary
-from portabot.outbound import REPLY_BUDGET
+from portabot.logs import configure_logging
+from portabot.pipeline import run_update
 from portabot.settings import Settings, obscure_url
-from portabot.webhooks import given_up, process
 
 log = logging.getLogger("portabot.polling")
 T = TypeVar("T")
@@ -42,6 +41,7 @@ class PolledTelegramChannel(TelegramChannel):
     outbox and the Bot API."""
 
     inline_replies = 0
+    in_order = True  # one getUpdates batch at a time, in update_id order
 
 
 class Backoff:
@@ -130,24 +130,15 @@ class Poller:
             log.warning("telegram update skipped: %s", rejected.reason)
             self.advance(skipped_offset(item))
             return True
-        try:
-            outcome = await process(self.bot, self.channel, update)
-        except Exception as exc:
-            if await given_up(self.bot, update, exc):  # the flow keeps failing on it
-                self.advance(int(update.update_id) + 1)
-                return True
-            what = f"telegram update {update.update_id} not processed: {type(exc).__name__}"
-            await self.pause(self.backoff.after(), what)
+        outcome = await run_update(self.bot, self.channel, update)
+        if outcome is None:
+            await self.pause(self.backoff.after(), f"telegram update {update.update_id} kept")
             return False
         self.advance(int(update.update_id) + 1)
         if outcome.duplicate:
             self.seen_before += 1
-            log.info("telegram update %s seen before: skipped", update.update_id)
-        else:
+        elif not outcome.given_up:
             self.handled += 1
-        deadline = time.monotonic() + REPLY_BUDGET
-        await self.bot.outbound.deliver(outcome.later, deadline=deadline)
-        await self.bot.outbound.catch_up(deadline)
         return True
 
     def advance(self, offset: int) -> None:

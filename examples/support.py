@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from portabot.conversation.engine import Context, Conversation, Flow, State, Target
-from portabot.messages import Kind, Message
+from portabot.conversation.engine import Context, Flow, State, Target
+from portabot.messages import Conversation, Kind, Message
 
 HELP = """Support desk:
 /ticket <problem> – open a ticket (or /ticket alone, then describe it)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import httpx
 
-from portabot.webhooks import RESEND_AFTER
+from portabot.pipeline import RESEND_AFTER
 from tests.conftest import post_telegram, post_vk, query, telegram_update, vk_event
 
 

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from portabot.app import platform_channels
+from portabot.channels import platform_channels
 from portabot.conversation.engine import Context, Flow, State
 from portabot.messages import Delivery, Message
 from portabot.outbound import Outbound

@@ -250,3 +250,33 @@ def test_a_stop_finishes_the_update_in_hand_then_exits(
 def test_poll_needs_the_telegram_token(tmp_path: Path) -> None:
     result = portabot(tmp_path, "poll")
     assert result.returncode == 1 and result.stderr == "portabot: poll needs TELEGRAM_TOKEN\n"
+
+
+FRAGILE_FLOW = """
+from portabot import Flow, State
+
+
+class Fragile(State):
+    def handle(self, ctx, message):
+        if message.text == "boom":
+            raise ValueError("cannot take this")
+        ctx.reply("fine")
+
+
+flow = Flow([Fragile], failure_text="Sorry, that one broke me.")
+"""
+
+
+def test_an_update_the_flow_keeps_failing_on_is_given_up_and_the_person_told(
+    tmp_path: Path, database_url: str, fake_telegram: FakeTelegram
+) -> None:
+    (tmp_path / "fragile.py").write_text(FRAGILE_FLOW)
+    fake_telegram.push(telegram_update(1, "boom"), telegram_update(2, "hi"))
+    env = {"DATABASE_URL": database_url, "BOT_FLOW": "fragile:flow"}
+    with polling(tmp_path, fake_telegram, **env) as poller:
+        poller.wait_for(lambda: len(fake_telegram.sent()) == 2)
+        poller.stop()
+    assert [p["text"] for p in fake_telegram.sent()] == ["Sorry, that one broke me.", "fine"]
+    [failed] = query(database_url, "SELECT update_id, attempts FROM failed_updates")
+    assert (failed["update_id"], failed["attempts"]) == ("1", 3)
+    assert "stopped: 1 handled, 0 seen before" in poller.output

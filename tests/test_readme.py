@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from portabot.conversation.engine import Conversation
 from portabot.conversation.loader import load_flow
-from portabot.messages import Account, Kind, Message
+from portabot.messages import Account, Conversation, Kind, Message
 from tests.conftest import make_settings
 
 ROOT = Path(__file__).resolve().parent.parent

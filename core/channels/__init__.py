@@ -1,0 +1,36 @@
+"""The channels, registered in one place: which ones a deployment has follows from its settings."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from portabot.channels.base import Channel
+from portabot.channels.telegram import TelegramChannel
+from portabot.channels.vk import VkChannel
+from portabot.channels.web import WebChannel
+from portabot.settings import detect_host
+
+if TYPE_CHECKING:
+    from portabot.settings import Settings
+    from portabot.storage.database import Database
+
+
+def platform_channels(settings: Settings) -> list[TelegramChannel | VkChannel]:
+    """The channels of the platforms that are configured (each needs its token)."""
+    channels: list[TelegramChannel | VkChannel] = []
+    if settings.telegram_enabled:
+        channels.append(TelegramChannel(settings))
+    if settings.vk_enabled:
+        channels.append(VkChannel(settings))
+    return channels
+
+
+def all_channels(settings: Settings, db: Database) -> dict[str, Channel]:
+    """Every channel the deployment serves, by platform: the web chat unless WEB_CHAT=off (its
+    cookies' key and limits live in the database), and the configured platforms."""
+    channels: dict[str, Channel] = {}
+    if settings.web_chat:
+        channels["web"] = WebChannel(db, settings, host=detect_host())
+    for channel in platform_channels(settings):
+        channels[channel.platform] = channel
+    return channels

@@ -56,6 +56,16 @@ class Channel(Protocol):
     def inline_replies(self) -> int | None:
         """How many replies the webhook response can carry (None: all of them)."""
 
+    @property
+    def redelivers(self) -> bool:
+        """Whether the platform delivers an update again when it got no acknowledgement (the
+        pipeline then gives the flow a few tries at it; otherwise one)."""
+
+    @property
+    def in_order(self) -> bool:
+        """Whether updates arrive one at a time in order (polling), so that none waits for a
+        sender's earlier ones (ORDER_WINDOW_MS)."""
+
     async def receive(self, request: Request) -> Update:
         """Verify and parse one delivery; raises Rejected."""
 

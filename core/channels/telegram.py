@@ -87,6 +87,8 @@ class ChatUpgraded(ApiError):
 class TelegramChannel:
     platform = "telegram"
     inline_replies = 1
+    redelivers = True
+    in_order = False
 
     def __init__(self, settings: Settings) -> None:
         assert settings.telegram_token is not None

@@ -88,6 +88,8 @@ class MemberEvent(_Model):
 class VkChannel:
     platform = "vk"
     inline_replies = 0  # VK must get the literal `ok`: every reply goes through messages.send
+    redelivers = True
+    in_order = False
 
     def __init__(self, settings: Settings) -> None:
         assert settings.vk_token is not None and settings.vk_group_id is not None

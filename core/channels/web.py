@@ -8,7 +8,6 @@ import ipaddress
 import math
 import secrets
 import time
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from itsdangerous import BadSignature, TimestampSigner
@@ -19,6 +18,7 @@ from starlette.types import Scope
 
 from portabot.channels.base import Answered, Rejected, clean_text, first_error, read_json
 from portabot.messages import Account, Delivery, Kind, Message, Update, parse_command
+from portabot.storage.keys import kept_secret
 from portabot.storage.limits import Limit, hit_now
 
 if TYPE_CHECKING:
@@ -77,20 +77,14 @@ def client_address(scope: Scope, host: str | None) -> str:
 class WebChannel:
     platform = "web"
     inline_replies = None
+    redelivers = False  # a page that got no answer shows an error; nothing sends the message again
+    in_order = False
 
-    def __init__(
-        self,
-        session_secret: Callable[[], Awaitable[str]],
-        db: Database,
-        settings: Settings,
-        *,
-        secure: bool,
-        host: str | None,
-    ) -> None:
-        self._session_secret = session_secret
+    def __init__(self, db: Database, settings: Settings, *, host: str | None) -> None:
+        self._configured_secret = settings.session_secret
         self._signer: TimestampSigner | None = None
         self._db = db
-        self._secure = secure
+        self._secure = bool(settings.public_url and settings.public_url.startswith("https://"))
         self._host = host
         self.cookie_age = int(settings.web_chat_keep_days * DAY)
         self._per_address = settings.web_chat_per_address
@@ -102,10 +96,15 @@ class WebChannel:
         window, so until then this process refuses them without asking the database."""
 
     async def signer(self) -> TimestampSigner:
+        """Signs with SESSION_SECRET, or one made once and kept in the database."""
         if self._signer is None:
-            self._signer = TimestampSigner(
-                await self._session_secret(), salt=SALT, digest_method=hashlib.sha256
+            configured = self._configured_secret
+            secret = (
+                configured.get_secret_value()
+                if configured is not None
+                else await kept_secret(self._db, "session")
             )
+            self._signer = TimestampSigner(secret, salt=SALT, digest_method=hashlib.sha256)
         return self._signer
 
     def visitor(self, signer: TimestampSigner, cookie: str | None) -> str | None:

@@ -39,7 +39,7 @@ from portabot.conversation.routing import (
     text_route,
 )
 from portabot.features import Effect, EffectHandler
-from portabot.messages import Kind, Message, Reply
+from portabot.messages import Conversation, Kind, Message, Reply
 
 if TYPE_CHECKING:
     from portabot.features import Feature
@@ -75,14 +75,6 @@ class _Start:
 
 START: Final = _Start()
 """A handler's target: the flow's start state (the passphrase gate lets a person in with it)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Conversation:
-    """One person's place in the flow: the state's name (None before the first message) and data."""
-
-    state: str | None = None
-    data: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(slots=True)

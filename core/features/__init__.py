@@ -16,8 +16,8 @@ from portabot.conversation.routing import Route, routes_of
 if TYPE_CHECKING:
     import sqlalchemy as sa
 
-    from portabot.conversation.engine import Conversation, State
-    from portabot.messages import Message
+    from portabot.conversation.engine import State
+    from portabot.messages import Conversation, Message
     from portabot.settings import Settings
     from portabot.storage.database import Conn, Database
     from portabot.storage.people import Person

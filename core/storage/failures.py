@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from portabot.storage.database import Database, Query
+from portabot.messages import Update
+from portabot.storage.database import Conn, Query
 from portabot.storage.updates import record_update
 
 _NOTE = Query(
@@ -17,15 +18,15 @@ _NOTE = Query(
 
 
 async def note_failure(
-    db: Database, platform: str, update_id: str, error: str, now: float, *, give_up_at: int
+    conn: Conn, update: Update, error: str, now: float, *, give_up_at: int
 ) -> bool:
     """Count one more failure; at the `give_up_at`-th the update is recorded as seen, so that its
     re-deliveries are acknowledged as duplicates. Returns whether it was given up."""
-    async with db.transaction() as conn:
-        attempts: int = await conn.fetch_val(
-            _NOTE, platform=platform, update_id=update_id, error=error[:200], now=now
-        )
-        if attempts < give_up_at:
-            return False
-        await record_update(conn, platform, update_id, now)
+    platform, update_id = update.platform, update.update_id
+    attempts: int = await conn.fetch_val(
+        _NOTE, platform=platform, update_id=update_id, error=error[:200], now=now
+    )
+    if attempts < give_up_at:
+        return False
+    await record_update(conn, platform, update_id, now)
     return True

@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from portabot.conversation.engine import Conversation
-from portabot.messages import Account
+from portabot.messages import Account, Conversation
 from portabot.storage.database import Conn, Query, Row, Statement
 from portabot.storage.updates import RECORD_UPDATE
 

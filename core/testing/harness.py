@@ -14,14 +14,14 @@ from typing import Any, Self, TypeVar
 
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
-from portabot.app import Bot
-from portabot.conversation.engine import Conversation, Flow
-from portabot.messages import Account, Kind, Message, Outcome, Update, parse_command
+from portabot.bot import Bot
+from portabot.conversation.engine import Flow
+from portabot.messages import Account, Conversation, Kind, Message, Outcome, Update, parse_command
+from portabot.pipeline import process
 from portabot.settings import Settings
 from portabot.storage.migrate import upgrade
 from portabot.storage.outbox import mark_sent
 from portabot.storage.people import Person, person_of
-from portabot.webhooks import process
 
 T = TypeVar("T")
 

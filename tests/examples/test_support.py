@@ -8,9 +8,8 @@ import httpx
 import pytest
 
 from examples.support import SupportFlow
-from portabot.conversation.engine import Conversation
 from portabot.conversation.loader import load_flow
-from portabot.messages import Account, Kind, Message, parse_command
+from portabot.messages import Account, Conversation, Kind, Message, parse_command
 from portabot.settings import ConfigurationError
 from portabot.testing.fakes import FakeVk
 from tests.conftest import (

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from portabot.webhooks import RESEND_AFTER
+from portabot.pipeline import RESEND_AFTER
 from tests.conftest import query
 from tests.reliability.load import (
     ECHO_FLOW,

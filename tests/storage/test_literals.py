@@ -104,8 +104,7 @@ def test_a_statement_for_literals_that_could_be_turned_is_refused(text: str) -> 
 
 
 def test_the_shipped_statements_for_literals_are_accepted() -> None:
-    from portabot.conversation.engine import Conversation
-    from portabot.messages import Delivery, Update
+    from portabot.messages import Conversation, Delivery, Update
     from portabot.storage.people import saving
     from portabot.storage.replies import remembering
 

@@ -1,0 +1,238 @@
+"""The one pipeline every update goes through, whichever way it arrived (a webhook, `portabot
+poll`): [wait for the sender's earlier updates] → [one transaction: record the update id, lock
+the person, step the flow, carry out its effects, save the state, store the replies] → send what
+the response cannot carry. A flow that keeps failing on an update is given up, and the person
+told so. The caller only receives and acknowledges.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from portabot.channels.base import Channel
+from portabot.conversation.engine import Step
+from portabot.features import Effect, EffectRun
+from portabot.messages import Conversation, Delivery, Message, Outcome, Update
+from portabot.ordering import wait_turn
+from portabot.outbound import REPLY_BUDGET
+from portabot.storage.database import Conn, Statement
+from portabot.storage.failures import note_failure
+from portabot.storage.outbox import add_to_outbox, readdress_replies
+from portabot.storage.people import (
+    Person,
+    absorb,
+    admit,
+    lock_person_of,
+    readdress_accounts,
+    saving,
+)
+from portabot.storage.replies import forget_replies, remembering, take_replies
+from portabot.storage.updates import record_update
+
+if TYPE_CHECKING:
+    from portabot.bot import Bot
+
+log = logging.getLogger("portabot.pipeline")
+
+MAX_EFFECTS = 16
+"""Effects one update may cause (a guard against a flow that keeps asking)."""
+MAX_FAILURES = 3
+"""Deliveries of one update the flow may fail on before it is given up (on a channel that
+delivers again; on one that does not, the first failure gives it up)."""
+RESEND_AFTER = 2 * REPLY_BUDGET
+"""Seconds after which a re-delivery proves that our answer never reached the platform: by then
+the first copy has answered (within REPLY_BUDGET), moved its reply to the API, or died."""
+SEEN_EVERY = 86_400.0
+"""A person's `updated_at` is written at least this often, with the state or alone (riding with
+the COMMIT), so that `portabot maintain` can tell idle web visitors from those who chat."""
+
+
+async def run_update(bot: Bot, channel: Channel, update: Update) -> Outcome | None:
+    """Process one parsed update and send the replies the channel's response cannot carry; the
+    outcome holds those it can. None: nothing was committed (the database failed, or the flow
+    did and the update is not given up yet), so the update must come again."""
+    try:
+        if not channel.in_order:
+            await wait_turn(bot.db, update, bot.settings.order_window_ms / 1000)
+        outcome = await process(bot, channel, update)
+    except Exception as exc:
+        given_up = await give_up(bot, channel, update, exc)
+        if given_up is None:
+            log.error(
+                "%s update %s not processed: %s",
+                update.platform,
+                update.update_id,
+                type(exc).__name__,
+                exc_info=not is_database_error(exc),
+            )
+            return None
+        outcome = given_up
+    if outcome.duplicate:
+        again = "with the replies its first answer carried" if outcome.inline else "again"
+        log.info(
+            "%s update %s seen before: acknowledged %s", update.platform, update.update_id, again
+        )
+    deadline = time.monotonic() + REPLY_BUDGET
+    await bot.outbound.deliver(outcome.later, deadline=deadline)
+    await bot.outbound.catch_up(deadline)
+    return outcome
+
+
+async def process(bot: Bot, channel: Channel, update: Update) -> Outcome:
+    """Everything an update changes, in one transaction; a re-delivery changes nothing. Raises
+    what the flow or the database raised, with nothing committed."""
+    now = bot.clock()
+    async with bot.db.transaction() as conn:
+        message = update.message
+        if message is None:
+            fresh = await record_update(conn, update.platform, update.update_id, now)
+            moved = update.chat_moved
+            if fresh and moved is not None:  # the chat's other notice then finds nothing to move
+                for readdress in (readdress_accounts, readdress_replies):
+                    await readdress(conn, update.platform, moved.old_chat_id, moved.new_chat_id)
+            return Outcome(duplicate=not fresh)
+        fresh, found = await admit(conn, update.update_id, message.account, now)
+        if not fresh:
+            # Only a platform that never got our answer delivers again, but a copy sent while
+            # the first was still in hand is no proof of that: the first may yet answer.
+            late = channel.inline_replies and await take_replies(conn, update, now - RESEND_AFTER)
+            return Outcome(duplicate=True, inline=late or [])
+        first = person = found or await lock_person_of(conn, message.account, now, found_none=True)
+        step = await bot.flow.step(first.conversation, message, platforms=first.platforms, now=now)
+        texts = [reply.text for reply in step.replies]
+        effects = deque(step.effects)
+        conversation = step.conversation
+        for _ in range(MAX_EFFECTS):
+            if not effects:
+                break
+            effect = effects.popleft()
+            person, conversation, resumed = await _carry_out(
+                bot, conn, effect, person, conversation, message, now
+            )
+            if resumed is not None:
+                conversation = resumed.conversation
+                texts.extend(reply.text for reply in resumed.replies)
+                effects.extend(resumed.effects)
+        else:
+            raise RuntimeError(f"the flow asked for more than {MAX_EFFECTS} effects")
+        outcome, last = await _store_replies(conn, channel, update, message, texts, now)
+        seen_long_ago = person.updated_at < now - SEEN_EVERY
+        if person.id != first.id or conversation != first.conversation or seen_long_ago:
+            last.append(saving(person.id, conversation, now))
+        await conn.commit_with(*last)
+    return outcome
+
+
+async def give_up(bot: Bot, channel: Channel, update: Update, exc: Exception) -> Outcome | None:
+    """The flow (or our code) failed on this update, not the database. The failure is counted;
+    at MAX_FAILURES (at once on a channel that never delivers again) the update is given up:
+    recorded as seen, left in `failed_updates` with its error, and the person gets the flow's
+    failure text, so that one poisonous message neither holds up the rest (VK stops sending
+    after several errors in a row) nor leaves its sender waiting for nothing. None: not given
+    up (a database failure is never the update's fault)."""
+    if is_database_error(exc):
+        return None
+    attempts = MAX_FAILURES if channel.redelivers else 1
+    now = bot.clock()
+    try:
+        async with bot.db.transaction() as conn:
+            error = f"{type(exc).__name__}: {exc}"
+            if not await note_failure(conn, update, error, now, give_up_at=attempts):
+                return None
+            message, text = update.message, bot.flow.failure_text
+            texts = [text] if message is not None and text else []
+            outcome, last = await _store_replies(conn, channel, update, message, texts, now)
+            await conn.commit_with(*last)
+    except Exception as noting:
+        log.error(
+            "failure of %s update %s not noted: %s",
+            update.platform,
+            update.update_id,
+            type(noting).__name__,
+        )
+        return None
+    log.error(
+        "%s update %s failed %s: given up, see failed_updates",
+        update.platform,
+        update.update_id,
+        f"{attempts} times" if attempts > 1 else "on a channel that does not deliver again",
+        exc_info=exc,
+    )
+    outcome.given_up = True
+    return outcome
+
+
+async def keep_for_later(bot: Bot, update: Update, replies: list[Delivery]) -> None:
+    """The platform stopped waiting for the response that was to carry these replies: they go
+    through the outbox and the API instead, and a re-delivery will not carry them."""
+    try:
+        async with bot.db.transaction() as conn:
+            await forget_replies(conn, update)
+            stored = await add_to_outbox(conn, replies, time.time())
+        await bot.outbound.deliver(stored, deadline=time.monotonic() + REPLY_BUDGET)
+    except Exception as exc:
+        log.error("reply for a platform that stopped waiting not kept: %s", type(exc).__name__)
+
+
+async def _store_replies(
+    conn: Conn,
+    channel: Channel,
+    update: Update,
+    message: Message | None,
+    texts: list[str],
+    now: float,
+) -> tuple[Outcome, list[Statement]]:
+    """Address the replies to the chat the message came from: those the channel's response can
+    carry stay inline (remembered for a late re-delivery, by the statement returned to ride with
+    the COMMIT), the rest go to the outbox."""
+    if message is None:
+        return Outcome(), []
+    chat, thread = message.account.chat_id, message.account.thread_id
+    deliveries = [
+        Delivery(update.platform, chat, text, f"{update.update_id}:{position}", None, thread)
+        for position, text in enumerate(texts)
+    ]
+    slots = len(deliveries) if channel.inline_replies is None else channel.inline_replies
+    inline = deliveries[:slots]
+    later = await add_to_outbox(conn, deliveries[slots:], now)
+    kept = [remembering(update, inline, now)] if channel.inline_replies and inline else []
+    return Outcome(inline=inline, later=later), kept
+
+
+async def _carry_out(
+    bot: Bot,
+    conn: Conn,
+    effect: Effect[Any],
+    person: Person,
+    conversation: Conversation,
+    message: Message,
+    now: float,
+) -> tuple[Person, Conversation, Step | None]:
+    """Do what the flow asked, through the handler a feature registered for the effect; returns
+    who the conversation continues with and the flow's answer to the result (None: no result)."""
+    flow = bot.flow
+    handler = flow.handler_for(effect)
+
+    async def merge_into(kept: Person) -> None:
+        absorbed = run.person
+        for feature in flow.features:
+            await feature.merge(conn, kept.id, absorbed.id)
+        await absorb(conn, kept=kept.id, absorbed=absorbed.id)
+        platforms = tuple(sorted({*kept.platforms, *absorbed.platforms}))
+        run.conversation = flow.merge(kept.conversation, run.conversation)
+        run.person = Person(kept.id, kept.conversation, platforms, kept.updated_at)
+
+    run = EffectRun(conn, person, conversation, message, now, bot.settings, merge_into)
+    result = await handler(run, effect)
+    if result is None:
+        return run.person, run.conversation, None
+    step = await flow.resume(run.conversation, result, platforms=run.person.platforms, now=now)
+    return run.person, run.conversation, step
+
+
+def is_database_error(exc: BaseException) -> bool:
+    module = type(exc).__module__
+    return module.startswith(("asyncpg", "sqlite3", "sqlalchemy")) or isinstance(exc, OSError)
