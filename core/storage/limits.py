@@ -1,5 +1,5 @@
-"""Counters of what strangers may ask for (web chat messages, new visitors, wrong link codes),
-kept in the database so that every worker, dyno and Lambda container shares them."""
+"""Counters of what strangers may ask for (web chat messages, new visitors, a feature's wrong
+guesses), kept in the database so that every worker, dyno and Lambda container shares them."""
 
 from __future__ import annotations
 
@@ -120,5 +120,5 @@ _UNHIT = Query(
 
 
 async def unhit(conn: Conn, limit: Limit, now: float) -> None:
-    """Take back a hit that turned out not to count (a right link code)."""
+    """Take back a hit that turned out not to count (a right guess)."""
     await conn.execute(_UNHIT, key=limit.key, window=limit.window(now))

@@ -151,7 +151,7 @@ async def readdress_accounts(conn: Conn, platform: str, old_chat_id: str, new_ch
 
 
 @dataclass(frozen=True, slots=True)
-class LinkedAccount:
+class PersonAccount:
     platform: str
     user_id: str
     chat_id: str
@@ -163,7 +163,7 @@ class PersonRecord:
     """A person as `portabot show` prints them: their accounts, state and when it was written."""
 
     id: int
-    accounts: tuple[LinkedAccount, ...]
+    accounts: tuple[PersonAccount, ...]
     conversation: Conversation
     updated_at: float
 
@@ -184,7 +184,7 @@ async def find_person(conn: Conn, platform: str, user_id: str) -> PersonRecord |
     return PersonRecord(
         id=row["id"],
         accounts=tuple(
-            LinkedAccount(a["platform"], a["user_id"], a["chat_id"], a["created_at"])
+            PersonAccount(a["platform"], a["user_id"], a["chat_id"], a["created_at"])
             for a in accounts
         ),
         conversation=Conversation(row["state"], json.loads(row["data"])),

@@ -94,9 +94,9 @@ async def purge_limits(db: Database, before: float) -> int:
 
 
 async def purge_idle_visitors(db: Database, idle_before: float, owned: Sequence[str] = ()) -> int:
-    """Web-only people (no other platform linked) whose state was last written before the time,
-    with their accounts and their rows in the `owned` tables (features' tables with a `person_id`
-    column): a web visitor gone that long is forgotten. Returns how many."""
+    """Web-only people (no account on another platform) whose state was last written before the
+    time, with their accounts and their rows in the `owned` tables (features' tables with a
+    `person_id` column): a web visitor gone that long is forgotten. Returns how many."""
     forget = [Query(f"DELETE FROM {table} WHERE person_id IN ({_NO_ACCOUNT})") for table in owned]
     deleted = 0
     while True:

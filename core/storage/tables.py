@@ -1,4 +1,6 @@
-"""The database schema as SQLAlchemy Core tables (migrations in storage/migrations mirror it)."""
+"""The database schema as SQLAlchemy Core tables (migrations in storage/migrations mirror it).
+Features declare their own tables (`Feature.tables`): a column `person_id` referring to `people`
+lets `portabot maintain` drop an idle visitor's rows with them."""
 
 from __future__ import annotations
 
@@ -96,19 +98,6 @@ outbox = sa.Table(
     sa.Column("gave_up_at", Timestamp, nullable=True),
 )
 
-link_codes = sa.Table(
-    "link_codes",
-    metadata,
-    sa.Column("code", sa.String(128), primary_key=True),
-    sa.Column(
-        "person_id", Id, sa.ForeignKey("people.id", ondelete="CASCADE"), nullable=False, index=True
-    ),
-    sa.Column("platform", sa.String(16), nullable=False),
-    sa.Column("created_at", Timestamp, nullable=False),
-    sa.Column("expires_at", Timestamp, nullable=False),
-    sa.Column("used_at", Timestamp, nullable=True),
-)
-
 secrets = sa.Table(
     "secrets",
     metadata,
@@ -123,5 +112,5 @@ limits = sa.Table(
     sa.Column("window_start", Timestamp, nullable=False, index=True),
     sa.Column("count", sa.Integer, nullable=False),
 )
-"""Hits in the current fixed window per key (`web:<address>`, `web`, `link-codes`, …): the
+"""Hits in the current fixed window per key (`web:<address>`, `web`, a feature's own, …): the
 limits that must hold across workers and containers. `portabot maintain` drops old windows."""

@@ -6,16 +6,28 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
+from portabot.builtin import make
 from portabot.storage.migrate import head_revision, migration_engine, upgrade
 from portabot.storage.tables import metadata
 from tests.conftest import query, run
+
+
+def schema() -> sa.MetaData:
+    """The core's tables and the built-in features' (whose tables the first migrations made)."""
+    combined = sa.MetaData()
+    for table in metadata.tables.values():
+        table.to_metadata(combined)
+    for feature in make().features:
+        for table in feature.tables:
+            table.to_metadata(combined)
+    return combined
 
 
 async def differences(url: str) -> list[object]:
     engine = migration_engine(url)
 
     def compare(connection: sa.Connection) -> list[object]:
-        return list(compare_metadata(MigrationContext.configure(connection), metadata))
+        return list(compare_metadata(MigrationContext.configure(connection), schema()))
 
     try:
         async with engine.connect() as connection:

@@ -101,7 +101,7 @@ class Linking(Feature):
     @property
     def tables(self) -> Sequence[sa.Table]:  # type: ignore[override]
         # SQLAlchemy only when migrate or maintain asks: the Lambda package serves without it.
-        from portabot.storage.tables import link_codes
+        from portabot.features.linking.tables import link_codes
 
         return (link_codes,)
 

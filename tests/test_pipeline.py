@@ -1,0 +1,68 @@
+"""The pipeline's shape: it, storage and maintenance name no feature; importing the pipeline (as
+`portabot poll` and the harness do) brings neither the HTTP app nor the flow engine's features;
+storage imports nothing from the flow."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import portabot
+
+PACKAGE = Path(portabot.__file__).resolve().parent
+FEATURE_WORDS = ("link", "passphrase", "bind")
+
+
+def modules(*names: str) -> list[Path]:
+    """The modules, a package's included; not migrations, which record history (features' tables
+    that the first ones made included)."""
+    found: list[Path] = []
+    for name in names:
+        path = PACKAGE / name
+        found.extend(sorted(path.rglob("*.py")) if path.is_dir() else [path.with_suffix(".py")])
+    return [path for path in found if "migrations" not in path.parts]
+
+
+def run_time_imports(tree: ast.AST) -> set[str]:
+    """The modules imported, but for those under `if TYPE_CHECKING:` (names for types only)."""
+    imported: set[str] = set()
+    for node in ast.iter_child_nodes(tree):
+        if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING":
+            continue
+        if isinstance(node, ast.ImportFrom) and node.module:
+            imported.add(node.module)
+        elif isinstance(node, ast.Import):
+            imported.update(alias.name for alias in node.names)
+        imported |= run_time_imports(node)
+    return imported
+
+
+@pytest.mark.parametrize(
+    "path",
+    modules("pipeline", "webhooks", "polling", "bot", "maintenance", "storage"),
+    ids=lambda p: str(p.relative_to(PACKAGE)),
+)
+def test_the_pipeline_storage_and_maintenance_name_no_feature(path: Path) -> None:
+    text = path.read_text().lower()
+    assert not [word for word in FEATURE_WORDS if word in text], path
+
+
+@pytest.mark.parametrize("path", modules("storage"), ids=lambda p: p.name)
+def test_storage_imports_nothing_from_the_flow(path: Path) -> None:
+    imported = run_time_imports(ast.parse(path.read_text()))
+    flow = ("portabot.conversation", "portabot.features")
+    found = sorted(name for name in imported if name.startswith(flow))
+    assert not found, f"{path.name} imports {found}"
+
+
+def test_the_pipeline_imports_without_the_http_app() -> None:
+    probe = (
+        "import sys, portabot.pipeline, portabot.polling, portabot.testing.harness\n"
+        "print(sorted(m for m in sys.modules if m in ('portabot.app', 'portabot.webhooks')))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
