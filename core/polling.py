@@ -18,6 +18,7 @@ from portabot.conversation.loader import flow_summary
 from portabot.logs import configure_logging
 from portabot.pipeline import run_update
 from portabot.settings import Settings, obscure_url
+from portabot.storage.schema import SchemaBehind
 
 log = logging.getLogger("portabot.polling")
 T = TypeVar("T")
@@ -185,6 +186,10 @@ async def _poll(settings: Settings, timeout: int, drop_webhook: bool) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, poller.stop)
     try:
+        try:
+            await bot.schema.ensure()  # PostgreSQL is migrated by a release step, not by us
+        except SchemaBehind as exc:
+            raise PollingError(str(exc), status=2) from None
         await poller.make_way(drop_webhook)
         print(f"portabot {__version__}: polling Telegram for updates; Ctrl-C stops", flush=True)
         print(f"  {flow_summary(settings, bot.flow)}", flush=True)

@@ -280,3 +280,16 @@ def test_an_update_the_flow_keeps_failing_on_is_given_up_and_the_person_told(
     [failed] = query(database_url, "SELECT update_id, attempts FROM failed_updates")
     assert (failed["update_id"], failed["attempts"]) == ("1", 3)
     assert "stopped: 1 handled, 0 seen before" in poller.output
+
+
+def test_it_refuses_an_unmigrated_postgresql_database(
+    tmp_path: Path, new_postgres: Callable[[str], str], fake_telegram: FakeTelegram
+) -> None:
+    fake_telegram.push(me(1, 11))
+    with polling(tmp_path, fake_telegram, DATABASE_URL=new_postgres("unmigrated")) as poller:
+        poller.output, _ = poller.process.communicate(timeout=60)
+    assert poller.process.returncode == 2
+    assert poller.output.strip().splitlines()[-1] == (
+        "portabot: the database is not migrated: run portabot migrate"
+    )
+    assert not any(call.method == "getUpdates" for call in fake_telegram.calls)
