@@ -18,7 +18,7 @@ from portabot.conversation.engine import (
     Target,
 )
 from portabot.conversation.routing import FlowError, command, on, result, text
-from portabot.features import Effect, EffectRun, Feature
+from portabot.features import Effect, EffectRun, Feature, handles
 from portabot.features.passphrase import Passphrase
 from portabot.messages import Account, Conversation, Kind, Message, Reply
 
@@ -50,6 +50,7 @@ __all__ = [
     "Target",
     "__version__",
     "command",
+    "handles",
     "on",
     "result",
     "text",

@@ -4,7 +4,6 @@ moved when two people become one, its purge step run by `portabot maintain`."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,7 +12,7 @@ import sqlalchemy as sa
 
 from portabot.conversation.engine import Context, Flow, State
 from portabot.conversation.loader import load_flow
-from portabot.features import Effect, EffectHandler, EffectRun, Feature
+from portabot.features import Effect, EffectRun, Feature, handles
 from portabot.features.linking import Linking
 from portabot.features.passphrase import Passphrase
 from portabot.messages import Kind, Message
@@ -47,15 +46,14 @@ _MOVE = Query("UPDATE notes SET person_id = :kept WHERE person_id = :absorbed")
 _EMPTY = Query("DELETE FROM notes WHERE text = '' RETURNING 1")
 
 
-async def add_note(run: EffectRun, effect: AddNote) -> NoteAdded:
-    number = await run.conn.fetch_val(_ADD, person_id=run.person.id, text=effect.text)
-    return NoteAdded(number, await run.conn.fetch_val(_MINE, person_id=run.person.id))
-
-
 class Notes(Feature):
     name = "notes"
-    effects: Mapping[type[Effect[Any]], EffectHandler] = {AddNote: add_note}
     tables = (notes,)
+
+    @handles(AddNote)
+    async def add(self, run: EffectRun, effect: AddNote) -> NoteAdded:
+        number = await run.conn.fetch_val(_ADD, person_id=run.person.id, text=effect.text)
+        return NoteAdded(number, await run.conn.fetch_val(_MINE, person_id=run.person.id))
 
     async def merge(self, conn: Conn, kept: int, absorbed: int) -> None:
         await conn.execute(_MOVE, kept=kept, absorbed=absorbed)
@@ -122,3 +120,20 @@ def test_the_built_in_bot_includes_linking_by_its_feature() -> None:
 
     built = load_flow(make_settings())
     assert [type(feature) for feature in built.features] == [Passphrase, Linking]
+
+
+def test_a_feature_with_two_handlers_of_one_effect_fails_when_the_flow_is_built() -> None:
+    class Twice(Feature):
+        @handles(AddNote)
+        async def one(self, run: EffectRun, effect: AddNote) -> None: ...
+
+        @handles(AddNote)
+        async def other(self, run: EffectRun, effect: AddNote) -> None: ...
+
+    with pytest.raises(ValueError, match="Twice has two handlers of AddNote"):
+        Flow([Taking()], features=[Twice()])
+
+
+def test_handles_takes_effect_types_only() -> None:
+    with pytest.raises(TypeError, match="@handles takes Effect subclasses"):
+        handles(NoteAdded)  # type: ignore[arg-type]

@@ -50,6 +50,21 @@ class EffectRun:
 
 
 EffectHandler = Callable[[EffectRun, Any], Awaitable[Any]]
+HandlerT = TypeVar("HandlerT", bound=Callable[..., Awaitable[Any]])
+_HANDLES = "__portabot_handles__"
+
+
+def handles(*kinds: type[Effect[Any]]) -> Callable[[HandlerT], HandlerT]:
+    """Mark a feature's method as the handler of these effect types:
+    `@handles(OpenTicket) async def open(self, run: EffectRun, effect: OpenTicket) -> ...`."""
+    if not kinds or not all(isinstance(k, type) and issubclass(k, Effect) for k in kinds):
+        raise TypeError(f"@handles takes Effect subclasses, got {kinds!r}")
+
+    def mark(method: HandlerT) -> HandlerT:
+        setattr(method, _HANDLES, (*getattr(method, _HANDLES, ()), *kinds))
+        return method
+
+    return mark
 
 
 class Feature:
@@ -61,10 +76,27 @@ class Feature:
     """States the feature adds to the flow (named `<feature>.<state>` by convention)."""
     entry: State | None = None
     """A state new people start in before the flow's own start (the passphrase gate)."""
-    effects: Mapping[type[Effect[Any]], EffectHandler] = {}
-    """The handler of each effect type the feature carries out."""
     tables: Sequence[sa.Table] = ()
     """Tables the feature keeps; `portabot migrate` creates those missing."""
+
+    @property
+    def effects(self) -> Mapping[type[Effect[Any]], EffectHandler]:
+        """The handler of each effect type the feature carries out: by default its methods
+        decorated with @handles (a subclass may set a mapping instead)."""
+        found: dict[type[Effect[Any]], EffectHandler] = {}
+        seen: set[str] = set()
+        for klass in type(self).__mro__:  # the most derived definition of a name wins
+            for name, value in vars(klass).items():
+                if name in seen:
+                    continue
+                seen.add(name)
+                for kind in getattr(value, _HANDLES, ()):
+                    if kind in found:
+                        raise ValueError(
+                            f"{type(self).__name__} has two handlers of {kind.__name__}"
+                        )
+                    found[kind] = getattr(self, name)
+        return found
 
     @property
     def routes(self) -> Sequence[Route]:
