@@ -93,6 +93,17 @@ class Context:
     replies: list[Reply] = field(default_factory=list)
     effects: list[Effect[Any]] = field(default_factory=list)
 
+    @property
+    def matched(self) -> re.Match[str]:
+        """`match` where it is always set, in a `@text(pattern)` route's handler: typed without
+        None, so that `ctx.matched[1]` needs no check under `mypy --strict`."""
+        if self.match is None:
+            raise LookupError(
+                "ctx.matched is the match of a @text(pattern) route; this handler is not one "
+                f"(state {self.state.name!r})"
+            )
+        return self.match
+
     def reply(self, text: str) -> None:
         self.replies.append(Reply(text))
 

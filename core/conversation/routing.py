@@ -111,7 +111,7 @@ def command(*names: str, help: str = "", args: str = "") -> Callable[[F], F]:
 def text(pattern: str | None = None) -> Callable[[F], F]:
     """A text message: any non-empty one, or one whose stripped text `re.fullmatch`es `pattern`
     (flags inline, as in `(?i)yes|no`); the handler takes `(ctx, message)` and finds the match
-    in `ctx.match`."""
+    in `ctx.matched`."""
     return _marking(text_route(pattern))
 
 

@@ -73,7 +73,7 @@ async def quantity_again(message: Message) -> None:
     await message.answer("A number from 1 to 10, please.")
 
 
-@router.message(Order.address, F.text.len() >= 5)
+@router.message(Order.address, F.text.strip().len() >= 5)
 async def address(message: Message, state: FSMContext) -> None:
     data = await state.update_data(address=message.text.strip())
     total = PRICES[data["size"]] * data["quantity"]

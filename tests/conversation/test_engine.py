@@ -149,8 +149,7 @@ class Menu(State):
 
     @text(r"(?i)hi|hello")
     def greet(self, ctx: Context, message: Message) -> None:
-        assert ctx.match is not None
-        ctx.reply(f"{ctx.match.group(0)} to you")
+        ctx.reply(f"{ctx.matched.group(0)} to you")
 
     @text()
     def other(self, ctx: Context, message: Message) -> None:
@@ -167,8 +166,7 @@ class Menu(State):
 class Size(State):
     @text(r"(?P<size>\d+)")
     async def size(self, ctx: Context, message: Message) -> Target:
-        assert ctx.match is not None
-        ctx.data["size"] = int(ctx.match["size"])
+        ctx.data["size"] = int(ctx.matched["size"])
         ctx.request(IssueLinkCode())
         return None
 
@@ -207,6 +205,16 @@ def test_commands_patterns_and_kinds_are_routed_in_the_state() -> None:
     assert texts(step(flow, Conversation("menu"), "  HELLO ")) == ["HELLO to you"]
     assert texts(step(flow, Conversation("menu"), "hi there")) == ["Send /order."]
     assert texts(step(flow, Conversation("menu"), Message(ANN, Kind.JOINED))) == ["welcome"]
+
+
+def test_ctx_matched_outside_a_pattern_route_says_what_it_is_for() -> None:
+    class Anything(State):
+        @text()
+        def any_text(self, ctx: Context, message: Message) -> None:
+            ctx.reply(ctx.matched[0])
+
+    with pytest.raises(LookupError, match=r"@text\(pattern\) route.*state 'anything'"):
+        step(Flow([Anything]), Conversation("anything"), "hi")
 
 
 def test_what_no_route_takes_falls_back_to_handle() -> None:
