@@ -63,8 +63,13 @@ class Feature:
     """A state new people start in before the flow's own start (the passphrase gate)."""
     effects: Mapping[type[Effect[Any]], EffectHandler] = {}
     """The handler of each effect type the feature carries out."""
-    tables: Sequence[sa.Table] = ()
-    """Tables the feature keeps; `portabot migrate` creates those missing."""
+
+    @property
+    def tables(self) -> Sequence[sa.Table]:
+        """Tables the feature keeps; `portabot migrate` creates those missing. A class attribute
+        will do (`tables = (notes,)`); a property that imports SQLAlchemy when asked keeps the
+        module importable where it is absent (the Lambda package serves without it)."""
+        return ()
 
     @property
     def routes(self) -> Sequence[Route]:

@@ -99,7 +99,7 @@ class Linking(Feature):
         self.states = (Binding(),)
 
     @property
-    def tables(self) -> Sequence[sa.Table]:  # type: ignore[override]
+    def tables(self) -> Sequence[sa.Table]:
         # SQLAlchemy only when migrate or maintain asks: the Lambda package serves without it.
         from portabot.storage.tables import link_codes
 
