@@ -50,6 +50,5 @@ def make(passphrase: str | None = None) -> Flow:
 
 
 def build(settings: Settings) -> Flow:
-    flow = make()
-    flow.configure(settings)
-    return flow
+    """BOT_FLOW's default (load_flow configures it with the settings)."""
+    return make()

@@ -11,7 +11,8 @@ from portabot.settings import ConfigurationError, Settings
 
 
 def load_flow(settings: Settings) -> Flow:
-    """The attribute is a Flow, or a callable taking the settings and returning one."""
+    """The attribute is a Flow, or a callable taking the settings and returning one; either way
+    configured with the settings (Flow.configure: STATE_MAX_BYTES, the features' settings)."""
     module_name, _, attribute = settings.bot_flow.partition(":")
     # Like uvicorn and gunicorn, look in the working directory too (console scripts do not).
     if os.getcwd() not in sys.path:
@@ -29,6 +30,7 @@ def load_flow(settings: Settings) -> Flow:
         raise ConfigurationError(
             f"BOT_FLOW: {settings.bot_flow} is neither a Flow nor a function returning one"
         )
+    flow.configure(settings)
     return flow
 
 

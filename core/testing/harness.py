@@ -86,6 +86,7 @@ class Harness:
             url = f"sqlite:///{self._folder / 'bot.db'}"
             settings = _GivenSettings(**self._settings, database_url=url)
             self._bot = Bot(settings, self._flow)
+            self._bot.flow.configure(settings)  # a flow given, as one BOT_FLOW names is
             upgrade(url, feature_tables(self._bot.flow.features))  # as `portabot migrate` does
             self._bot.clock = lambda: self.now
             self._runner = asyncio.Runner()
