@@ -122,3 +122,16 @@ def test_the_built_in_bot_includes_linking_by_its_feature() -> None:
 
     built = load_flow(make_settings())
     assert [type(feature) for feature in built.features] == [Passphrase, Linking]
+
+
+def test_a_flow_named_by_bot_flow_gets_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """load_flow configures what it loads: a Passphrase() of the author's flow takes
+    BOT_PASSPHRASE (it used to, only in the built-in bot, which configured itself)."""
+    import sys
+
+    from tests.conftest import make_settings
+
+    gated = Flow([Taking()], initial="taking", features=[Passphrase()])
+    monkeypatch.setattr(sys.modules[__name__], "gated", gated, raising=False)
+    loaded = load_flow(make_settings(bot_flow=f"{__name__}:gated", bot_passphrase="sesame"))
+    assert loaded is gated and loaded.initial_state() == "locked"
