@@ -466,7 +466,6 @@ def test_check_reports_each_features_problems(tmp_path: Path) -> None:
 
 
 def test_check_reports_a_passphrase_that_the_flow_never_asks_for(tmp_path: Path) -> None:
-    pytest.importorskip("portabot.features.passphrase")
     (tmp_path / "tickets.py").write_text(FLOW_WITH_A_PROBLEM, encoding="utf-8")
     portabot(tmp_path, "migrate", BOT_FLOW="tickets:flow")
     result = portabot(tmp_path, "check", BOT_FLOW="tickets:flow", BOT_PASSPHRASE="open sesame")

@@ -51,11 +51,12 @@ MAX_NAME = 64
 """The longest state name: `people.state` is a String(64)."""
 
 MAX_STATE_BYTES = 64 * 1024
-"""The default of STATE_MAX_BYTES (and of a flow not configured). A person's data is read and written on every message: loaded, copied for the step, checked and
-dumped. Measured (one core of a server Xeon, Python 3.12), a 60 KB state of 560 small records
-takes ~5.5 ms for that (the check alone 1.2 ms; a small state's check ~2.5 µs); a 128 MB Lambda
-has about a tenth of a core, so ~50 ms per message before any database round trip. Past that,
-data belongs in a table of its own (a feature with an effect)."""
+"""The default of STATE_MAX_BYTES (and the limit of a flow not configured). A person's data is
+read and written on every message: loaded, copied for the step, checked and dumped. Measured
+(one core of a server Xeon, Python 3.12), a 60 KB state of 560 small records takes ~5.5 ms for
+that (the check alone 1.2 ms; a small state's check ~2.5 µs); a 128 MB Lambda has about a tenth
+of a core, so ~50 ms per message before any database round trip. Past that, data belongs in a
+table of its own (a feature with an effect)."""
 
 _SNAKE = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 
