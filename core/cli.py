@@ -137,9 +137,10 @@ def build_parser() -> argparse.ArgumentParser:
     maintain = commands.add_parser(
         "maintain",
         help="delete what is past its retention and send the replies that are due (schedule it)",
-        description="One run: delete update ids older than the retention window, used and "
-        "expired link codes, replies sent before the window (given up ones after 30 days at "
-        "least), then send the replies that are due. Safe to run from several places at once.",
+        description="One run: delete update ids older than the retention window, replies sent "
+        "before the window (given up ones after 30 days at least) and idle web visitors, run "
+        "each of the flow's features' purge steps, then send the replies that are due. Safe to "
+        "run from several places at once.",
     )
     maintain.add_argument(
         "--keep-updates-days",
