@@ -444,6 +444,7 @@ def cmd_poll(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     import json
 
+    from portabot.features.linking import CODE_KEY
     from portabot.storage.people import PersonRecord, find_person
 
     platform, colon, user_id = args.account.partition(":")
@@ -465,7 +466,10 @@ def cmd_show(args: argparse.Namespace) -> int:
             f"  since {timestamp(account.since)}"
         )
     print(f"state: {person.conversation.state or '(none yet)'}")
-    data = json.dumps(person.conversation.data, indent=2, ensure_ascii=False, sort_keys=True)
+    shown = dict(person.conversation.data)
+    if CODE_KEY in shown:  # a pending link code is a credential
+        shown[CODE_KEY] = "(hidden)"
+    data = json.dumps(shown, indent=2, ensure_ascii=False, sort_keys=True)
     print(f"data: {data}")
     print(f"last written: {timestamp(person.updated_at)}")
     return 0
