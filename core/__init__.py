@@ -1,7 +1,9 @@
 """portabot: a chat-bot core. What a bot's author imports comes from here.
 
-The light names are imported at once; Linking and Settings (which bring the storage and
-pydantic) when first used, so that `import portabot` stays cheap.
+The light names are imported at once; Linking, Settings and the storage's Query, Conn and Database
+(which bring the storage and pydantic) when first used, so that `import portabot` stays cheap.
+A feature's effect handlers, merge and purge hooks are given a Conn or a Database and run Query
+statements on them, so those three are the author's as much as Feature is.
 """
 
 from __future__ import annotations
@@ -25,14 +27,17 @@ from portabot.messages import Account, Conversation, Kind, Message, Reply
 if TYPE_CHECKING:
     from portabot.features.linking import Linking
     from portabot.settings import Settings
+    from portabot.storage.database import Conn, Database, Query
 
 __version__ = "0.1.0"
 
 __all__ = [
     "START",
     "Account",
+    "Conn",
     "Context",
     "Conversation",
+    "Database",
     "Effect",
     "EffectRun",
     "Feature",
@@ -42,6 +47,7 @@ __all__ = [
     "Linking",
     "Message",
     "Passphrase",
+    "Query",
     "Reply",
     "Settings",
     "State",
@@ -57,7 +63,10 @@ __all__ = [
 ]
 
 _LAZY = {
+    "Conn": "portabot.storage.database",
+    "Database": "portabot.storage.database",
     "Linking": "portabot.features.linking",
+    "Query": "portabot.storage.database",
     "Settings": "portabot.settings",
 }
 

@@ -50,5 +50,5 @@ def make(passphrase: str | None = None) -> Flow:
 
 
 def build(settings: Settings) -> Flow:
-    """BOT_FLOW's default (the loader gives the features the settings)."""
+    """BOT_FLOW's default (load_flow configures it with the settings)."""
     return make()

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import importlib
 import os
 import re
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
 from portabot.settings import (
     HOST_MARKERS,
@@ -17,9 +15,6 @@ from portabot.settings import (
     obscure_url,
     postgres_connection,
 )
-
-if TYPE_CHECKING:
-    from portabot.features import Feature
 
 Finding = tuple[bool | None, str]
 """(True: fine, None: worth knowing, False: a problem) and what to say."""
@@ -97,6 +92,7 @@ def flow(settings: Settings) -> Iterator[Finding]:
     """The flow built as a server builds it (a typo in a state's name fails here), its features'
     own findings, and a passphrase that nothing would ask for."""
     from portabot.conversation.loader import flow_summary, load_flow
+    from portabot.features.passphrase import Passphrase
 
     try:
         built = load_flow(settings)
@@ -107,26 +103,11 @@ def flow(settings: Settings) -> Iterator[Finding]:
         yield False, f"BOT_FLOW {settings.bot_flow} cannot be built: {describe(exc)}"
         return
     yield True, flow_summary(settings, built)
-    gate = passphrase_feature()
-    if (
-        settings.bot_passphrase is not None
-        and gate is not None
-        and not any(isinstance(feature, gate) for feature in built.features)
-    ):
+    if settings.bot_passphrase is not None and built.feature(Passphrase) is None:
         yield False, "BOT_PASSPHRASE is set but the flow has no Passphrase feature: anyone gets in"
     for feature in built.features:
         for problem in feature.problems(settings):
             yield False, f"{feature.name or type(feature).__name__}: {problem}"
-
-
-def passphrase_feature() -> type[Feature] | None:
-    """The passphrase gate's feature class, where this version has one."""
-    try:
-        module = importlib.import_module("portabot.features.passphrase")
-    except ImportError:
-        return None
-    found: type[Feature] = module.Passphrase
-    return found
 
 
 def platforms(settings: Settings) -> Iterator[Finding]:

@@ -137,9 +137,10 @@ def build_parser() -> argparse.ArgumentParser:
     maintain = commands.add_parser(
         "maintain",
         help="delete what is past its retention and send the replies that are due (schedule it)",
-        description="One run: delete update ids older than the retention window, used and "
-        "expired link codes, replies sent before the window (given up ones after 30 days at "
-        "least), then send the replies that are due. Safe to run from several places at once.",
+        description="One run: delete update ids older than the retention window, replies sent "
+        "before the window (given up ones after 30 days at least) and idle web visitors, run "
+        "each of the flow's features' purge steps, then send the replies that are due. Safe to "
+        "run from several places at once.",
     )
     maintain.add_argument(
         "--keep-updates-days",
@@ -443,6 +444,7 @@ def cmd_poll(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     import json
 
+    from portabot.features.linking import CODE_KEY
     from portabot.storage.people import PersonRecord, find_person
 
     platform, colon, user_id = args.account.partition(":")
@@ -464,7 +466,10 @@ def cmd_show(args: argparse.Namespace) -> int:
             f"  since {timestamp(account.since)}"
         )
     print(f"state: {person.conversation.state or '(none yet)'}")
-    data = json.dumps(person.conversation.data, indent=2, ensure_ascii=False, sort_keys=True)
+    shown = dict(person.conversation.data)
+    if CODE_KEY in shown:  # a pending link code is a credential
+        shown[CODE_KEY] = "(hidden)"
+    data = json.dumps(shown, indent=2, ensure_ascii=False, sort_keys=True)
     print(f"data: {data}")
     print(f"last written: {timestamp(person.updated_at)}")
     return 0

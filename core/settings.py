@@ -14,6 +14,8 @@ from urllib.parse import parse_qsl, unquote_plus, urlencode, urlsplit, urlunspli
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from portabot.conversation.engine import MAX_STATE_BYTES
+
 TELEGRAM_API = "https://api.telegram.org"
 VK_API = "https://api.vk.com/method"
 VK_API_VERSION = "5.199"
@@ -298,6 +300,9 @@ class Settings(BaseSettings):
     """A web visitor's cookie lasts this long after their last message, and `portabot maintain`
     forgets a web-only person idle this long."""
     link_code_guesses: int = Field(default=30, ge=1, le=100_000)
+    state_max_bytes: int = Field(default=MAX_STATE_BYTES, ge=1024, le=16 * 1024 * 1024)
+    """The largest a person's state (`ctx.data` as JSON) may be; a step leaving it bigger fails.
+    For flows that did not pass `max_state_bytes` themselves (Flow.configure)."""
     """Wrong link codes a 10-minute window takes from everyone together."""
 
     @field_validator("database_url")

@@ -1,67 +1,208 @@
-"""A support desk in a few states: a person opens tickets and sees them from any platform.
+"""A support desk: a person opens tickets, lists and closes them, from any platform they link.
 
-Plug it in with BOT_FLOW=examples.support:flow (run from the repository's root).
+The tickets live in a table of their own (`support_tickets`), numbered by the database, not in
+the person's state: a state is read and written on every message and has a size limit, while a
+desk's tickets only grow. The `Tickets` feature owns that table: the effects that open, list and
+close tickets (run inside the update's transaction, so a re-delivered message opens nothing
+twice), the merge that moves the tickets when two people link their accounts, and the purge of
+long-closed tickets. The flow around it is the conversation: commands and text routed by
+decorators, and the effects' results coming back to flow-wide `@result` routes.
+
+Plug it in with BOT_FLOW=examples.support:flow (run from the repository's root); `portabot
+migrate` creates the table.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from portabot.conversation.engine import Context, Flow, State, Target
-from portabot.messages import Conversation, Kind, Message
+from portabot import (
+    Conn,
+    Context,
+    Database,
+    Effect,
+    EffectRun,
+    Feature,
+    Flow,
+    Linking,
+    Message,
+    Query,
+    State,
+    Target,
+    command,
+    handles,
+    result,
+    text,
+)
 
-HELP = """Support desk:
-/ticket <problem> – open a ticket (or /ticket alone, then describe it)
-/tickets – your open tickets
-/close <number> – close one
-/help – this list"""
+if TYPE_CHECKING:
+    import sqlalchemy as sa
+
 MAX_OPEN = 20
+"""Open tickets one person may have: a stranger can't fill the table by opening more."""
+MAX_TEXT = 1000
+"""The longest description, in characters."""
+SHOWN = 100
+"""How much of each description /tickets shows, so that the list fits in one message."""
+CLOSED_KEPT = 30 * 86_400.0
+"""Closed tickets are kept a month, then `portabot maintain` deletes them: opening and closing
+in a loop is not a way to grow the table without end."""
+
+# The feature: the table, its effects and their results, the storage behind them.
 
 
-def open_tickets(data: dict[str, Any]) -> list[dict[str, Any]]:
-    return [t for t in data.get("tickets", []) if t["open"]]
+@dataclass(frozen=True, slots=True)
+class TicketOpened:
+    number: int
 
 
-def add_ticket(ctx: Context, text: str) -> None:
-    tickets = ctx.data.setdefault("tickets", [])
-    number = len(tickets) + 1
-    tickets.append({"number": number, "text": text[:1000], "opened": ctx.now, "open": True})
-    ctx.reply(f"Ticket #{number} is open. We will answer here; /tickets lists yours.")
+@dataclass(frozen=True, slots=True)
+class TooManyOpen:
+    limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class Ticket:
+    number: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class OpenTickets:
+    tickets: tuple[Ticket, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TicketClosed:
+    number: int
+
+
+@dataclass(frozen=True, slots=True)
+class NoSuchTicket:
+    number: int
+
+
+@dataclass(frozen=True, slots=True)
+class OpenTicket(Effect[TicketOpened | TooManyOpen]):
+    """Open a ticket for this person, unless they have MAX_OPEN open already."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ListTickets(Effect[OpenTickets]):
+    """This person's open tickets, oldest first."""
+
+
+@dataclass(frozen=True, slots=True)
+class CloseTicket(Effect[TicketClosed | NoSuchTicket]):
+    """Close one of this person's open tickets (another person's number is not found)."""
+
+    number: int
+
+
+_COUNT_OPEN = Query(
+    "SELECT count(*) FROM support_tickets WHERE person_id = :person_id AND closed_at IS NULL"
+)
+_OPEN = Query(
+    "INSERT INTO support_tickets (person_id, text, opened_at)"
+    " VALUES (:person_id, :text, :now) RETURNING number"
+)
+_LIST = Query(
+    "SELECT number, text FROM support_tickets"
+    " WHERE person_id = :person_id AND closed_at IS NULL ORDER BY number"
+)
+_CLOSE = Query(
+    "UPDATE support_tickets SET closed_at = :now"
+    " WHERE number = :number AND person_id = :person_id AND closed_at IS NULL RETURNING number"
+)
+_MOVE = Query("UPDATE support_tickets SET person_id = :kept WHERE person_id = :absorbed")
+_PURGE = Query("DELETE FROM support_tickets WHERE closed_at < :before RETURNING 1")
+
+
+class Tickets(Feature):
+    """The desk's storage: `support_tickets`, one row a ticket, numbered by the database."""
+
+    name = "tickets"
+
+    # The person is locked for the update, so two messages can't both pass the count.
+    @handles(OpenTicket)
+    async def open(self, run: EffectRun, effect: OpenTicket) -> TicketOpened | TooManyOpen:
+        if await run.conn.fetch_val(_COUNT_OPEN, person_id=run.person.id) >= MAX_OPEN:
+            return TooManyOpen(MAX_OPEN)
+        number = await run.conn.fetch_val(
+            _OPEN, person_id=run.person.id, text=effect.text, now=run.now
+        )
+        return TicketOpened(number)
+
+    @handles(ListTickets)
+    async def list(self, run: EffectRun, effect: ListTickets) -> OpenTickets:
+        rows = await run.conn.fetch_all(_LIST, person_id=run.person.id)
+        return OpenTickets(tuple(Ticket(row["number"], row["text"]) for row in rows))
+
+    @handles(CloseTicket)
+    async def close(self, run: EffectRun, effect: CloseTicket) -> TicketClosed | NoSuchTicket:
+        closed = await run.conn.fetch_val(
+            _CLOSE, number=effect.number, person_id=run.person.id, now=run.now
+        )
+        return NoSuchTicket(effect.number) if closed is None else TicketClosed(closed)
+
+    @property
+    def tables(self) -> Sequence[sa.Table]:
+        # SQLAlchemy only when migrate asks: the Lambda package serves without it.
+        import sqlalchemy as sa
+
+        table = sa.Table(
+            "support_tickets",
+            sa.MetaData(),
+            sa.Column("number", sa.Integer, primary_key=True, autoincrement=True),
+            sa.Column("person_id", sa.BigInteger, nullable=False, index=True),
+            sa.Column("text", sa.Text, nullable=False),
+            sa.Column("opened_at", sa.Float, nullable=False),
+            sa.Column("closed_at", sa.Float, nullable=True),
+            # A number is never given again, even once its ticket is purged.
+            sqlite_autoincrement=True,
+        )
+        return (table,)
+
+    async def merge(self, conn: Conn, kept: int, absorbed: int) -> None:
+        """One person with two accounts: all the tickets are theirs (their numbers stay)."""
+        await conn.execute(_MOVE, kept=kept, absorbed=absorbed)
+
+    async def purge(self, db: Database, now: float) -> str:
+        async with db.transaction() as conn:
+            deleted = len(await conn.fetch_all(_PURGE, before=now - CLOSED_KEPT))
+        return f"support tickets: {deleted} deleted (closed more than 30 days ago)"
+
+
+# The conversation.
+
+
+def request_ticket(ctx: Context, description: str) -> bool:
+    """Ask for the ticket to be opened, if the description fits; whether it was asked."""
+    if len(description) > MAX_TEXT:
+        ctx.reply(f"Please describe it in at most {MAX_TEXT} characters ({len(description)} now).")
+        return False
+    ctx.request(OpenTicket(description))
+    return True
 
 
 class Desk(State):
     name = "desk"
 
-    async def handle(self, ctx: Context, message: Message) -> Target:
-        if message.kind is not Kind.COMMAND:
-            if message.kind is Kind.TEXT:
-                ctx.reply("Send /ticket <problem> to open a ticket, or /help.")
-            return None
-        if message.command in ("start", "help"):
-            ctx.reply(HELP)
-        elif message.command == "ticket":
-            if len(open_tickets(ctx.data)) >= MAX_OPEN:
-                ctx.reply(f"You have {MAX_OPEN} open tickets; close one first.")
-            elif message.args:
-                add_ticket(ctx, message.args)
-            else:
-                ctx.reply("Describe the problem in one message (or /cancel).")
-                return Describing
-        elif message.command == "tickets":
-            tickets = open_tickets(ctx.data)
-            lines = [f"#{t['number']}: {t['text']}" for t in tickets]
-            ctx.reply("\n".join(lines) if lines else "You have no open tickets.")
-        elif message.command == "close":
-            number = message.args.lstrip("#")
-            ticket = next((t for t in open_tickets(ctx.data) if str(t["number"]) == number), None)
-            if ticket is None:
-                ctx.reply("No open ticket with that number; /tickets lists yours.")
-            else:
-                ticket["open"] = False
-                ctx.reply(f"Ticket #{ticket['number']} is closed.")
-        else:
-            ctx.reply("Unknown command. Send /help for the list.")
+    @command("ticket", args="<problem>", help="open a ticket (or /ticket alone, then describe it)")
+    def ticket(self, ctx: Context, message: Message) -> Target:
+        if not message.args:
+            ctx.reply("Describe the problem in one message (or /cancel).")
+            return Describing
+        request_ticket(ctx, message.args)
         return None
+
+    @text()
+    def chat(self, ctx: Context, message: Message) -> None:
+        ctx.reply("Send /ticket <problem> to open a ticket, or /help.")
 
 
 class Describing(State):
@@ -69,29 +210,79 @@ class Describing(State):
 
     name = "describing"
 
-    async def handle(self, ctx: Context, message: Message) -> Target:
-        if message.kind is Kind.COMMAND and message.command == "cancel":
-            ctx.reply("No ticket opened.")
-            return Desk
-        if message.kind is not Kind.TEXT or not message.text:
-            ctx.reply("Describe the problem in one message, or send /cancel.")
-            return None
-        add_ticket(ctx, message.text)
+    @command("cancel", help="open no ticket")
+    def cancel(self, ctx: Context, message: Message) -> type[Desk]:
+        ctx.reply("No ticket opened.")
         return Desk
 
+    @text()
+    def described(self, ctx: Context, message: Message) -> Target:
+        return Desk if request_ticket(ctx, message.text) else None
 
-class SupportFlow(Flow):
-    def __init__(self) -> None:
-        super().__init__([Desk, Describing])
-
-    def merge(self, kept: Conversation, absorbed: Conversation) -> Conversation:
-        # One person with two accounts: both lists of tickets, numbered again in order.
-        tickets = sorted(
-            kept.data.get("tickets", []) + absorbed.data.get("tickets", []),
-            key=lambda t: t["opened"],
-        )
-        renumbered = [{**t, "number": n} for n, t in enumerate(tickets, start=1)]
-        return Conversation("desk", {**absorbed.data, **kept.data, "tickets": renumbered})
+    def handle(self, ctx: Context, message: Message) -> None:
+        ctx.reply("Describe the problem in one message, or send /cancel.")
 
 
-flow = SupportFlow()
+# Flow-wide: in every state, after the state's own routes.
+
+
+@command("help", "start", help="this list")
+def show_help(ctx: Context, message: Message) -> None:
+    ctx.reply(f"Support desk:\n{ctx.flow.help(ctx.state)}")
+
+
+@command("tickets", help="your open tickets")
+def tickets(ctx: Context, message: Message) -> None:
+    ctx.request(ListTickets())
+
+
+@command("close", args="<number>", help="close one")
+def close(ctx: Context, message: Message) -> None:
+    number = message.args.strip().lstrip("#")
+    if not number.isdecimal() or len(number) > 9:
+        ctx.reply("Send the ticket's number: /close <number> (/tickets lists yours).")
+        return
+    ctx.request(CloseTicket(int(number)))
+
+
+@command()
+def unknown(ctx: Context, message: Message) -> None:
+    ctx.reply("Unknown command. Send /help for the list.")
+
+
+@result(TicketOpened)
+def opened(ctx: Context, opened: TicketOpened) -> None:
+    ctx.reply(f"Ticket #{opened.number} is open. We will answer here; /tickets lists yours.")
+
+
+@result(TooManyOpen)
+def too_many(ctx: Context, refused: TooManyOpen) -> None:
+    ctx.reply(f"You have {refused.limit} open tickets; close one first.")
+
+
+@result(OpenTickets)
+def listed(ctx: Context, found: OpenTickets) -> None:
+    lines = [f"#{t.number}: {shortened(t.text)}" for t in found.tickets]
+    ctx.reply("\n".join(lines) if lines else "You have no open tickets.")
+
+
+@result(TicketClosed)
+def closed(ctx: Context, closed: TicketClosed) -> None:
+    ctx.reply(f"Ticket #{closed.number} is closed.")
+
+
+@result(NoSuchTicket)
+def not_found(ctx: Context, missing: NoSuchTicket) -> None:
+    ctx.reply(f"You have no open ticket #{missing.number}; /tickets lists yours.")
+
+
+def shortened(description: str) -> str:
+    return description if len(description) <= SHOWN else description[: SHOWN - 1] + "…"
+
+
+flow = Flow(
+    [Desk, Describing],
+    routes=[show_help, tickets, close, unknown, opened, too_many, listed, closed, not_found],
+    features=[Linking(), Tickets()],
+    name="support",
+)

@@ -394,14 +394,18 @@ def test_package_lambda_refuses_a_python_lambda_does_not_run(tmp_path: Path) -> 
 def test_show_prints_a_persons_accounts_and_state(
     tmp_path: Path, bot: httpx.Client, database_url: str
 ) -> None:
-    assert post_telegram(bot, telegram_update(1, "/bind", user_id=123)).status_code == 200
+    issued = post_telegram(bot, telegram_update(1, "/bind", user_id=123)).json()["text"]
+    code = issued.rsplit("/in ", 1)[1]
     result = portabot(tmp_path, "show", "telegram:123", DATABASE_URL=database_url)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].startswith("person ") and lines[1] == "accounts:"
     assert lines[2].startswith("  telegram:123  chat 123  since 20")
     assert lines[3].startswith("state: ") and lines[3] != "state: (none yet)"
-    assert '"code": ' in result.stdout and lines[-1].startswith("last written: 20")
+    assert lines[-1].startswith("last written: 20")
+    # The pending link code is a credential: shown as hidden, never itself.
+    assert '"code": "(hidden)"' in result.stdout and code not in result.stdout
+    assert '"code_expires": ' in result.stdout
 
 
 def test_show_an_unknown_account_or_a_bad_argument_is_one_line(
@@ -466,7 +470,6 @@ def test_check_reports_each_features_problems(tmp_path: Path) -> None:
 
 
 def test_check_reports_a_passphrase_that_the_flow_never_asks_for(tmp_path: Path) -> None:
-    pytest.importorskip("portabot.features.passphrase")
     (tmp_path / "tickets.py").write_text(FLOW_WITH_A_PROBLEM, encoding="utf-8")
     portabot(tmp_path, "migrate", BOT_FLOW="tickets:flow")
     result = portabot(tmp_path, "check", BOT_FLOW="tickets:flow", BOT_PASSPHRASE="open sesame")

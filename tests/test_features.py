@@ -137,3 +137,16 @@ def test_a_feature_with_two_handlers_of_one_effect_fails_when_the_flow_is_built(
 def test_handles_takes_effect_types_only() -> None:
     with pytest.raises(TypeError, match="@handles takes Effect subclasses"):
         handles(NoteAdded)  # type: ignore[arg-type]
+
+
+def test_a_flow_named_by_bot_flow_gets_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """load_flow configures what it loads: a Passphrase() of the author's flow takes
+    BOT_PASSPHRASE (it used to, only in the built-in bot, which configured itself)."""
+    import sys
+
+    from tests.conftest import make_settings
+
+    gated = Flow([Taking()], initial="taking", features=[Passphrase()])
+    monkeypatch.setattr(sys.modules[__name__], "gated", gated, raising=False)
+    loaded = load_flow(make_settings(bot_flow=f"{__name__}:gated", bot_passphrase="sesame"))
+    assert loaded is gated and loaded.initial_state() == "locked"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from portabot import Context, Flow, Message, State, StateError
 from portabot.settings import (
     ConfigurationError,
     Settings,
@@ -11,6 +12,7 @@ from portabot.settings import (
     obscure_url,
     postgres_connection,
 )
+from portabot.testing import Harness
 from tests.conftest import make_settings
 
 
@@ -219,3 +221,47 @@ def test_values_come_from_the_environment_and_dotenv(
 def test_blank_secrets_count_as_unset() -> None:
     settings = make_settings(telegram_token="  ", bot_passphrase="")
     assert settings.telegram_token is None and settings.bot_passphrase is None
+
+
+@pytest.mark.parametrize(
+    ("value", "bound"),
+    [("1023", "greater than or equal to 1024"), ("16777217", "less than or equal to 16777216")],
+)
+def test_state_max_bytes_outside_1_kib_to_16_mib_is_refused_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, value: str, bound: str
+) -> None:
+    monkeypatch.setenv("STATE_MAX_BYTES", value)
+    with pytest.raises(ConfigurationError) as error:
+        load_settings()
+    assert str(error.value) == f"bad configuration: STATE_MAX_BYTES: Input should be {bound}"
+    assert make_settings(state_max_bytes=1024).state_max_bytes == 1024
+    assert make_settings(state_max_bytes=16 * 1024 * 1024).state_max_bytes == 16 * 1024 * 1024
+
+
+class Keeping(State):
+    """Keeps what it is told: a state that grows as big as a message makes it."""
+
+    def handle(self, ctx: Context, message: Message) -> None:
+        ctx.data["kept"] = message.text
+        ctx.reply("Kept.")
+
+
+def keeping(settings: Settings) -> Flow:
+    """BOT_FLOW=tests.test_settings:keeping (a fresh flow each time it is loaded)."""
+    return Flow([Keeping])
+
+
+FLOW = "tests.test_settings:keeping"
+
+
+@pytest.mark.parametrize("loaded", [True, False])
+def test_the_bot_holds_a_persons_state_to_state_max_bytes(loaded: bool) -> None:
+    """Whether BOT_FLOW names the flow or the harness is given it, the setting reaches it."""
+    flow = None if loaded else keeping(make_settings())
+    with Harness(flow, bot_flow=FLOW, state_max_bytes=1024) as bot:
+        assert bot.bot.flow.max_state_bytes == 1024
+        ann = bot.person("web")
+        assert ann.say("x" * 1000) == ["Kept."]
+        with pytest.raises(StateError, match=r"1111 bytes as JSON, over STATE_MAX_BYTES \(1024\)"):
+            ann.say("y" * 1100)
+        assert ann.conversation.data == {"kept": "x" * 1000}  # the step failed, nothing kept

@@ -51,11 +51,12 @@ MAX_NAME = 64
 """The longest state name: `people.state` is a String(64)."""
 
 MAX_STATE_BYTES = 64 * 1024
-"""A person's data is read and written on every message: loaded, copied for the step, checked and
-dumped. Measured (one core of a server Xeon, Python 3.12), a 60 KB state of 560 small records
-takes ~5.5 ms for that (the check alone 1.2 ms; a small state's check ~2.5 µs); a 128 MB Lambda
-has about a tenth of a core, so ~50 ms per message before any database round trip. Past that,
-data belongs in a table of its own (a feature with an effect)."""
+"""The default of STATE_MAX_BYTES (and the limit of a flow not configured). A person's data is
+read and written on every message: loaded, copied for the step, checked and dumped. Measured
+(one core of a server Xeon, Python 3.12), a 60 KB state of 560 small records takes ~5.5 ms for
+that (the check alone 1.2 ms; a small state's check ~2.5 µs); a 128 MB Lambda has about a tenth
+of a core, so ~50 ms per message before any database round trip. Past that, data belongs in a
+table of its own (a feature with an effect)."""
 
 _SNAKE = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 
@@ -198,6 +199,11 @@ class Flow:
     `initial`: a class, an instance or a state's name) defaults to the first of them. `routes` are
     functions decorated with @command, @text, @on or @result that apply in every state, as do those
     added later with `flow.command(...)` and so on, and the features' routes after them.
+
+    `max_state_bytes` bounds a person's state; without it the deployment's STATE_MAX_BYTES does
+    (from `configure`). Passed, it stays whatever the setting says: the author who measured what
+    the flow keeps has decided, and an operator's setting meant for flows that did not say should
+    not undo that.
     """
 
     def __init__(
@@ -209,14 +215,15 @@ class Flow:
         features: Iterable[Feature] = (),
         failure_text: str = FAILURE_TEXT,
         name: str | None = None,
-        max_state_bytes: int = MAX_STATE_BYTES,
+        max_state_bytes: int | None = None,
         initial: type[State] | State | str | None = None,
     ) -> None:
         self.features: tuple[Feature, ...] = tuple(features)
         self.failure_text = failure_text
         """The reply a person gets when an update of theirs is given up (the pipeline sends it)."""
         self.name = name or type(self).__name__
-        self.max_state_bytes = max_state_bytes
+        self._own_limit = max_state_bytes is not None
+        self.max_state_bytes = MAX_STATE_BYTES if max_state_bytes is None else max_state_bytes
         own = [state() if isinstance(state, type) else state for state in states]
         if not own:
             raise FlowError("a flow needs at least one state")
@@ -295,8 +302,10 @@ class Flow:
     # What the pipeline, the CLI and handlers ask of a flow.
 
     def configure(self, settings: Settings) -> None:
-        """Give each feature the deployment's settings (the bot does once at start; again is
-        harmless)."""
+        """Take the deployment's settings: STATE_MAX_BYTES (unless the flow set its own limit),
+        and each feature its own (the bot does once at start; again is harmless)."""
+        if not self._own_limit:
+            self.max_state_bytes = settings.state_max_bytes
         for feature in self.features:
             feature.configure(settings)
 
@@ -391,8 +400,9 @@ class Flow:
         if size > self.max_state_bytes:
             sizes = {k: len(json.dumps(v, ensure_ascii=False).encode()) for k, v in data.items()}
             biggest = max(sizes, key=sizes.__getitem__)
+            limit = "flow.max_state_bytes" if self._own_limit else "STATE_MAX_BYTES"
             raise StateError(
-                f"ctx.data is {size} bytes as JSON, over flow.max_state_bytes "
+                f"ctx.data is {size} bytes as JSON, over {limit} "
                 f"({self.max_state_bytes}); the biggest part is ctx.data[{biggest!r}] "
                 f"({sizes[biggest]} bytes): keep big or growing data in a table of its own"
             )

@@ -11,8 +11,8 @@ from portabot.settings import ConfigurationError, Settings
 
 
 def load_flow(settings: Settings) -> Flow:
-    """The attribute is a Flow, or a callable taking the settings and returning one; its features
-    are given the settings."""
+    """The attribute is a Flow, or a callable taking the settings and returning one; either way
+    configured with the settings (Flow.configure: STATE_MAX_BYTES, the features' settings)."""
     module_name, _, attribute = settings.bot_flow.partition(":")
     # Like uvicorn and gunicorn, look in the working directory too (console scripts do not).
     if os.getcwd() not in sys.path:

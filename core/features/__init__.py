@@ -76,8 +76,13 @@ class Feature:
     """States the feature adds to the flow (named `<feature>.<state>` by convention)."""
     entry: State | None = None
     """A state new people start in before the flow's own start (the passphrase gate)."""
-    tables: Sequence[sa.Table] = ()
-    """Tables the feature keeps; `portabot migrate` creates those missing."""
+
+    @property
+    def tables(self) -> Sequence[sa.Table]:
+        """Tables the feature keeps; `portabot migrate` creates those missing. A class attribute
+        will do (`tables = (notes,)`); a property that imports SQLAlchemy when asked keeps the
+        module importable where it is absent (the Lambda package serves without it)."""
+        return ()
 
     @property
     def effects(self) -> Mapping[type[Effect[Any]], EffectHandler]:

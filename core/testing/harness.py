@@ -22,6 +22,7 @@ from portabot.settings import Settings
 from portabot.storage.migrate import upgrade
 from portabot.storage.outbox import mark_sent
 from portabot.storage.people import Person, person_of
+from portabot.storage.schema import feature_tables
 
 T = TypeVar("T")
 
@@ -63,8 +64,9 @@ class _GivenSettings(Settings):
 class Harness:
     """`with Harness(flow, bot_passphrase="...") as bot:` — settings by their field names (as in
     Settings; the defaults otherwise, whatever the environment says). No flow: the one BOT_FLOW
-    names, the built-in bot by default. The database is a fresh SQLite file, migrated on entry and
-    removed on exit; the clock starts at START and moves only with `advance`."""
+    names, the built-in bot by default. The database is a fresh SQLite file, migrated on entry
+    (the features' tables too) and removed on exit; the clock starts at START and moves only with
+    `advance`."""
 
     def __init__(self, flow: Flow | None = None, *, start: float = START, **settings: Any) -> None:
         if "database_url" in settings:
@@ -82,9 +84,10 @@ class Harness:
         self._folder = Path(tempfile.mkdtemp(prefix="portabot-harness-"))
         try:
             url = f"sqlite:///{self._folder / 'bot.db'}"
-            upgrade(url)
             settings = _GivenSettings(**self._settings, database_url=url)
             self._bot = Bot(settings, self._flow)
+            self._bot.flow.configure(settings)  # a flow given, as one BOT_FLOW names is
+            upgrade(url, feature_tables(self._bot.flow.features))  # as `portabot migrate` does
             self._bot.clock = lambda: self.now
             self._runner = asyncio.Runner()
         except BaseException:

@@ -33,8 +33,10 @@ from portabot import (
     result,
     text,
 )
+from portabot.conversation.engine import MAX_STATE_BYTES
 from portabot.features.linking.effects import IssueLinkCode, LinkCodeIssued
 from portabot.messages import Account, parse_command
+from tests.conftest import make_settings
 
 ANN = Account("web", "ann", "ann")
 
@@ -459,6 +461,21 @@ def test_data_over_the_size_limit_fails_naming_the_biggest_key() -> None:
         step(flow, Conversation(), "é" * 50)  # 50 characters, 100 bytes in UTF-8
     flow.max_state_bytes = 1000
     step(flow, Conversation(), "é" * 50)
+
+
+def test_state_max_bytes_sets_the_limit_of_a_flow_that_did_not_set_its_own() -> None:
+    class Growing(State):
+        def handle(self, ctx: Context, message: Message) -> None:
+            ctx.data["log"] = message.text
+
+    flow, own = Flow([Growing]), Flow([Growing], max_state_bytes=4096)
+    assert flow.max_state_bytes == MAX_STATE_BYTES == make_settings().state_max_bytes
+    for each in (flow, own):
+        each.configure(make_settings(state_max_bytes=2048))
+    assert (flow.max_state_bytes, own.max_state_bytes) == (2048, 4096)  # the author's stays
+    with pytest.raises(StateError, match=r"over STATE_MAX_BYTES \(2048\).*\['log'\]"):
+        step(flow, Conversation(), "x" * 2048)
+    step(own, Conversation(), "x" * 2048)
 
 
 def test_results_are_checked_too() -> None:

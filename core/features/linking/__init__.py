@@ -49,8 +49,13 @@ def platform_list(platforms: tuple[str, ...]) -> str:
     return ", ".join(sorted(platforms))
 
 
+CODE_KEY = "code"
+"""The data key of a pending link code: a credential (whoever sends it links their account to
+this person), so `portabot show` hides it."""
+
+
 def forget_code(data: dict[str, Any]) -> None:
-    data.pop("code", None)
+    data.pop(CODE_KEY, None)
     data.pop("code_expires", None)
 
 
@@ -71,7 +76,7 @@ class Binding(State):
             ctx.reply("Your code has expired. Send /bind for a new one.")
             return back(ctx)
         ctx.reply(
-            f"Waiting for /in {ctx.data.get('code', '<code>')} from another platform. "
+            f"Waiting for /in {ctx.data.get(CODE_KEY, '<code>')} from another platform. "
             "Send /cancel to stop."
         )
         return None
@@ -99,7 +104,7 @@ class Linking(Feature):
         self.states = (Binding(),)
 
     @property
-    def tables(self) -> Sequence[sa.Table]:  # type: ignore[override]
+    def tables(self) -> Sequence[sa.Table]:
         # SQLAlchemy only when migrate or maintain asks: the Lambda package serves without it.
         from portabot.features.linking.tables import link_codes
 
@@ -131,7 +136,7 @@ class Linking(Feature):
     def issued(self, ctx: Context, issued: LinkCodeIssued) -> type[Binding]:
         if not isinstance(ctx.state, Binding):
             ctx.data[_RETURN] = ctx.state.name
-        ctx.data["code"] = issued.code
+        ctx.data[CODE_KEY] = issued.code
         ctx.data["code_expires"] = issued.expires_at
         minutes = int(issued.expires_at - ctx.now + 59) // 60
         ctx.reply(
