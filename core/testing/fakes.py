@@ -10,6 +10,7 @@ import asyncio
 import email.parser
 import email.policy
 import json
+import re
 import socket
 import struct
 import subprocess
@@ -622,6 +623,7 @@ VK_CHATS = 2_000_000_000
 """Peer ids from here on are group chats, where a community's messages.send with peer_id
 answers 0 instead of the message id (peer_ids answers the conversation_message_id)."""
 VK_BUTTON_TYPES = frozenset({"text", "callback", "open_link", "location", "vkpay", "open_app"})
+VK_ATTACHMENT = re.compile(r"[a-z]+-?[0-9]+_[0-9]+(_[0-9A-Za-z]+)?")
 VK_COLORS = frozenset({"primary", "secondary", "negative", "positive"})
 # (rows, buttons per row, buttons in all) for the inline and the standard keyboard (VK's
 # "Keyboard" page for bots).
@@ -688,13 +690,7 @@ def vk_keyboard(raw: str | None) -> dict[str, Any] | None:
 def vk_attachment(raw: str | None) -> str:
     """`attachment` as VK reads it: comma-separated `<type><owner_id>_<id>[_<access_key>]`."""
     for item in filter(None, (raw or "").split(",")):
-        kind = item.rstrip("-_0123456789abcdefABCDEF")
-        owner, _, rest = item[len(kind) :].partition("_")
-        if (
-            not kind.isalpha()
-            or not owner.lstrip("-").isdigit()
-            or not rest.split("_")[0].isdigit()
-        ):
+        if not VK_ATTACHMENT.fullmatch(item):
             raise invalid(f"attachment {item!r} is invalid")
     return raw or ""
 
