@@ -286,7 +286,7 @@ def test_it_refuses_an_unmigrated_postgresql_database(
     tmp_path: Path, new_postgres: Callable[[str], str], fake_telegram: FakeTelegram
 ) -> None:
     fake_telegram.push(me(1, 11))
-    with polling(tmp_path, fake_telegram, DATABASE_URL=new_postgres("unmigrated")) as poller:
+    with polling(tmp_path, fake_telegram, DATABASE_URL=new_postgres("poll_unmigrated")) as poller:
         poller.output, _ = poller.process.communicate(timeout=60)
     assert poller.process.returncode == 2
     assert poller.output.strip().splitlines()[-1] == (
