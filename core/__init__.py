@@ -19,10 +19,11 @@ from portabot.conversation.engine import (
     Step,
     Target,
 )
-from portabot.conversation.routing import FlowError, command, on, result, text
+from portabot.conversation.routing import FlowError, command, on, press, result, text
 from portabot.features import Effect, EffectRun, Feature, handles
 from portabot.features.passphrase import Passphrase
-from portabot.messages import Account, Conversation, Kind, Message, Reply
+from portabot.messages import Account, Attachment, Conversation, Kind, Message, Press
+from portabot.replies import Button, Reply, ReplyError, Span, bold, code, italic, link
 
 if TYPE_CHECKING:
     from portabot.features.linking import Linking
@@ -34,6 +35,8 @@ __version__ = "0.1.0"
 __all__ = [
     "START",
     "Account",
+    "Attachment",
+    "Button",
     "Conn",
     "Context",
     "Conversation",
@@ -47,17 +50,25 @@ __all__ = [
     "Linking",
     "Message",
     "Passphrase",
+    "Press",
     "Query",
     "Reply",
+    "ReplyError",
     "Settings",
+    "Span",
     "State",
     "StateError",
     "Step",
     "Target",
     "__version__",
+    "bold",
+    "code",
     "command",
     "handles",
+    "italic",
+    "link",
     "on",
+    "press",
     "result",
     "text",
 ]

@@ -4,19 +4,53 @@ values channels, storage and the flow pass between them."""
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
+
+from portabot.replies import Reply
+
+__all__ = [
+    "Account",
+    "Attachment",
+    "ChatMoved",
+    "Conversation",
+    "Delivery",
+    "Kind",
+    "Message",
+    "Outcome",
+    "Press",
+    "Reply",
+    "Update",
+    "parse_command",
+]
 
 
 class Kind(enum.Enum):
     TEXT = "text"
-    """Plain text (also a message without text, such as a photo: then `text` is empty)."""
+    """Text (or something sent that has no kind of its own, such as a poll: `text` empty)."""
     COMMAND = "command"
     """`/name args`; `command` holds the name in lower case, `args` the rest."""
     JOINED = "joined"
     """The sender joined a chat the bot is in (or added people to it)."""
     LEFT = "left"
     """The sender left a chat the bot is in."""
+    PRESS = "press"
+    """A button of ours was pressed: `payload` holds its payload (untrusted: a client can send
+    any), `press` what the platform needs to answer it and to edit the pressed message."""
+    PHOTO = "photo"
+    VIDEO = "video"
+    DOCUMENT = "document"
+    AUDIO = "audio"
+    VOICE = "voice"
+    STICKER = "sticker"
+    LOCATION = "location"
+    """Attachments: `attachments` holds what was sent (the first decides the kind) and `text`
+    the caption, if any."""
+
+
+ATTACHMENT_KINDS = frozenset(
+    {Kind.PHOTO, Kind.VIDEO, Kind.DOCUMENT, Kind.AUDIO, Kind.VOICE, Kind.STICKER, Kind.LOCATION}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +67,35 @@ class Account:
 
 
 @dataclass(frozen=True, slots=True)
+class Attachment:
+    """Something a person sent: what a flow needs to refer to it again."""
+
+    kind: Kind
+    file_id: str = ""
+    """The platform's reference to the file (Telegram's file_id; VK's `photo<owner>_<id>_<key>`
+    as messages.send takes it); empty for a location."""
+    url: str | None = None
+    """Where to fetch it, when the platform says (VK's photos and documents)."""
+    name: str | None = None
+    """A document's file name."""
+    mime_type: str | None = None
+    latitude: float | None = None
+    longitude: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Press:
+    """What a channel needs to answer a press and to edit the pressed message; both are the
+    channel's own strings (the flow has no use for them)."""
+
+    answer: str = ""
+    """The press's id to answer (Telegram's callback query, VK's event); empty: nothing to
+    answer (a VK client without callback buttons sent the payload as a message)."""
+    message_id: str | None = None
+    """The pressed message, to edit; None: an edit is sent as a new message."""
+
+
+@dataclass(frozen=True, slots=True)
 class Message:
     account: Account
     kind: Kind
@@ -42,6 +105,10 @@ class Message:
     at: float = 0.0
     """When the platform says it was sent (Unix seconds)."""
     edited: bool = False
+    payload: str = ""
+    """A press's payload (Kind.PRESS)."""
+    press: Press | None = None
+    attachments: tuple[Attachment, ...] = ()
 
     @property
     def platform(self) -> str:
@@ -80,11 +147,6 @@ class Conversation:
 
 
 @dataclass(frozen=True, slots=True)
-class Reply:
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
 class Delivery:
     """A reply addressed to a chat; `outbox_id` is set once it is stored for sending later."""
 
@@ -96,6 +158,38 @@ class Delivery:
     outbox_id: int | None = None
     thread_id: str | None = None
     """The forum topic within the chat (see Account.thread_id)."""
+    reply: Reply | None = None
+    """The whole reply (None: `text` alone); `text` is its plain text."""
+    edit_id: str | None = None
+    """The message this one replaces (the channel's Press.message_id)."""
+    answer: str | None = None
+    """This delivery answers a press (the channel's Press.answer), `text` its notice."""
+
+    @property
+    def content(self) -> Reply:
+        return self.reply if self.reply is not None else Reply(self.text)
+
+    def extra(self) -> dict[str, Any] | None:
+        """What the outbox keeps beside the text (None: nothing, a plain reply)."""
+        found: dict[str, Any] = {}
+        if self.reply is not None and self.reply != Reply(self.text):
+            found["reply"] = self.reply.to_json()
+        if self.edit_id is not None:
+            found["edit_id"] = self.edit_id
+        if self.answer is not None:
+            found["answer"] = self.answer
+        return found or None
+
+    def with_extra(self, found: dict[str, Any] | None) -> Delivery:
+        if not found:
+            return self
+        reply = found.get("reply")
+        return replace(
+            self,
+            reply=Reply.from_json(reply) if reply is not None else None,
+            edit_id=found.get("edit_id"),
+            answer=found.get("answer"),
+        )
 
 
 @dataclass(slots=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from portabot.channels.base import Channel
@@ -18,6 +19,7 @@ from portabot.features import Effect, EffectRun
 from portabot.messages import Conversation, Delivery, Message, Outcome, Update
 from portabot.ordering import wait_turn
 from portabot.outbound import REPLY_BUDGET
+from portabot.replies import Reply, split
 from portabot.storage.database import Conn, Statement
 from portabot.storage.failures import note_failure
 from portabot.storage.outbox import add_to_outbox, readdress_replies
@@ -102,7 +104,7 @@ async def process(bot: Bot, channel: Channel, update: Update) -> Outcome:
             return Outcome(duplicate=True, inline=late or [])
         first = person = found or await lock_person_of(conn, message.account, now, found_none=True)
         step = await bot.flow.step(first.conversation, message, platforms=first.platforms, now=now)
-        texts = [reply.text for reply in step.replies]
+        replies = list(step.replies)
         effects = deque(step.effects)
         conversation = step.conversation
         for _ in range(MAX_EFFECTS):
@@ -114,11 +116,13 @@ async def process(bot: Bot, channel: Channel, update: Update) -> Outcome:
             )
             if resumed is not None:
                 conversation = resumed.conversation
-                texts.extend(reply.text for reply in resumed.replies)
+                replies.extend(resumed.replies)
                 effects.extend(resumed.effects)
         else:
             raise RuntimeError(f"the flow asked for more than {MAX_EFFECTS} effects")
-        outcome, last = await _store_replies(conn, channel, update, message, texts, now)
+        outcome, last = await _store_replies(
+            conn, channel, update, message, replies, now, notice=step.notice
+        )
         seen_long_ago = person.updated_at < now - SEEN_EVERY
         if person.id != first.id or conversation != first.conversation or seen_long_ago:
             last.append(saving(person.id, conversation, now))
@@ -143,8 +147,8 @@ async def give_up(bot: Bot, channel: Channel, update: Update, exc: Exception) ->
             if not await note_failure(conn, update, error, now, give_up_at=attempts):
                 return None
             message, text = update.message, bot.flow.failure_text
-            texts = [text] if message is not None and text else []
-            outcome, last = await _store_replies(conn, channel, update, message, texts, now)
+            replies = [Reply(text)] if message is not None and text else []
+            outcome, last = await _store_replies(conn, channel, update, message, replies, now)
             await conn.commit_with(*last)
     except Exception as noting:
         log.error(
@@ -182,18 +186,34 @@ async def _store_replies(
     channel: Channel,
     update: Update,
     message: Message | None,
-    texts: list[str],
+    replies: list[Reply],
     now: float,
+    *,
+    notice: str | None = None,
 ) -> tuple[Outcome, list[Statement]]:
-    """Address the replies to the chat the message came from: those the channel's response can
-    carry stay inline (remembered for a late re-delivery, by the statement returned to ride with
-    the COMMIT), the rest go to the outbox."""
+    """Address the replies to the chat the message came from, each cut to the channel's length
+    (a press answered first, with its notice; an edit of the pressed message where asked): those
+    the channel's response can carry stay inline (remembered for a late re-delivery, by the
+    statement returned to ride with the COMMIT), the rest go to the outbox."""
     if message is None:
         return Outcome(), []
     chat, thread = message.account.chat_id, message.account.thread_id
+    press = message.press
+    messages = [
+        piece for reply in replies for piece in split(reply, channel.max_text, channel.max_caption)
+    ]
+    deliveries = []
+    if press is not None and press.answer:
+        deliveries.append(Delivery(update.platform, chat, notice or "", answer=press.answer))
+    editing = press.message_id if press is not None else None
+    for reply in messages:
+        edit_id = editing if reply.edit else None
+        editing = None if edit_id is not None else editing  # one edit: the rest are new
+        whole = None if reply == Reply(reply.text) else reply  # plain text: nothing more to keep
+        deliveries.append(Delivery(update.platform, chat, reply.text, reply=whole, edit_id=edit_id))
     deliveries = [
-        Delivery(update.platform, chat, text, f"{update.update_id}:{position}", None, thread)
-        for position, text in enumerate(texts)
+        replace(d, key=f"{update.update_id}:{position}", thread_id=thread)
+        for position, d in enumerate(deliveries)
     ]
     slots = len(deliveries) if channel.inline_replies is None else channel.inline_replies
     inline = deliveries[:slots]

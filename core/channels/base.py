@@ -66,6 +66,15 @@ class Channel(Protocol):
         """Whether updates arrive one at a time in order (polling), so that none waits for a
         sender's earlier ones (ORDER_WINDOW_MS)."""
 
+    @property
+    def max_text(self) -> int | None:
+        """The longest message the platform takes, in characters (None: no limit); a longer
+        reply is cut into several."""
+
+    @property
+    def max_caption(self) -> int | None:
+        """The longest caption of an image (None: as max_text)."""
+
     async def receive(self, request: Request) -> Update:
         """Verify and parse one delivery; raises Rejected."""
 

@@ -89,6 +89,8 @@ class TelegramChannel:
     inline_replies = 1
     redelivers = True
     in_order = False
+    max_text: int | None = 4096
+    max_caption: int | None = 1024
 
     def __init__(self, settings: Settings) -> None:
         assert settings.telegram_token is not None

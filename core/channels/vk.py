@@ -90,6 +90,8 @@ class VkChannel:
     inline_replies = 0  # VK must get the literal `ok`: every reply goes through messages.send
     redelivers = True
     in_order = False
+    max_text: int | None = 4096
+    max_caption: int | None = None
 
     def __init__(self, settings: Settings) -> None:
         assert settings.vk_token is not None and settings.vk_group_id is not None

@@ -79,6 +79,8 @@ class WebChannel:
     inline_replies = None
     redelivers = False  # a page that got no answer shows an error; nothing sends the message again
     in_order = False
+    max_text: int | None = None
+    max_caption: int | None = None
 
     def __init__(self, db: Database, settings: Settings, *, host: str | None) -> None:
         self._configured_secret = settings.session_secret

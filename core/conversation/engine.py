@@ -34,12 +34,14 @@ from portabot.conversation.routing import (
     command_route,
     kind_route,
     marked,
+    press_route,
     result_route,
     routes_of,
     text_route,
 )
 from portabot.features import Effect, EffectHandler
-from portabot.messages import Conversation, Kind, Message, Reply
+from portabot.messages import Conversation, Kind, Message
+from portabot.replies import MAX_NOTICE, Part, Reply, ReplyError, Rows
 
 if TYPE_CHECKING:
     from portabot.features import Feature
@@ -93,6 +95,8 @@ class Context:
     """The match of a `@text(pattern)` route."""
     replies: list[Reply] = field(default_factory=list)
     effects: list[Effect[Any]] = field(default_factory=list)
+    notice_text: str | None = None
+    """The notice for the press being handled (`ctx.notice`)."""
 
     @property
     def matched(self) -> re.Match[str]:
@@ -105,8 +109,28 @@ class Context:
             )
         return self.match
 
-    def reply(self, text: str) -> None:
-        self.replies.append(Reply(text))
+    def reply(
+        self,
+        *parts: Part,
+        buttons: Rows | None = None,
+        image: str | None = None,
+        edit: bool = False,
+    ) -> None:
+        """Reply with text, strings and spans (`"Order for ", bold(name)`); `buttons` in rows
+        (`[[Button("Small", "size:s"), Button("Large", "size:l")]]`), an https `image` (the text
+        its caption), `edit=True` to replace the pressed message. Checked now: a payload too
+        long or a keyboard too big raises ReplyError here, in the flow's own test."""
+        self.replies.append(Reply.of(*parts, buttons=buttons, image=image, edit=edit))
+
+    def notice(self, text: str) -> None:
+        """The short note a platform shows for the press being handled (a toast, a snackbar)."""
+        if not isinstance(text, str) or not text.strip():
+            raise ReplyError("a notice is a non-empty str")
+        if len(text) > MAX_NOTICE:
+            raise ReplyError(f"the notice {text[:20]!r}… is over {MAX_NOTICE} characters")
+        if self.message is None or self.message.kind is not Kind.PRESS:
+            raise ReplyError("ctx.notice answers a press: this step is not one (reply instead)")
+        self.notice_text = text
 
     def request(self, effect: Effect[Any]) -> None:
         self.effects.append(effect)
@@ -117,6 +141,7 @@ class Step:
     conversation: Conversation
     replies: list[Reply]
     effects: list[Effect[Any]]
+    notice: str | None = None
 
 
 class State:
@@ -289,6 +314,9 @@ class Flow:
     def on(self, kind: Kind) -> Callable[[F], F]:
         return self._adding(kind_route(kind))
 
+    def press(self, pattern: str | None = None) -> Callable[[F], F]:
+        return self._adding(press_route(pattern))
+
     def result(self, kind: type) -> Callable[[F], F]:
         return self._adding(result_route(kind))
 
@@ -449,7 +477,9 @@ class Flow:
             ctx.state = following
             await _call(following.enter, ctx)
         self.check(ctx.data)
-        return Step(Conversation(ctx.state.name, ctx.data), ctx.replies, ctx.effects)
+        return Step(
+            Conversation(ctx.state.name, ctx.data), ctx.replies, ctx.effects, ctx.notice_text
+        )
 
     def _target(self, state: State, handler: Callable[..., Any], target: Any) -> State:
         if target is None:

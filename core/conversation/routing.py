@@ -47,6 +47,10 @@ class Route:
         """Whether a non-command message is this route's (the match, for a pattern)."""
         if self.kind is not message.kind:
             return False
+        if self.kind is Kind.PRESS:
+            if self.pattern is None:
+                return True
+            return self.pattern.fullmatch(message.payload) or False
         if self.kind is not Kind.TEXT or self.any_text:
             return True
         text = message.text.strip()
@@ -97,6 +101,10 @@ def kind_route(kind: Kind) -> Route:
     return Route(_unset, kind, any_text=True)
 
 
+def press_route(pattern: str | None) -> Route:
+    return replace(text_route(pattern), kind=Kind.PRESS)
+
+
 def result_route(kind: type) -> Route:
     return Route(_unset, result=kind)
 
@@ -116,8 +124,16 @@ def text(pattern: str | None = None) -> Callable[[F], F]:
 
 
 def on(kind: Kind) -> Callable[[F], F]:
-    """Every message of a kind: Kind.JOINED, Kind.LEFT, or Kind.TEXT (even one without text)."""
+    """Every message of a kind: Kind.JOINED, Kind.LEFT, Kind.PHOTO and the other attachments,
+    Kind.PRESS (every press), or Kind.TEXT (even one without text)."""
     return _marking(kind_route(kind))
+
+
+def press(pattern: str | None = None) -> Callable[[F], F]:
+    """A press of one of the flow's buttons: any, or one whose payload `re.fullmatch`es
+    `pattern` (`@press(r"size:(s|m|l)")`, the choice in `ctx.matched[1]`). The payload is
+    untrusted (a client can send any): check it against the state, as a typed answer."""
+    return _marking(press_route(pattern))
 
 
 def result(kind: type) -> Callable[[F], F]:

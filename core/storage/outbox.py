@@ -3,7 +3,11 @@ after the commit, and retried later (with backoff) until sent or refused for goo
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
+
 from portabot.messages import Delivery
+from portabot.replies import dumps
 from portabot.storage.database import Conn, Database, Query
 
 LEASE = 60.0
@@ -12,8 +16,8 @@ MAX_ATTEMPTS = 12
 """Attempts before a reply is given up (about a day of backoff)."""
 
 _ADD = Query(
-    "INSERT INTO outbox (platform, chat_id, thread_id, text, key, created_at, due_at)"
-    " VALUES (:platform, :chat_id, :thread_id, :text, :key, :now, :due_at) RETURNING id"
+    "INSERT INTO outbox (platform, chat_id, thread_id, text, reply, key, created_at, due_at)"
+    " VALUES (:platform, :chat_id, :thread_id, :text, :reply, :key, :now, :due_at) RETURNING id"
 )
 _SENT = Query(
     "UPDATE outbox SET sent_at = :now, attempts = attempts + 1, last_error = NULL, due_at = NULL"
@@ -31,7 +35,7 @@ _CLAIM = Query(
     f"""
     UPDATE outbox SET due_at = :lease_until
     WHERE id IN (SELECT id FROM outbox WHERE {_DUE} ORDER BY id LIMIT :limit {{skip_locked}})
-    RETURNING id, platform, chat_id, thread_id, text, key
+    RETURNING id, platform, chat_id, thread_id, text, reply, key
     """
 )
 _COUNT_DUE = Query(f"SELECT count(*) FROM outbox WHERE {_DUE}")
@@ -50,17 +54,19 @@ async def add_to_outbox(conn: Conn, deliveries: list[Delivery], now: float) -> l
     """Store the deliveries; returns them with their outbox ids."""
     stored = []
     for d in deliveries:
+        extra = d.extra()
         outbox_id = await conn.fetch_val(
             _ADD,
             platform=d.platform,
             chat_id=d.chat_id,
             thread_id=d.thread_id,
             text=d.text,
+            reply=None if extra is None else dumps(extra),
             key=d.key,
             now=now,
             due_at=now + LEASE,  # the request that stored them sends them next
         )
-        stored.append(Delivery(d.platform, d.chat_id, d.text, d.key, outbox_id, d.thread_id))
+        stored.append(replace(d, outbox_id=outbox_id))
     return stored
 
 
@@ -91,7 +97,9 @@ async def claim_due(db: Database, now: float, limit: int) -> list[Delivery]:
         rows = await conn.fetch_all(_CLAIM, now=now, lease_until=now + LEASE, limit=limit)
     found = sorted(rows, key=lambda r: r["id"])
     return [
-        Delivery(r["platform"], r["chat_id"], r["text"], r["key"], r["id"], r["thread_id"])
+        Delivery(
+            r["platform"], r["chat_id"], r["text"], r["key"], r["id"], r["thread_id"]
+        ).with_extra(json.loads(r["reply"]) if r["reply"] else None)
         for r in found
     ]
 

@@ -5,6 +5,7 @@ carry them again: the platform delivers an update again only when our answer nev
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from portabot.messages import Delivery, Update
 from portabot.storage.database import Conn, Query, Statement
@@ -20,8 +21,11 @@ _TAKE = Query(
 _FORGET = Query("DELETE FROM inline_replies WHERE platform = :platform AND update_id = :update_id")
 
 
-def _kept(reply: Delivery) -> list[str]:
-    kept = [reply.chat_id, reply.text, reply.key]
+def _kept(reply: Delivery) -> list[Any]:
+    kept: list[Any] = [reply.chat_id, reply.text, reply.key]
+    extra = reply.extra()
+    if extra is not None:
+        return [*kept, reply.thread_id, extra]
     return kept if reply.thread_id is None else [*kept, reply.thread_id]
 
 
@@ -40,8 +44,10 @@ async def take_replies(conn: Conn, update: Update, before: float) -> list[Delive
     if kept is None:
         return []
     return [
-        Delivery(update.platform, chat, text, key, thread_id=thread[0] if thread else None)
-        for chat, text, key, *thread in json.loads(kept)
+        Delivery(update.platform, chat, text, key, thread_id=rest[0] if rest else None).with_extra(
+            rest[1] if len(rest) > 1 else None
+        )
+        for chat, text, key, *rest in json.loads(kept)
     ]
 
 

@@ -76,7 +76,8 @@ inline_replies = sa.Table(
     sa.Column("replied_at", Timestamp, nullable=False, index=True),
 )
 """Replies that rode in a webhook response (a JSON list of [chat_id, text, key], with the thread_id
-after them for a forum topic), kept a day: a late re-delivery of their update means the response
+after them for a forum topic, and after that what rides with the text as the outbox keeps it),
+kept a day: a late re-delivery of their update means the response
 never arrived, and it answers with them."""
 
 outbox = sa.Table(
@@ -96,7 +97,21 @@ outbox = sa.Table(
     sa.Column("due_at", Timestamp, nullable=True),
     # When the platform refused it for good (say, the bot was blocked): kept, not retried.
     sa.Column("gave_up_at", Timestamp, nullable=True),
+    # What rides with the text, as JSON (buttons, formatting, image, edit, a press's answer):
+    # NULL for a plain reply, and for rows stored before there was anything else.
+    sa.Column("reply", sa.Text, nullable=True),
 )
+
+media = sa.Table(
+    "media",
+    metadata,
+    sa.Column("platform", sa.String(16), primary_key=True),
+    sa.Column("url_key", sa.String(64), primary_key=True),
+    sa.Column("ref", sa.String(255), nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+)
+"""Images a platform was given once, by the SHA-256 of their URL: the reference to send again
+(VK's `photo<owner>_<id>`), so that every later reply with the URL skips the upload."""
 
 secrets = sa.Table(
     "secrets",

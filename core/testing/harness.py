@@ -7,7 +7,7 @@ import asyncio
 import itertools
 import shutil
 import tempfile
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterable
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -16,8 +16,19 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
 from portabot.bot import Bot
 from portabot.conversation.engine import Flow
-from portabot.messages import Account, Conversation, Kind, Message, Outcome, Update, parse_command
+from portabot.messages import (
+    Account,
+    Conversation,
+    Delivery,
+    Kind,
+    Message,
+    Outcome,
+    Press,
+    Update,
+    parse_command,
+)
 from portabot.pipeline import process
+from portabot.replies import Button, Reply
 from portabot.settings import Settings
 from portabot.storage.migrate import upgrade
 from portabot.storage.outbox import mark_sent
@@ -139,14 +150,14 @@ class Harness:
             return Message(account, Kind.TEXT, text, at=self.now)
         return Message(account, Kind.COMMAND, text, *command, at=self.now)
 
-    def deliver(self, update: Update) -> list[str]:
+    def deliver(self, update: Update) -> Replies:
         """Process one update as the server does; the texts of the replies, in order, whether the
         response carries them or the outbox does (marked sent: nothing is left to send)."""
         outcome = self.run(_process(self.bot, update))
         for stored in outcome.later:
             assert stored.outbox_id is not None
             self.run(mark_sent(self.bot.db, stored.outbox_id, self.now))
-        return [delivery.text for delivery in (*outcome.inline, *outcome.later)]
+        return Replies((*outcome.inline, *outcome.later))
 
     def update_id(self) -> str:
         """A new update id: each message is a fresh delivery."""
@@ -168,6 +179,25 @@ class Harness:
         return self._runner.run(coroutine)
 
 
+class Replies(list[str]):
+    """The texts of an update's replies, in order (a list: `== ["Hi!"]`), and what rode with
+    them: `.replies` the whole replies (buttons, formatting, image, edit), `.notice` the answer
+    to a press, `.buttons` every button's label and payload (or URL), row by row, flattened."""
+
+    def __init__(self, deliveries: Iterable[Delivery]) -> None:
+        sent = [d for d in deliveries if d.answer is None]
+        answers = [d for d in deliveries if d.answer is not None]
+        super().__init__(d.text for d in sent)
+        self.replies: list[Reply] = [d.content for d in sent]
+        self.notice: str | None = answers[0].text or None if answers else None
+        self.edited: list[bool] = [d.edit_id is not None for d in sent]
+        """For each reply, whether it replaced the pressed message."""
+
+    @property
+    def buttons(self) -> list[Button]:
+        return [b for reply in self.replies for row in reply.buttons for b in row]
+
+
 class Speaker:
     """One account talking to the bot in a harness: what it says goes through the pipeline."""
 
@@ -176,13 +206,28 @@ class Speaker:
         self.account = account
         self._last: Update | None = None
 
-    def say(self, text: str) -> list[str]:
+    def say(self, text: str) -> Replies:
         """Send a message (a fresh update); the replies' texts, in order."""
         message = self.harness.message(self.account, text)
         self._last = Update(self.account.platform, self.harness.update_id(), message)
         return self.harness.deliver(self._last)
 
-    def redeliver(self) -> list[str]:
+    def press(self, payload: str, *, message_id: str | None = "1") -> Replies:
+        """Press a button with `payload` (any string, as a client may send; it need not be one
+        the bot offered) on the message `message_id` (None: a press with no message to edit,
+        as VK's text buttons make)."""
+        account = self.account
+        message = Message(
+            account,
+            Kind.PRESS,
+            payload=payload,
+            at=self.harness.now,
+            press=Press(f"press-{self.harness.update_id()}", message_id),
+        )
+        self._last = Update(account.platform, self.harness.update_id(), message)
+        return self.harness.deliver(self._last)
+
+    def redeliver(self) -> Replies:
         """The platform delivers the last message again (same update id): processed once, it
         answers only what the pipeline answers a duplicate."""
         if self._last is None:
