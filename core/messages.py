@@ -109,6 +109,9 @@ class Message:
     """A press's payload (Kind.PRESS)."""
     press: Press | None = None
     attachments: tuple[Attachment, ...] = ()
+    keyboard: str | None = None
+    """What the sender's client can show of buttons, where the platform says (VK's
+    client_info), in the channel's own words; the replies to it carry this along."""
 
     @property
     def platform(self) -> str:
@@ -164,6 +167,8 @@ class Delivery:
     """The message this one replaces (the channel's Press.message_id)."""
     answer: str | None = None
     """This delivery answers a press (the channel's Press.answer), `text` its notice."""
+    keyboard: str | None = None
+    """Message.keyboard of the message replied to."""
 
     @property
     def content(self) -> Reply:
@@ -178,6 +183,8 @@ class Delivery:
             found["edit_id"] = self.edit_id
         if self.answer is not None:
             found["answer"] = self.answer
+        if self.keyboard is not None:
+            found["keyboard"] = self.keyboard
         return found or None
 
     def with_extra(self, found: dict[str, Any] | None) -> Delivery:
@@ -189,6 +196,7 @@ class Delivery:
             reply=Reply.from_json(reply) if reply is not None else None,
             edit_id=found.get("edit_id"),
             answer=found.get("answer"),
+            keyboard=found.get("keyboard"),
         )
 
 

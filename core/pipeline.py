@@ -212,12 +212,23 @@ async def _store_replies(
         whole = None if reply == Reply(reply.text) else reply  # plain text: nothing more to keep
         deliveries.append(Delivery(update.platform, chat, reply.text, reply=whole, edit_id=edit_id))
     deliveries = [
-        replace(d, key=f"{update.update_id}:{position}", thread_id=thread)
+        replace(
+            d, key=f"{update.update_id}:{position}", thread_id=thread, keyboard=message.keyboard
+        )
         for position, d in enumerate(deliveries)
     ]
+    # The response reaches the chat after what the API sends while the request runs: it carries
+    # the answer to a press (which is not in the chat), else the last replies, so that they all
+    # arrive in order.
     slots = len(deliveries) if channel.inline_replies is None else channel.inline_replies
-    inline = deliveries[:slots]
-    later = await add_to_outbox(conn, deliveries[slots:], now)
+    if slots >= len(deliveries):
+        inline, rest = deliveries, []
+    elif slots and deliveries[0].answer is not None:
+        inline, rest = deliveries[:1], deliveries[1:]
+    else:
+        cut = len(deliveries) - slots
+        inline, rest = deliveries[cut:], deliveries[:cut]
+    later = await add_to_outbox(conn, rest, now)
     kept = [remembering(update, inline, now)] if channel.inline_replies and inline else []
     return Outcome(inline=inline, later=later), kept
 

@@ -157,7 +157,7 @@ class Harness:
         for stored in outcome.later:
             assert stored.outbox_id is not None
             self.run(mark_sent(self.bot.db, stored.outbox_id, self.now))
-        return Replies((*outcome.inline, *outcome.later))
+        return Replies(sorted((*outcome.inline, *outcome.later), key=_position))
 
     def update_id(self) -> str:
         """A new update id: each message is a fresh delivery."""
@@ -177,6 +177,11 @@ class Harness:
         if self._runner is None:
             raise RuntimeError("use the Harness in a `with` block")
         return self._runner.run(coroutine)
+
+
+def _position(delivery: Delivery) -> int:
+    """Where a reply stands among its update's (its key is `update_id:position`)."""
+    return int(delivery.key.rpartition(":")[2] or 0)
 
 
 class Replies(list[str]):
