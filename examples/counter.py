@@ -1,8 +1,9 @@
 """A flow that counts each person's messages and answers with the count: with it, the reliability
 tests and the load script see that every update was processed exactly once.
 
-Plug it in with BOT_FLOW=examples.counter:flow, or examples.counter:echo for a second reply (the
-message's text back), which on Telegram goes out through sendMessage rather than inline.
+Plug it in with BOT_FLOW=examples.counter:flow, or examples.counter:echo for a reply before the
+count (the message's text back), which on Telegram goes out through sendMessage while the count
+rides inline (the response reaches the chat last).
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ class Counting(State):
 
     def handle(self, ctx: Context, message: Message) -> None:
         count = ctx.data["count"] = int(ctx.data.get("count", 0)) + 1
-        ctx.reply(f"That was message {count}.")
         if self.echo:
             ctx.reply(f"You said: {message.text}")
+        ctx.reply(f"That was message {count}.")
 
 
 class CounterFlow(Flow):

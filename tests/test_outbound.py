@@ -56,7 +56,7 @@ def test_a_failed_reply_is_retried_later_and_sent_once(
     start_bot: BotFactory, fake_telegram: FakeTelegram, database_url: str, tmp_path: Path
 ) -> None:
     bot = chatty(start_bot)
-    fake_telegram.fail_next(status=502, times=3)  # every attempt at reply 2 during the request
+    fake_telegram.fail_next(status=502, times=3)  # every attempt at reply 1 during the request
     assert post_telegram(bot, telegram_update(1, "hi", user_id=5)).status_code == 200
     first, second = query(database_url, OUTBOX)
     assert first["sent_at"] is None and first["attempts"] == 1 and first["due_at"] is not None
@@ -67,7 +67,7 @@ def test_a_failed_reply_is_retried_later_and_sent_once(
     assert deliver(tmp_path, database_url, fake_telegram).startswith("sent 1, failed 0; 0 waiting")
     assert deliver(tmp_path, database_url, fake_telegram).startswith("sent 0, failed 0; 0 waiting")
     texts = [p["text"] for p in fake_telegram.sent()]
-    assert texts == ["reply 3 to hi", "reply 2 to hi"]  # each exactly once
+    assert texts == ["reply 2 to hi", "reply 1 to hi"]  # each exactly once
 
 
 def test_a_refusal_for_good_is_kept_but_not_retried(
@@ -92,7 +92,7 @@ def test_a_later_request_sends_what_was_left(
     age_outbox(database_url)
     post_telegram(bot, telegram_update(2, "two", user_id=5))
     texts = [p["text"] for p in fake_telegram.sent()]
-    assert texts == ["reply 3 to one", "reply 2 to two", "reply 3 to two", "reply 2 to one"]
+    assert texts == ["reply 2 to one", "reply 1 to two", "reply 2 to two", "reply 1 to one"]
     assert all(row["sent_at"] is not None for row in query(database_url, OUTBOX))
 
 

@@ -103,13 +103,15 @@ def test_further_replies_go_through_send_message(
 ) -> None:
     bot = start_bot(flow=Flow([Chatty()], initial="chatty"))
     response = post_telegram(bot, telegram_update(3, "hi", user_id=77))
-    assert response.json() == {"method": "sendMessage", "chat_id": 77, "text": "reply 1 to hi"}
+    # The earlier replies go through the API during the request; the response, which reaches
+    # the chat after them, carries the last: the chat sees them in order.
+    assert response.json() == {"method": "sendMessage", "chat_id": 77, "text": "reply 3 to hi"}
     assert fake_telegram.sent() == [
+        {"chat_id": 77, "text": "reply 1 to hi"},
         {"chat_id": 77, "text": "reply 2 to hi"},
-        {"chat_id": 77, "text": "reply 3 to hi"},
     ]
     rows = query(database_url, "SELECT text, sent_at FROM outbox ORDER BY id")
-    assert [r["text"] for r in rows] == ["reply 2 to hi", "reply 3 to hi"]
+    assert [r["text"] for r in rows] == ["reply 1 to hi", "reply 2 to hi"]
     assert all(r["sent_at"] is not None for r in rows)
 
 
@@ -117,14 +119,14 @@ def test_a_reply_that_cannot_be_sent_stays_in_the_outbox(
     start_bot: BotFactory, fake_telegram: FakeTelegram, database_url: str
 ) -> None:
     bot = start_bot(flow=Flow([Chatty()], initial="chatty"))
-    fake_telegram.fail_next(status=500, times=3)  # every attempt for reply 2 fails
+    fake_telegram.fail_next(status=500, times=3)  # every attempt for reply 1 fails
     response = post_telegram(bot, telegram_update(3, "hi", user_id=77))
     assert response.status_code == 200
     rows = query(database_url, "SELECT text, sent_at, attempts, last_error FROM outbox ORDER BY id")
     assert rows[0]["sent_at"] is None and rows[0]["attempts"] == 1
     assert "HTTP 500" in rows[0]["last_error"]
     assert rows[1]["sent_at"] is not None
-    assert fake_telegram.sent() == [{"chat_id": 77, "text": "reply 3 to hi"}]
+    assert fake_telegram.sent() == [{"chat_id": 77, "text": "reply 2 to hi"}]
 
 
 def test_commands_addressed_with_the_bot_name(bot: httpx.Client) -> None:
@@ -263,11 +265,11 @@ def test_replies_in_a_forum_topic_go_to_the_topic(
         "method": "sendMessage",
         "chat_id": forum,
         "message_thread_id": 42,
-        "text": "reply 1 to hi",
+        "text": "reply 3 to hi",
     }
     assert fake_telegram.sent() == [
+        {"chat_id": forum, "message_thread_id": 42, "text": "reply 1 to hi"},
         {"chat_id": forum, "message_thread_id": 42, "text": "reply 2 to hi"},
-        {"chat_id": forum, "message_thread_id": 42, "text": "reply 3 to hi"},
     ]
     rows = query(database_url, "SELECT chat_id, thread_id, sent_at FROM outbox ORDER BY id")
     assert [(r["chat_id"], r["thread_id"]) for r in rows] == [(str(forum), "42")] * 2
@@ -293,21 +295,21 @@ def test_replies_outside_a_topic_name_no_thread(
 ) -> None:
     # In a group without topics message_thread_id names a reply chain: sendMessage refuses it.
     body = post_telegram(chatty(start_bot), update).json()
-    assert "message_thread_id" not in body and body["text"] == "reply 1 to hi"
+    assert "message_thread_id" not in body and body["text"] == "reply 3 to hi"
     assert all("message_thread_id" not in sent for sent in fake_telegram.sent())
 
 
 def test_a_reply_retried_later_still_goes_to_the_topic(
     start_bot: BotFactory, fake_telegram: FakeTelegram, database_url: str, tmp_path: Path
 ) -> None:
-    fake_telegram.fail_next(status=502, times=6)  # replies 2 and 3 fail during the request
+    fake_telegram.fail_next(status=502, times=6)  # replies 1 and 2 fail during the request
     post_telegram(chatty(start_bot), in_topic(3, "hi"))
     assert fake_telegram.sent() == []
     age_outbox(database_url)
     deliver(tmp_path, database_url, fake_telegram)  # `portabot deliver`, another process
     assert [(s["message_thread_id"], s["text"]) for s in fake_telegram.sent()] == [
+        (42, "reply 1 to hi"),
         (42, "reply 2 to hi"),
-        (42, "reply 3 to hi"),
     ]
 
 
@@ -484,7 +486,7 @@ def test_a_group_upgraded_to_a_supergroup_moves_its_chat(
 ) -> None:
     old, new = str(OLD_GROUP["id"]), str(NEW_SUPERGROUP["id"])
     bot = chatty(start_bot)
-    fake_telegram.fail_next(status=502, times=3)  # reply 2 waits in the outbox; reply 3 is sent
+    fake_telegram.fail_next(status=502, times=3)  # reply 1 waits in the outbox; reply 2 is sent
     post_telegram(bot, sent_in(1, OLD_GROUP, text="hi"))
     post_telegram(bot, telegram_update(2, "hi", user_id=2002))  # Bob, in private: not moved
     fake_telegram.reset()
@@ -504,11 +506,11 @@ def test_a_group_upgraded_to_a_supergroup_moves_its_chat(
     outbox = query(database_url, "SELECT text, chat_id, sent_at FROM outbox ORDER BY id")
     waiting = [(r["text"], r["chat_id"]) for r in outbox if r["sent_at"] is None]
     sent = [(r["text"], r["chat_id"]) for r in outbox if r["sent_at"] is not None]
-    assert waiting == [("reply 2 to hi", new)]
-    assert sent == [("reply 3 to hi", old), ("reply 2 to hi", "2002"), ("reply 3 to hi", "2002")]
+    assert waiting == [("reply 1 to hi", new)]
+    assert sent == [("reply 2 to hi", old), ("reply 1 to hi", "2002"), ("reply 2 to hi", "2002")]
     age_outbox(database_url)
     deliver(tmp_path, database_url, fake_telegram)
-    assert fake_telegram.sent() == [{"chat_id": int(new), "text": "reply 2 to hi"}]
+    assert fake_telegram.sent() == [{"chat_id": int(new), "text": "reply 1 to hi"}]
 
 
 def test_a_reply_sent_to_a_group_that_became_a_supergroup_follows_it(
@@ -524,6 +526,6 @@ def test_a_reply_sent_to_a_group_that_became_a_supergroup_follows_it(
     fake_telegram.failures.append(Failure(400, upgraded, "sendMessage"))
     post_telegram(chatty(start_bot), sent_in(1, OLD_GROUP, text="hi"))
     assert [call.payload["chat_id"] for call in fake_telegram.failed] == [OLD_GROUP["id"]]
-    assert fake_telegram.sent()[0] == {"chat_id": NEW_SUPERGROUP["id"], "text": "reply 2 to hi"}
+    assert fake_telegram.sent()[0] == {"chat_id": NEW_SUPERGROUP["id"], "text": "reply 1 to hi"}
     rows = query(database_url, "SELECT sent_at, last_error FROM outbox ORDER BY id")
     assert rows[0]["sent_at"] is not None and rows[0]["last_error"] is None
