@@ -164,6 +164,8 @@ class Reply:
         edit: bool = False,
     ) -> Reply:
         """Check and build a reply from strings and spans, as `ctx.reply(...)` takes them."""
+        if len(parts) == 1 and type(parts[0]) is str and parts[0] and not buttons and image is None:
+            return cls(parts[0], edit=bool(edit))  # plain text: the common case, kept cheap
         checked = _parts(parts, "reply")
         runs = _runs(checked)
         text = "".join(run.text for run in runs)
@@ -302,9 +304,11 @@ def split(reply: Reply, limit: int | None, caption_limit: int | None = None) -> 
     when it carries the image), cut at a line break where one is near, else at a space, else
     anywhere; the image on the first, the buttons on the last, `edit` on the first."""
     first_limit = caption_limit if reply.image is not None and caption_limit else limit
-    if limit is None or length(reply.text) <= (first_limit or limit):
+    if limit is None or first_limit is None:
         return [reply]
-    pieces = _cut(reply.runs(), first_limit or limit, limit)
+    if len(reply.text) * 2 <= first_limit or length(reply.text) <= first_limit:
+        return [reply]
+    pieces = _cut(reply.runs(), first_limit, limit)
     out = []
     for index, runs in enumerate(pieces):
         last = index == len(pieces) - 1
