@@ -125,7 +125,7 @@ def test_set_webhook(tmp_path: Path, fake_telegram: FakeTelegram) -> None:
         {
             "url": "https://bot.example.com/webhooks/telegram",
             "secret_token": SECRET,
-            "allowed_updates": ["message", "edited_message"],
+            "allowed_updates": ["message", "edited_message", "callback_query"],
             "drop_pending_updates": False,
         }
     ]

@@ -1,17 +1,30 @@
-"""Telegram: the webhook (secret header, update parsing, inline reply) and sendMessage."""
+"""Telegram: the webhook (secret header, update parsing, inline reply) and the Bot API calls that
+send a reply: sendMessage, sendPhoto, editMessageText/editMessageCaption, answerCallbackQuery."""
 
 from __future__ import annotations
 
 import hmac
 import logging
-from typing import TYPE_CHECKING, Any
+from dataclasses import replace
+from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from portabot.channels.base import ApiError, Int64, Rejected, clean_text, first_error, read_json
-from portabot.messages import Account, ChatMoved, Delivery, Kind, Message, Update, parse_command
+from portabot.messages import (
+    Account,
+    Attachment,
+    ChatMoved,
+    Delivery,
+    Kind,
+    Message,
+    Press,
+    Update,
+    parse_command,
+)
+from portabot.replies import Reply, length
 from portabot.settings import Settings
 
 if TYPE_CHECKING:
@@ -20,7 +33,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("portabot.telegram")
 
 SECRET_HEADER = "x-telegram-bot-api-secret-token"
-ALLOWED_UPDATES = ("message", "edited_message")
+ALLOWED_UPDATES = ("message", "edited_message", "callback_query")
 API_TIMEOUT = 10.0
 TELEGRAM_SERVICE_ACCOUNT = 777000
 """The sender Telegram gives its own notices and channel posts forwarded to a discussion group."""
@@ -50,6 +63,64 @@ class Chat(_Model):
     type: str = "private"
 
 
+CAPTION_LIMIT = 1024
+"""Characters of a caption (TelegramChannel.max_caption); an edit of a photo's caption with a
+longer text comes as a new message."""
+MAX_CALLBACK_DATA = 64
+"""Bytes of a button's callback_data (Telegram's limit; our payloads keep under it)."""
+CAPTION_EDIT = ":caption"
+"""Marks a pressed message's id (Press.message_id) when it is a photo or other media: its text is
+a caption, edited by editMessageCaption."""
+NOT_MODIFIED = "message is not modified"
+EDIT_IMPOSSIBLE = (
+    "message to edit not found",
+    "message can't be edited",
+    "there is no text in the message to edit",
+    "there is no caption in the message to edit",
+    "message_id_invalid",
+)
+"""Telegram's refusals of an edit that a new message can stand in for."""
+
+
+def _callback_data(data: str) -> str:
+    if len(data.encode()) > MAX_CALLBACK_DATA:
+        raise ValueError(f"over Telegram's {MAX_CALLBACK_DATA} bytes of callback data")
+    return data
+
+
+FileId = Annotated[str, Field(min_length=1, max_length=512)]
+Name = Annotated[str, Field(max_length=1024)]
+
+
+class PhotoSize(_Model):
+    file_id: FileId
+    width: Int64 = 0
+    height: Int64 = 0
+    file_size: Int64 | None = None
+
+
+class TelegramFile(_Model):
+    """A video, document, audio, voice or sticker: what is kept of it."""
+
+    file_id: FileId
+    file_name: Name | None = None
+    mime_type: Annotated[str, Field(max_length=255)] | None = None
+
+
+class Location(_Model):
+    latitude: Annotated[float, Field(ge=-90, le=90)]
+    longitude: Annotated[float, Field(ge=-180, le=180)]
+
+
+FILES = (
+    ("video", Kind.VIDEO),
+    ("document", Kind.DOCUMENT),
+    ("audio", Kind.AUDIO),
+    ("voice", Kind.VOICE),
+    ("sticker", Kind.STICKER),
+)
+
+
 class TelegramMessage(_Model):
     # Extra fields are kept (not validated) to tell what a message without text holds.
     model_config = ConfigDict(extra="allow")
@@ -68,12 +139,67 @@ class TelegramMessage(_Model):
     left_chat_member: User | None = None
     migrate_to_chat_id: Int64 | None = None
     migrate_from_chat_id: Int64 | None = None
+    photo: Annotated[list[PhotoSize], Field(max_length=100)] | None = None
+    video: TelegramFile | None = None
+    document: TelegramFile | None = None
+    audio: TelegramFile | None = None
+    voice: TelegramFile | None = None
+    sticker: TelegramFile | None = None
+    location: Location | None = None
+
+    def attachments(self) -> tuple[Attachment, ...]:
+        """What was sent beside the text, the kind of message first (Telegram sends one, but a
+        venue comes with its location and an animation with a document, for older clients)."""
+        found = []
+        if self.photo:
+            # Sizes come smallest first; the largest is the one to keep.
+            largest = max(self.photo, key=lambda size: (size.width * size.height, size.file_size))
+            found.append(Attachment(Kind.PHOTO, largest.file_id))
+        for name, kind in FILES:
+            file: TelegramFile | None = getattr(self, name)
+            if file is not None:
+                found.append(Attachment(kind, file.file_id, None, file.file_name, file.mime_type))
+        if self.location is not None:
+            place = self.location
+            found.append(
+                Attachment(Kind.LOCATION, latitude=place.latitude, longitude=place.longitude)
+            )
+        return tuple(found)
+
+
+class CallbackQuery(_Model):
+    """A press of an inline keyboard's button."""
+
+    id: Annotated[str, Field(min_length=1, max_length=256)]
+    sender: User = Field(alias="from")
+    message: TelegramMessage | None = None
+    """The pressed message; only `chat`, `message_id` and `date` 0 when it is too old to see."""
+    inline_message_id: Annotated[str, Field(max_length=256)] | None = None
+    data: Annotated[str, AfterValidator(_callback_data)] | None = None
 
 
 class TelegramUpdate(_Model):
     update_id: Int64
     message: TelegramMessage | None = None
     edited_message: TelegramMessage | None = None
+    callback_query: CallbackQuery | None = None
+
+
+class TelegramError(ApiError):
+    """The Bot API refused a call: its HTTP status and description (Telegram's own words)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        retryable: bool = True,
+        status: int = 0,
+        description: str = "",
+    ) -> None:
+        super().__init__(message, retry_after=retry_after, retryable=retryable)
+        self.status = status
+        self.description = description
 
 
 class ChatUpgraded(ApiError):
@@ -90,7 +216,7 @@ class TelegramChannel:
     redelivers = True
     in_order = False
     max_text: int | None = 4096
-    max_caption: int | None = 1024
+    max_caption: int | None = CAPTION_LIMIT
 
     def __init__(self, settings: Settings) -> None:
         assert settings.telegram_token is not None
@@ -114,10 +240,16 @@ class TelegramChannel:
         except ValidationError as exc:
             raise Rejected(400, f"not a Telegram update: {first_error(exc)}") from None
         raw = update.message or update.edited_message
+        if raw is not None:
+            message = self._message(raw, edited=update.message is None)
+        elif update.callback_query is not None:
+            message = self._press(update.callback_query)
+        else:
+            message = None
         return Update(
             self.platform,
             str(update.update_id),
-            None if raw is None else self._message(raw, edited=update.message is None),
+            message,
             sequence=update.update_id,
             chat_moved=None if raw is None else _chat_moved(raw),
         )
@@ -141,27 +273,76 @@ class TelegramChannel:
             if raw.left_chat_member.id != sender.id:
                 return None  # someone removed by an admin: the admin did not leave
             return Message(account, Kind.LEFT, at=at)
-        if raw.text is None and raw.caption is None and CONTENT.isdisjoint(raw.model_extra or ()):
+        attachments = raw.attachments()
+        if (
+            raw.text is None
+            and raw.caption is None
+            and not attachments
+            and CONTENT.isdisjoint(raw.model_extra or ())
+        ):
             return None  # a service message: nothing the person said
         text = clean_text(raw.text or raw.caption or "")
         command = parse_command(text, self.bot_username)
         if command is not None:
-            return Message(account, Kind.COMMAND, text, *command, at=at, edited=edited)
+            return Message(
+                account, Kind.COMMAND, text, *command, at=at, edited=edited, attachments=attachments
+            )
         if text.startswith("/") and raw.chat.type != "private":
             return None  # a command for another bot in a group
-        return Message(account, Kind.TEXT, text, at=at, edited=edited)
+        kind = attachments[0].kind if attachments else Kind.TEXT
+        return Message(account, kind, text, at=at, edited=edited, attachments=attachments)
+
+    def _press(self, query: CallbackQuery) -> Message | None:
+        """A button pressed: answered by the query's id; the pressed message edited by its id
+        (marked when its text is a caption), unless it is too old to see (`date` 0) or was sent
+        inline (no chat of ours: replies go to the person's private chat)."""
+        sender = query.sender
+        if sender.is_bot:
+            return None
+        pressed = query.message
+        name = sender.username or sender.first_name
+        if pressed is None:
+            account = Account(self.platform, str(sender.id), str(sender.id), name)
+            message_id = None
+        else:
+            thread = str(pressed.message_thread_id) if pressed.is_topic_message else None
+            account = Account(self.platform, str(sender.id), str(pressed.chat.id), name, thread)
+            message_id = None if pressed.date == 0 else str(pressed.message_id)
+            if message_id is not None and pressed.text is None:
+                message_id += CAPTION_EDIT
+        # A game's button has no data: still a press to answer (with an empty payload).
+        payload = clean_text(query.data or "")
+        return Message(account, Kind.PRESS, payload=payload, press=Press(query.id, message_id))
 
     def respond(self, update: Update, inline: list[Delivery]) -> Response:
         if not inline:
             return Response(status_code=200)
-        return JSONResponse({"method": "sendMessage", **send_message(inline[0])})
+        method, parameters = request_for(inline[0])
+        return JSONResponse({"method": method, **parameters})
 
     async def send(self, session: ClientSession, delivery: Delivery) -> None:
         try:
-            await self.call(session, "sendMessage", send_message(delivery))
+            await self._send(session, delivery)
         except ChatUpgraded as upgraded:  # before its notice was processed (or if it was lost)
-            moved = Delivery(self.platform, str(upgraded.new_chat_id), delivery.text, delivery.key)
-            await self.call(session, "sendMessage", send_message(moved))
+            # The supergroup is a new chat: the old group's messages cannot be edited there.
+            moved = replace(delivery, chat_id=str(upgraded.new_chat_id), edit_id=None)
+            await self._send(session, moved)
+
+    async def _send(self, session: ClientSession, delivery: Delivery) -> None:
+        method, parameters = request_for(delivery)
+        try:
+            await self.call(session, method, parameters)
+        except TelegramError as exc:
+            if not method.startswith("editMessage") or exc.status != 400:
+                raise
+            if NOT_MODIFIED in exc.description:
+                return  # pressed again: it already says this
+            if not any(why in exc.description.lower() for why in EDIT_IMPOSSIBLE):
+                raise
+            # Deleted, or too old to edit: the reply comes as a new message instead.
+            log.info("telegram: %s; sending the reply as a new message", exc)
+            method, parameters = request_for(replace(delivery, edit_id=None))
+            await self.call(session, method, parameters)
 
     async def set_webhook(
         self, session: ClientSession, url: str, *, drop_pending_updates: bool = False
@@ -213,20 +394,70 @@ class TelegramChannel:
             moved_to = parameters.get("migrate_to_chat_id")
             if type(moved_to) is int:
                 raise ChatUpgraded(message, moved_to)
-            raise ApiError(
+            raise TelegramError(
                 message,
                 retry_after=parameters.get("retry_after"),
                 retryable=status == 429 or status >= 500,
+                status=status,
+                description=str(answer.get("description", "")),
             )
         return answer.get("result")
 
 
-def send_message(delivery: Delivery) -> dict[str, Any]:
-    """sendMessage's parameters for a reply (in its forum topic, if it has one)."""
-    parameters: dict[str, Any] = {"chat_id": int(delivery.chat_id), "text": delivery.text}
+def request_for(delivery: Delivery) -> tuple[str, dict[str, Any]]:
+    """The Bot API method and parameters that carry out a delivery, through the API or in the
+    webhook's response: answerCallbackQuery for a press's answer (its notice as the toast),
+    editMessageText / editMessageCaption for an edit of the pressed message, sendPhoto for a
+    reply with an image (the text its caption), else sendMessage. Formatted text goes as
+    parse_mode HTML, buttons as an inline keyboard, and a new message into its forum topic."""
+    if delivery.answer is not None:
+        answer: dict[str, Any] = {"callback_query_id": delivery.answer}
+        if delivery.text:
+            answer["text"] = delivery.text
+        return "answerCallbackQuery", answer
+    reply = delivery.content
+    chat = {"chat_id": int(delivery.chat_id)}
+    text = _text(reply)
+    extra = _markup(reply)
+    edit = delivery.edit_id
+    if edit is not None and reply.image is None:  # an image cannot replace a text: a new message
+        message_id, _, caption = edit.partition(":")
+        edited = {**chat, "message_id": int(message_id)}
+        if not caption:
+            return "editMessageText", {**edited, "text": text, **extra}
+        if length(reply.text) <= CAPTION_LIMIT:
+            return "editMessageCaption", {**edited, "caption": text, **extra}
     if delivery.thread_id is not None:
-        parameters["message_thread_id"] = int(delivery.thread_id)
-    return parameters
+        chat["message_thread_id"] = int(delivery.thread_id)
+    if reply.image is not None:
+        photo: dict[str, Any] = {**chat, "photo": reply.image}
+        if reply.text:
+            photo["caption"] = text
+        return "sendPhoto", {**photo, **extra}
+    return "sendMessage", {**chat, "text": text, **extra}
+
+
+def _text(reply: Reply) -> str:
+    return reply.html() if reply.formatted else reply.text
+
+
+def _markup(reply: Reply) -> dict[str, Any]:
+    """parse_mode and reply_markup, where the reply needs them."""
+    found: dict[str, Any] = {}
+    if reply.formatted:
+        found["parse_mode"] = "HTML"
+    if reply.buttons:
+        rows = [
+            [
+                {"text": b.label, "url": b.url}
+                if b.url is not None
+                else {"text": b.label, "callback_data": b.payload}
+                for b in row
+            ]
+            for row in reply.buttons
+        ]
+        found["reply_markup"] = {"inline_keyboard": rows}
+    return found
 
 
 def _chat_moved(raw: TelegramMessage) -> ChatMoved | None:

@@ -160,11 +160,10 @@ def test_members_joining_and_leaving(bot: httpx.Client) -> None:
     "update",
     [
         {"update_id": 5, "channel_post": {"message_id": 1, "chat": {"id": -100}, "text": "x"}},
-        {"update_id": 6, "callback_query": {"id": "1", "from": {"id": 1, "is_bot": False}}},
         {"update_id": 7},
         {**telegram_update(8, "hi"), "message": {**telegram_update(8)["message"], "from": BOT}},
     ],
-    ids=["channel_post", "callback_query", "empty", "from_a_bot"],
+    ids=["channel_post", "empty", "from_a_bot"],
 )
 def test_other_update_types_are_acknowledged_and_ignored(
     bot: httpx.Client, database_url: str, update: dict[str, object]
@@ -174,9 +173,9 @@ def test_other_update_types_are_acknowledged_and_ignored(
     assert query(database_url, "SELECT id FROM people") == []
 
 
-def test_a_photo_without_text_is_a_message(bot: httpx.Client) -> None:
+def test_a_photo_without_text_is_a_message(start_bot: BotFactory) -> None:
     update = telegram_update(1, None, photo=[{"file_id": "x", "width": 1, "height": 1}])
-    assert post_telegram(bot, update).json()["text"] == "Send /help to see what I can do."
+    assert post_telegram(echo(start_bot), update).json()["text"] == "photo: ''"
 
 
 def test_telegram_is_off_without_a_token(start_bot: BotFactory) -> None:
@@ -430,11 +429,10 @@ def test_what_people_do_in_a_chat_reaches_the_flow_by_its_kind(start_bot: BotFac
     left = post_telegram(bot, sent_in(2, SUPERGROUP, left_chat_member=ANN))
     photo = [{"file_id": "AgACAgIAAxk", "file_unique_id": "AQAD", "width": 90, "height": 67}]
     captioned = post_telegram(bot, sent_in(3, PRIVATE, photo=photo, caption="our cat"))
-    # A photo without a caption is still something Ann sent (attachments get kinds of their own
-    # later): empty text, as before.
+    # A photo without a caption is still something Ann sent: empty text.
     bare = post_telegram(bot, sent_in(4, PRIVATE, photo=photo))
     answers = [r.json()["text"] for r in (joined, left, captioned, bare)]
-    assert answers == ["joined: ''", "left: ''", "text: 'our cat'", "text: ''"]
+    assert answers == ["joined: ''", "left: ''", "photo: 'our cat'", "photo: ''"]
 
 
 @pytest.mark.parametrize(
