@@ -19,6 +19,7 @@ import json
 import logging
 import re
 import time
+from dataclasses import replace
 from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -753,11 +754,21 @@ def buttons_as_text(rows: tuple[tuple[Button, ...], ...]) -> str:
 
 
 def _attachments(raw: VkMessage) -> tuple[Attachment, ...]:
-    found = [a for a in (_attachment(item) for item in raw.attachments) if a is not None]
+    found = [_cleaned(a) for a in map(_attachment, raw.attachments) if a is not None]
     if raw.geo is not None:
         point = raw.geo.coordinates
         found.append(Attachment(Kind.LOCATION, latitude=point.latitude, longitude=point.longitude))
     return tuple(found)
+
+
+def _cleaned(found: Attachment) -> Attachment:
+    """The attachment's strings as every database and API takes them (see clean_text)."""
+    return replace(
+        found,
+        file_id=clean_text(found.file_id),
+        url=clean_text(found.url) if found.url is not None else None,
+        name=clean_text(found.name) if found.name is not None else None,
+    )
 
 
 SIZE_ORDER = "smxopqryzw"

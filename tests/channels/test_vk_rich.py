@@ -11,7 +11,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import hypothesis
 import pytest
+from hypothesis import strategies as st
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -26,6 +28,7 @@ from portabot.storage.database import Database
 from portabot.testing.fakes import FakeVk, ImageServer, png, serve
 from tests.conftest import VK_GROUP, VK_SECRET, BotFactory, make_settings, post_vk, query, run
 from tests.conftest import vk_event as message_new
+from tests.strategies import json_values
 
 IMAGE = "https://img.example/cat.png"
 DOCS = "https://docs.example/sizes"
@@ -687,3 +690,46 @@ def test_an_answer_vk_refuses_is_not_tried_again(settings: Settings, fake_vk: Fa
 
     run(answer())
     assert fake_vk.sent("messages.sendMessageEventAnswer") == []
+
+
+ATTACHMENT_TYPES = ("photo", "doc", "audio_message", "sticker", "video", "audio", "wall", "x")
+
+
+@st.composite
+def rich_events(draw: st.DrawFn) -> dict[str, Any]:
+    """A press or a message whose payload, client_info, attachments and geo are anything."""
+    if draw(st.booleans()):
+        inner = {"user_id": USER, "peer_id": USER, "event_id": "ev", "payload": draw(json_values)}
+        inner.update(draw(st.dictionaries(st.sampled_from(list(inner)), json_values, max_size=2)))
+        return {**vk_press("e1", None), "object": inner}
+    event = message_new("e1", "look", user_id=USER)
+    message = event["object"]["message"]
+    if draw(st.booleans()):
+        event["object"]["client_info"] = draw(json_values)
+    kinds = st.sampled_from(ATTACHMENT_TYPES)
+    item = st.builds(lambda kind, value: {"type": kind, kind: value}, kinds, json_values)
+    message["attachments"] = draw(st.lists(item, max_size=3) | json_values)
+    optional = {"payload": json_values | st.builds(json.dumps, json_values), "geo": json_values}
+    message.update(draw(st.fixed_dictionaries({}, optional=optional)))
+    return event
+
+
+def test_any_press_payload_client_info_or_attachment_is_refused_or_taken(
+    start_bot: BotFactory, database_url: str
+) -> None:
+    """Never a 500: a press or message of any shape is a 400 (nothing stored) or processed."""
+    bot = start_bot(flow=Flow([MenuState()], initial="menu"))
+    seen = 0
+
+    @hypothesis.settings(max_examples=150, deadline=None, database=None)
+    @hypothesis.given(event=rich_events())
+    def deliver(event: dict[str, Any]) -> None:
+        nonlocal seen
+        seen += 1
+        event = {**event, "event_id": f"g{seen}"}
+        response = post_vk(bot, event)
+        assert response.status_code in (200, 400), response.text
+        stored = query(database_url, f"SELECT 1 FROM updates WHERE update_id = 'g{seen}'")
+        assert len(stored) == (1 if response.status_code == 200 else 0)
+
+    deliver()
