@@ -14,6 +14,7 @@ import httpx
 import hypothesis
 import pytest
 from hypothesis import strategies as st
+from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -733,3 +734,13 @@ def test_any_press_payload_client_info_or_attachment_is_refused_or_taken(
         assert len(stored) == (1 if response.status_code == 200 else 0)
 
     deliver()
+
+
+@pytest.mark.parametrize(
+    "hosts",
+    [{"img.example/": "http://127.0.0.1/"}, {"https://img.example/": "file:///tmp/"}],
+    ids=["prefix-not-a-url", "target-not-http"],
+)
+def test_image_hosts_map_http_urls_to_http_urls(hosts: dict[str, str]) -> None:
+    with pytest.raises(ValidationError, match="vk_image_hosts"):
+        make_settings(vk_image_hosts=hosts)
