@@ -302,8 +302,9 @@ class VkChannel:
             text = MENTION.sub("", clean_text(raw.text))
             edited = kind == "message_edit"
             keyboard = client_keyboard(body.get("client_info")) if inner is not None else None
-            payload = our_payload(raw.payload) if raw.payload is not None else None
-            if payload is not None:  # a text button of ours
+            # A text button of ours (an edit of such a message is not a second press).
+            payload = our_payload(raw.payload) if raw.payload is not None and not edited else None
+            if payload is not None:
                 return Message(
                     account,
                     Kind.PRESS,

@@ -350,7 +350,11 @@ def test_a_message_with_another_payload_is_the_message_it_carries(
 ) -> None:
     say(menu_bot, "e1", "Start", FULL_CLIENT, payload='{"command":"start"}')
     say(menu_bot, "e2", "Start", FULL_CLIENT, payload="{")
-    assert [text for _, text in fake_vk.texts()] == ["text: 'Start'", "text: 'Start'"]
+    edit = message_new("e3", "Large", user_id=USER, kind="message_edit")
+    edit["object"]["payload"] = '{"p":"size:l"}'
+    assert_ok(post_vk(menu_bot, edit))  # an edit of a pressed text button: not a second press
+    seen = [text for _, text in fake_vk.texts()]
+    assert seen == ["text: 'Start'", "text: 'Start'", "text: 'Large'"]
 
 
 @pytest.mark.parametrize(
