@@ -38,7 +38,7 @@ async def outbound_for(settings: Settings) -> AsyncIterator[Outbound]:
     from portabot.channels import platform_channels
 
     db = Database(settings.database_url, pool_size=1)
-    outbound = Outbound(db, {c.platform: c for c in platform_channels(settings)})
+    outbound = Outbound(db, {c.platform: c for c in platform_channels(settings, db)})
     try:
         yield outbound
     finally:

@@ -276,6 +276,10 @@ class Settings(BaseSettings):
     vk_confirmation: str | None = None
     vk_api_url: str = VK_API
     vk_api_version: str = VK_API_VERSION
+    vk_image_hosts: dict[str, str] = Field(default_factory=dict)
+    """Where VK's replies fetch their images from instead of the URL's own host, by URL prefix:
+    VK_IMAGE_HOSTS='{"https://img.example/": "http://images.internal/"}' (an image host your
+    servers reach by another name; the tests' ImageServer). Empty: each URL as it is."""
     bot_flow: str = DEFAULT_FLOW
     bot_passphrase: SecretStr | None = None
     session_secret: SecretStr | None = None
@@ -336,6 +340,15 @@ class Settings(BaseSettings):
     def _vk_secret(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and not VK_SECRET_SHAPE.match(value.get_secret_value()):
             raise ValueError("must be 1-50 letters and digits (VK's rule)")
+        return value
+
+    @field_validator("vk_image_hosts")
+    @classmethod
+    def _image_hosts(cls, value: dict[str, str]) -> dict[str, str]:
+        for prefix, local in value.items():
+            for url in (prefix, local):
+                if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).netloc:
+                    raise ValueError(f"maps http(s) URL prefixes to http(s) URLs (got {url!r:.60})")
         return value
 
     @field_validator("bot_flow")

@@ -15,13 +15,16 @@ if TYPE_CHECKING:
     from portabot.storage.database import Database
 
 
-def platform_channels(settings: Settings) -> list[TelegramChannel | VkChannel]:
-    """The channels of the platforms that are configured (each needs its token)."""
+def platform_channels(
+    settings: Settings, db: Database | None = None
+) -> list[TelegramChannel | VkChannel]:
+    """The channels of the platforms that are configured (each needs its token); `db` where
+    they send replies (VK remembers its uploaded images there)."""
     channels: list[TelegramChannel | VkChannel] = []
     if settings.telegram_enabled:
         channels.append(TelegramChannel(settings))
     if settings.vk_enabled:
-        channels.append(VkChannel(settings))
+        channels.append(VkChannel(settings, db))
     return channels
 
 
@@ -31,6 +34,6 @@ def all_channels(settings: Settings, db: Database) -> dict[str, Channel]:
     channels: dict[str, Channel] = {}
     if settings.web_chat:
         channels["web"] = WebChannel(db, settings, host=detect_host())
-    for channel in platform_channels(settings):
+    for channel in platform_channels(settings, db):
         channels[channel.platform] = channel
     return channels

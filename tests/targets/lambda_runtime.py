@@ -27,7 +27,13 @@ a Telegram update (/start, update 846512001) delivered to /webhooks/telegram. Th
 base64-encoded, as API Gateway sends every body when binary media types are */*."""
 UPDATE_CHAT = 5123456789
 REQUEST_HEADERS = {"content-type", "content-length", "x-telegram-bot-api-secret-token", "cookie"}
-NOT_FOR_USERS = {"database_pool_size", "telegram_api_url", "vk_api_url", "vk_api_version"}
+NOT_FOR_USERS = {
+    "database_pool_size",
+    "telegram_api_url",
+    "vk_api_url",
+    "vk_api_version",
+    "vk_image_hosts",
+}
 """Set by the handler, or only changed by tests."""
 
 

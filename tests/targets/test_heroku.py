@@ -24,7 +24,13 @@ from tests.test_cli import environment
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-NOT_FOR_USERS = {"database_url", "telegram_api_url", "vk_api_url", "vk_api_version"}
+NOT_FOR_USERS = {
+    "database_url",
+    "telegram_api_url",
+    "vk_api_url",
+    "vk_api_version",
+    "vk_image_hosts",
+}
 """Set by the Postgres add-on, or only changed by tests."""
 
 
