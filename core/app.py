@@ -41,7 +41,8 @@ async def home(request: Request) -> Response:
     state = request.app.state
     if state.home is None:
         state.home = render_home(state.bot.settings, state.bot.flow)
-    return html_page(state.home)
+    # The chat shows the images of replies: https URLs of any host (Reply.of takes no other).
+    return html_page(state.home, images="'self' https:")
 
 
 async def healthz(request: Request) -> Response:

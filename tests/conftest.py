@@ -353,5 +353,5 @@ def post_vk(client: httpx.Client, event: Any, **headers: str) -> httpx.Response:
 def say_web(client: httpx.Client, text: str) -> list[str]:
     response = client.post("/webhooks/web", json={"text": text})
     assert response.status_code == 200, response.text
-    replies: list[str] = response.json()["replies"]
+    replies: list[str] = response.json()["texts"]
     return replies

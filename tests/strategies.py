@@ -187,8 +187,12 @@ def vk_events(
 web_bodies = st.fixed_dictionaries(
     {"text": texts | st.text(max_size=4100)},
     optional={"id": st.text(max_size=70)},
+) | st.fixed_dictionaries(
+    {"payload": st.text(max_size=70) | st.text(st.characters(min_codepoint=0x400), max_size=25)},
+    optional={"id": st.text(max_size=70), "message": st.text(max_size=110)},
 )
-"""What the web chat's page posts (its optional client id included)."""
+"""What the web chat's page posts: a text or a button's press (its optional client id, and the
+pressed bubble's id, included)."""
 
 # Header values as a client can put them on the wire: visible bytes (Latin-1 included), with
 # spaces inside only.

@@ -1,18 +1,31 @@
 """The pages as a person uses them, in a real headless Chromium (the system's): the chat on the
-home page, and the costs page with its table and chart."""
+home page (its rich replies too: formatting, buttons pressed by keyboard, edits, notices and
+images), and the costs page with its table and chart."""
 
 from __future__ import annotations
 
 import os
 import re
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    ConsoleMessage,
+    Dialog,
+    Page,
+    Route,
+    expect,
+    sync_playwright,
+)
 
+from portabot.testing.fakes import ImageServer, serve
 from tests.conftest import BotFactory, post_telegram, telegram_update
+from tests.test_limits import windows
+from tests.test_web_rich import rich_flow
 
 # Debian's Chromium, which .ci/run installs when `chromium` is not on the PATH.
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -102,11 +115,17 @@ def test_the_chat_says_when_to_try_again_and_when_it_is_off(
 ) -> None:
     bot = start_bot(web_chat_per_address=2)
     page.goto(f"{bot.base_url}/")
-    for text in ("one", "two", "three"):
-        page.fill("#text", text)
+    shown, errors = page.locator("#log .msg"), page.locator(".msg.error")
+    started, sent = time.time(), 0
+    while not errors.count():  # until refused: a minute's window may end during the test
+        sent += 1
+        assert sent <= 2 * windows(started, time.time(), 60) + 1
+        before = shown.count()
+        page.fill("#text", f"message {sent}")
         page.press("#text", "Enter")
-    expect(page.locator(".msg.error")).to_have_text(re.compile(r"^Slow down: try again in \d+ s$"))
-    expect(page.locator(".msg.bot")).to_have_count(2)
+        expect(shown).to_have_count(before + 2)  # what was said, and the answer or the error
+    expect(errors).to_have_text(re.compile(r"^Slow down: try again in \d+ s$"))
+    expect(page.locator(".msg.bot")).to_have_count(sent - 1)
 
     off = start_bot(web_chat=False)
     page.goto(f"{off.base_url}/")
@@ -157,3 +176,119 @@ def test_the_costs_page_follows_the_workload(start_bot: BotFactory, page: Page) 
     page.fill("input[name=updates]", "1,000")
     expect(error).to_be_hidden()
     expect(page.locator("#results")).not_to_have_class(re.compile(r"\bstale\b"))
+
+
+IMAGE_HOST = "https://images.example"
+"""Where the test flow's image is: Reply.of takes https URLs only (and the page's policy shows
+https images only), so the browser's requests to this made-up host are answered by the
+ImageServer on loopback, through Playwright's routing: the image really is fetched."""
+
+
+@pytest.fixture
+def images(page: Page) -> Iterator[ImageServer]:
+    server = ImageServer()
+    with serve(server.app()) as url:
+        server.url = url
+
+        def from_loopback(route: Route) -> None:
+            path = route.request.url.removeprefix(IMAGE_HOST)
+            route.fulfill(response=route.fetch(url=f"{url}{path}"))
+
+        page.route(f"{IMAGE_HOST}/**", from_loopback)
+        yield server
+
+
+@on_sqlite
+def test_rich_replies_in_the_browser(
+    start_bot: BotFactory, page: Page, images: ImageServer
+) -> None:
+    bot = start_bot(flow=rich_flow(f"{IMAGE_HOST}/cat.png"))
+    dialogs: list[str] = []
+
+    def dialog_opened(dialog: Dialog) -> None:
+        dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", dialog_opened)
+    page.goto(f"{bot.base_url}/")
+    replies = page.locator("#log .reply")
+
+    def say(text: str) -> None:
+        before = replies.count()
+        page.fill("#text", text)
+        page.press("#text", "Enter")
+        expect(replies).to_have_count(before + 1)
+
+    # A person's markup is shown as the text it is, in bold; nothing of it runs.
+    say("<script>alert(1)</script><img src=x onerror=alert(2)>")
+    bold = replies.last.locator(".msg.bot b")
+    expect(bold).to_have_text("<script>alert(1)</script><img src=x onerror=alert(2)>")
+    assert page.locator("#log script, #log img").count() == 0
+
+    # An image, its text as its caption and alt text, fetched from the image server.
+    say("/cat")
+    image = replies.last.locator("img")
+    expect(image).to_have_attribute("alt", "A cat")
+    expect(image).to_have_attribute("loading", "lazy")
+    # (A function, not a string: the page's policy refuses to evaluate strings.)
+    loaded = """img => img.complete ? img.naturalWidth : new Promise(done => {
+        img.addEventListener("load", () => done(img.naturalWidth));
+        img.addEventListener("error", () => done(0));
+    })"""
+    assert image.evaluate(loaded) == 1  # ImageServer's PNG is one pixel
+    assert images.fetches("/cat.png") == 1
+    expect(replies.last.locator(".msg.bot")).to_have_text("A cat")
+
+    # A menu: payload buttons are buttons, a URL button a link to a new tab.
+    say("/menu")
+    menu = replies.last
+    expect(menu.locator(".msg.bot")).to_have_text("Pick a size")
+    keys = menu.locator("button.key")
+    expect(keys).to_have_text(["Small", "Large"])
+    docs = menu.locator("a.key")
+    expect(docs).to_have_text("Docs")
+    expect(docs).to_have_attribute("href", "https://example.com/docs?a=1&b=2")
+    expect(docs).to_have_attribute("target", "_blank")
+    expect(docs).to_have_attribute("rel", "noopener noreferrer")
+
+    # By keyboard: from the input back through Docs and Large to Small, then Enter.
+    page.focus("#text")
+    for _ in range(3):
+        page.keyboard.press("Shift+Tab")
+    small = keys.first
+    expect(small).to_be_focused()
+    outline = small.evaluate("b => b.matches(':focus-visible') && getComputedStyle(b).outlineStyle")
+    assert outline == "solid"
+    page.keyboard.press("Enter")
+
+    # The edit replaces the menu's bubble (and its buttons) where it was; the notice is a toast.
+    toast = page.locator("#toast[role=status]")
+    expect(toast).to_have_text("Saved")
+    expect(toast).to_be_visible()
+    expect(replies).to_have_count(4)
+    expect(replies.nth(2).locator(".msg.bot")).to_have_text("Size s it is")
+    expect(replies.nth(2).locator("code")).to_have_text("s")
+    assert replies.nth(2).locator(".key").count() == 0
+    expect(replies.nth(3).locator(".msg.bot")).to_have_text("Anything else?")
+    expect(page.locator(".msg.bot", has_text="Pick a size")).to_have_count(0)
+    expect(toast).to_be_hidden(timeout=8_000)  # shown for a few seconds
+
+    # Space presses too; while the press is in flight its buttons are disabled.
+    held: list[Route] = []
+
+    def hold(route: Route) -> None:
+        held.append(route)
+
+    page.route("**/webhooks/web", hold)
+    again = replies.nth(3).locator("button.key")
+    again.focus()
+    page.keyboard.press(" ")
+    expect(again).to_be_disabled()
+    assert len(held) == 1
+    again.dispatch_event("click")  # a second press of a disabled button: nothing is sent
+    held[0].continue_()
+    expect(replies).to_have_count(5)
+    page.unroute("**/webhooks/web")
+    expect(replies.last.locator(".msg.bot")).to_have_text("Pressed again")
+    expect(again).to_be_enabled()  # not an edit: the bubble and its buttons stay
+    assert len(held) == 1 and dialogs == []

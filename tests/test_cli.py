@@ -510,7 +510,7 @@ def test_serve_reload_restarts_when_the_flow_changes(tmp_path: Path) -> None:
                 later = module.stat().st_mtime + 1
                 os.utime(module, (later, later))
             try:
-                replies = served.client.post("/webhooks/web", json={"text": "hi"}).json()["replies"]
+                replies = served.client.post("/webhooks/web", json={"text": "hi"}).json()["texts"]
             except httpx.TransportError:
                 replies = []  # between the old server and the new one
     assert "flow echo:flow" in served.output and "restarting on changes" in served.output

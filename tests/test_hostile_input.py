@@ -356,8 +356,10 @@ def test_generated_web_chat_messages(target: Target) -> None:
             assert response.status_code in (400, 413, 415, 422)
             target.refused(response, before, logged)
             return
-        replies = response.json()["replies"]
+        answer = response.json()
+        replies = answer["texts"]
         assert isinstance(replies, list) and all(isinstance(r, str) for r in replies)
+        assert [bubble["text"] for bubble in answer["replies"]] == replies
         visitor = visitor_of(response)
         cookies.append(response.cookies[COOKIE])
         client_id = body.get("id")
@@ -709,7 +711,7 @@ class Linking:
         body = json.dumps({"text": text}).encode()
         response = self.target.send("/webhooks/web", body, json_headers())
         assert response.status_code == 200, response.text
-        return "\n".join(response.json()["replies"]), response.cookies[COOKIE]
+        return "\n".join(response.json()["texts"]), response.cookies[COOKIE]
 
     def telegram(self, user: int, text: str) -> str:
         update = telegram_update(self.next_id(), text, user_id=user)
@@ -869,7 +871,7 @@ def test_a_forged_cookie_is_a_new_visitor(target: Target) -> None:
             as_read = cookie_parser(f"{COOKIE}={cookie}").get(COOKIE, "")  # what the app sees
             assert WEB_SIGNER.validate(as_read) and WEB_SIGNER.unsign(as_read).decode() == visitor
         else:
-            assert response.json()["replies"] == ["Linked platforms: web."]
+            assert response.json()["texts"] == ["Linked platforms: web."]
             assert target.tables.web_users() == known | {visitor}
 
     visit()

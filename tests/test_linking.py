@@ -111,7 +111,7 @@ def test_wrong_codes_are_limited_across_people_cookies_and_addresses(
             headers = {"X-Forwarded-For": f"198.51.100.{n}"}
             response = visitor.post("/webhooks/web", json={"text": text}, headers=headers)
             assert response.status_code == 200, response.text
-            return str(response.json()["replies"][0])
+            return str(response.json()["texts"][0])
 
     for n in range(5):
         assert "not valid" in stranger(n, f"/in wrong-guess-{'x' * (n + 1)}")

@@ -1,5 +1,8 @@
-"""The web chat: `POST /webhooks/web` with {"text": ...}; a signed HttpOnly cookie names
-the person, and limits in the database bound what a stranger's traffic can make us store."""
+"""The web chat: `POST /webhooks/web` with {"text": ...} or a button's press {"payload": ...,
+"message": <the pressed bubble's id>}; a signed HttpOnly cookie names the person, and limits in
+the database bound what a stranger's traffic can make us store. The answer is
+{"replies": [bubble, ...], "texts": [...], "notice"?: ...}: each bubble as the page renders it
+(its HTML rendered here, escaped), see `bubble`."""
 
 from __future__ import annotations
 
@@ -8,16 +11,17 @@ import ipaddress
 import math
 import secrets
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from itsdangerous import BadSignature, TimestampSigner
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Scope
 
 from portabot.channels.base import Answered, Rejected, clean_text, first_error, read_json
-from portabot.messages import Account, Delivery, Kind, Message, Update, parse_command
+from portabot.messages import Account, Delivery, Kind, Message, Press, Update, parse_command
+from portabot.replies import MAX_PAYLOAD
 from portabot.storage.keys import kept_secret
 from portabot.storage.limits import Limit, hit_now
 
@@ -38,14 +42,42 @@ REMEMBERED = 10_000
 """Refused keys a process remembers at most (a flood from many addresses can't fill memory)."""
 MAX_TEXT = 4096
 MAX_BODY = 64 * 1024
+MAX_BUBBLE_ID = 100
+"""Characters of a pressed bubble's id (ours are `<update id>:<position>`, under 50)."""
+PRESS_ANSWER = "web"
+"""Press.answer of every press on the page: the answer delivery carries the notice back."""
 
 
 class WebMessage(BaseModel):
+    """A text ({"text"}) or a press of a bubble's button ({"payload", "message"}), with an
+    optional client-made id."""
+
     model_config = ConfigDict(strict=True, extra="forbid")
 
-    text: str = Field(max_length=MAX_TEXT)
+    text: str | None = Field(default=None, max_length=MAX_TEXT)
+    payload: str | None = Field(default=None, min_length=1)
+    """A button's payload (untrusted, as on every platform: the flow checks it)."""
+    message: str | None = Field(
+        default=None, min_length=1, max_length=MAX_BUBBLE_ID, pattern=r"^[\x21-\x7e]+$"
+    )
+    """The pressed bubble's id (the `id` of a reply we sent): what an edit replaces."""
     id: str | None = Field(default=None, min_length=1, max_length=64)
     """Optional client-made id: a retried POST with the same id is processed once."""
+
+    @field_validator("payload")
+    @classmethod
+    def _payload_fits(cls, payload: str | None) -> str | None:
+        if payload is not None and len(payload.encode("utf-8", "replace")) > MAX_PAYLOAD:
+            raise ValueError(f"a button's payload is at most {MAX_PAYLOAD} bytes of UTF-8")
+        return payload
+
+    @model_validator(mode="after")
+    def _text_or_press(self) -> WebMessage:
+        if (self.text is None) == (self.payload is None):
+            raise ValueError('give "text" (a message) or "payload" (a press), one of them')
+        if self.message is not None and self.payload is None:
+            raise ValueError('"message" names the bubble of a press: it goes with "payload"')
+        return self
 
 
 def client_address(scope: Scope, host: str | None) -> str:
@@ -162,8 +194,14 @@ class WebChannel:
         user_id = user_id or secrets.token_urlsafe(16)
         client_id = incoming.id or secrets.token_hex(16)
         update_id = hashlib.sha256(f"{user_id}:{client_id}".encode()).hexdigest()[:40]
-        text = clean_text(incoming.text.strip())
         account = Account(self.platform, user_id, user_id)
+        if incoming.payload is not None:
+            press = Press(answer=PRESS_ANSWER, message_id=incoming.message)
+            message = Message(
+                account, Kind.PRESS, payload=clean_text(incoming.payload), press=press
+            )
+            return Update(self.platform, update_id, message, secure)
+        text = clean_text((incoming.text or "").strip())
         command = parse_command(text)
         if command is not None:
             message = Message(account, Kind.COMMAND, text, *command)
@@ -172,7 +210,7 @@ class WebChannel:
         return Update(self.platform, update_id, message, secure)
 
     def respond(self, update: Update, inline: list[Delivery]) -> Response:
-        response = JSONResponse({"replies": [d.text for d in inline]})
+        response = JSONResponse(answer(inline))
         if update.message is not None:
             assert self._signer is not None  # set by receive
             # Signed again with every answer: the maximum age counts from the last message.
@@ -189,6 +227,35 @@ class WebChannel:
 
     async def send(self, session: ClientSession, delivery: Delivery) -> None:
         raise AssertionError("web replies are always returned inline")
+
+
+def answer(inline: list[Delivery]) -> dict[str, Any]:
+    """The response's body: the bubbles, their plain texts (what a script that only wants the
+    words reads, in order) and the notice of the press answered, if it has one."""
+    bubbles = [bubble(d) for d in inline if d.answer is None]
+    found: dict[str, Any] = {"replies": bubbles, "texts": [b["text"] for b in bubbles]}
+    notice = next((d.text for d in inline if d.answer is not None and d.text), None)
+    if notice is not None:
+        found["notice"] = notice
+    return found
+
+
+def bubble(delivery: Delivery) -> dict[str, Any]:
+    """One reply as the page shows it: `id` (the delivery's key: a press names it, an edit
+    replaces it), `text` (plain), `html` (the text in the formatting subset, escaped: the page
+    sets it as the bubble's HTML, so nothing a person wrote becomes markup), and when the reply
+    has them `buttons` (rows of {"label", "payload"} or {"label", "url"}), `image` (an https
+    URL) and `replaces` (the pressed bubble's id, for an edit)."""
+    reply = delivery.content
+    found: dict[str, Any] = {"id": delivery.key, "text": reply.text, "html": reply.html(web=True)}
+    buttons = reply.to_json().get("buttons")
+    if buttons:
+        found["buttons"] = buttons
+    if reply.image is not None:
+        found["image"] = reply.image
+    if delivery.edit_id is not None:
+        found["replaces"] = delivery.edit_id
+    return found
 
 
 REASONS = {

@@ -15,8 +15,9 @@ INLINE = re.compile(r"<(script|style)>(.*?)</\1>", re.DOTALL)
 
 
 @functools.lru_cache(maxsize=16)
-def content_security_policy(html: str) -> str:
-    """The policy for one page; pages are few and fixed, so each is hashed once."""
+def content_security_policy(html: str, images: str = "'self'") -> str:
+    """The policy for one page; pages are few and fixed, so each is hashed once. `images`: where
+    its pictures may come from (the chat's replies show images from any https host)."""
     hashes: dict[str, list[str]] = {"script": [], "style": []}
     for tag, body in INLINE.findall(html):
         digest = base64.b64encode(hashlib.sha256(body.encode()).digest()).decode()
@@ -29,7 +30,7 @@ def content_security_policy(html: str) -> str:
             f"script-src {script}",
             f"style-src {style}",
             "connect-src 'self'",  # the chat's POSTs and the costs page's API calls
-            "img-src 'self'",
+            f"img-src {images}",
             "base-uri 'none'",
             "form-action 'self'",
             "frame-ancestors 'none'",
@@ -37,5 +38,6 @@ def content_security_policy(html: str) -> str:
     )
 
 
-def html_page(html: str) -> HTMLResponse:
-    return HTMLResponse(html, headers={"Content-Security-Policy": content_security_policy(html)})
+def html_page(html: str, images: str = "'self'") -> HTMLResponse:
+    policy = content_security_policy(html, images)
+    return HTMLResponse(html, headers={"Content-Security-Policy": policy})

@@ -33,7 +33,7 @@ def test_the_cookie_is_signed_httponly_and_keeps_the_person(
     bot: httpx.Client, database_url: str
 ) -> None:
     response = bot.post("/webhooks/web", json={"text": "/me"})
-    assert response.json() == {"replies": ["Linked platforms: web."]}
+    assert response.json()["texts"] == ["Linked platforms: web."]
     cookie = response.headers["set-cookie"]
     assert cookie.startswith(f"{COOKIE}=") and "HttpOnly" in cookie and "SameSite=lax" in cookie
     assert "Secure" not in cookie  # PUBLIC_URL is not https here: browsers refuse __Host-
@@ -74,12 +74,12 @@ def test_the_cookie_is_host_prefixed_when_the_request_came_over_https(
         json={"text": "hello"},
         headers={**HTTPS, "Cookie": f"{SECURE_COOKIE}={visitor}"},
     )
-    assert again.json()["replies"][0].startswith("Waiting for /in ")
+    assert again.json()["texts"][0].startswith("Waiting for /in ")
     # Over HTTPS an unprefixed cookie, which a subdomain could have set, names nobody.
     fresh = bot.post(
         "/webhooks/web", json={"text": "hello"}, headers={**HTTPS, "Cookie": f"{COOKIE}={visitor}"}
     )
-    assert fresh.json() == {"replies": ["Send /help to see what I can do."]}
+    assert fresh.json()["texts"] == ["Send /help to see what I can do."]
     assert len(query(database_url, "SELECT id FROM people")) == 2
 
 
@@ -97,16 +97,14 @@ def test_the_cookie_is_signed_with_a_time_and_renewed_with_every_answer(
     # Signed 29 days ago: still the visitor, and the answer signs it again from now.
     signed = SignedAt(time.time() - THIRTY_DAYS + 86_400).sign(visitor).decode()
     response = with_cookie(bot, signed, "hello")
-    assert response.json()["replies"][0].startswith("Waiting for /in ")
+    assert response.json()["texts"][0].startswith("Waiting for /in ")
     renewed = response.cookies[COOKIE]
     assert renewed.count(".") == 2 and renewed != signed  # value.time.signature
     now = TimestampSigner("test-session-secret", salt=SALT, digest_method=hashlib.sha256)
     assert now.unsign(renewed, max_age=60) == visitor.encode()
     # Signed longer ago than WEB_CHAT_KEEP_DAYS: a new visitor.
     signed = SignedAt(time.time() - THIRTY_DAYS - 60).sign(visitor).decode()
-    assert with_cookie(bot, signed, "hello").json() == {
-        "replies": ["Send /help to see what I can do."]
-    }
+    assert with_cookie(bot, signed, "hello").json()["texts"] == ["Send /help to see what I can do."]
     assert len(query(database_url, "SELECT id FROM people")) == 2
 
 
@@ -117,7 +115,7 @@ def test_a_cookie_from_before_hmac_sha256_is_a_new_visitor(
     [account] = query(database_url, "SELECT user_id FROM accounts")
     old = Signer("test-session-secret", salt="portabot web chat")  # HMAC-SHA1, no time
     answer = with_cookie(bot, old.sign(account["user_id"]).decode(), "hello")
-    assert answer.json() == {"replies": ["Send /help to see what I can do."]}
+    assert answer.json()["texts"] == ["Send /help to see what I can do."]
     assert len(query(database_url, "SELECT id FROM people")) == 2
 
 
@@ -126,8 +124,8 @@ def test_a_retried_message_with_the_same_id_is_processed_once(
 ) -> None:
     first = bot.post("/webhooks/web", json={"text": "/bind", "id": "msg-1"})
     again = bot.post("/webhooks/web", json={"text": "/bind", "id": "msg-1"})
-    assert "/in " in first.json()["replies"][0]
-    assert again.json() == {"replies": []}
+    assert "/in " in first.json()["texts"][0]
+    assert again.json()["texts"] == []
     assert len(query(database_url, "SELECT code FROM link_codes")) == 1
 
 

@@ -181,5 +181,5 @@ def say_web(container: Container, shape: str, text: str, cookies: list[str]) -> 
     assert answer.status == 200, answer.body
     if answer.cookies:
         cookies[:] = [cookie.split(";")[0] for cookie in answer.cookies]
-    replies: list[str] = answer.json()["replies"]
+    replies: list[str] = answer.json()["texts"]
     return replies

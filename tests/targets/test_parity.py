@@ -46,7 +46,7 @@ def scenario(entry: Entry) -> list[str]:
         body = json.dumps({"text": text}).encode()
         status, answer = entry.post("/webhooks/web", body, {"content-type": "application/json"})
         assert status == 200, answer
-        replies.extend(json.loads(answer)["replies"])
+        replies.extend(json.loads(answer)["texts"])
 
     def telegram(update_id: int, text: str) -> None:
         body = json.dumps(telegram_update(update_id, text, user_id=77)).encode()
