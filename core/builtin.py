@@ -19,6 +19,11 @@ class Idle(State):
     def chat(self, ctx: Context, message: Message) -> None:
         ctx.reply("Send /help to see what I can do.")
 
+    def handle(self, ctx: Context, message: Message) -> None:
+        # Here, not a flow-wide @press(): that would come before the features' own presses.
+        if message.kind is Kind.PRESS:  # a payload no button of ours carries now
+            ctx.reply("That button does nothing now. Send /help to see what I can do.")
+
 
 HELP = "help"
 """The payload of a button that shows the help (a press of it is /help)."""

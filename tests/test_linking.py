@@ -227,6 +227,9 @@ def test_the_cancel_button_cancels_linking_like_cancel(platform: str) -> None:
         # Pressed again (an old button, or any client's payload): as /cancel answers.
         assert ann.press(CANCEL) == ann.say("/cancel") == ["Nothing to cancel."]
         assert ann.press(CANCEL, message_id=None) == ["Nothing to cancel."]
+        assert ann.press("linking:nonsense") == [
+            "That button does nothing now. Send /help to see what I can do."
+        ]
 
 
 def test_a_flow_of_its_own_with_linking_answers_a_stray_cancel() -> None:
