@@ -91,6 +91,8 @@ class Context:
     flow: Flow
     state: State
     message: Message | None = None
+    """The message being handled; in a result route, the message whose step asked for the
+    effect (None when the pipeline resumes without one)."""
     match: re.Match[str] | None = None
     """The match of a `@text(pattern)` or `@press(pattern)` route."""
     replies: list[Reply] = field(default_factory=list)
