@@ -280,6 +280,27 @@ def test_any_text_joins_back_and_no_piece_is_over_the_limit(
     assert pieces[-1].buttons == reply.buttons
 
 
+CHUNKS = ["word " * 30, "a line of text\n" * 8, "😀 " * 60, "x" * 700, "слово " * 25, "\n\n"]
+long_texts = st.lists(st.sampled_from(CHUNKS) | st.text(max_size=12), min_size=20, max_size=80).map(
+    "".join
+)
+"""Texts of a few thousand characters up to some twenty thousand: words, lines, emoji, long
+words."""
+
+
+@settings(max_examples=30, deadline=None)
+@given(text=long_texts, image=st.booleans())
+def test_a_long_text_fits_telegram_in_pieces_that_join_back(text: str, image: bool) -> None:
+    picture = "https://e.com/i.png" if image else None
+    reply = Reply(text, image=picture, buttons=((Button("B", "b"),),), edit=True)
+    pieces = split(reply, 4096, 1024)
+    assert "".join(p.text for p in pieces) == text
+    first = 1024 if image else 4096
+    assert all(length(p.text) <= (first if i == 0 else 4096) for i, p in enumerate(pieces))
+    assert [p.edit for p in pieces] == [True] + [False] * (len(pieces) - 1)
+    assert [p.image for p in pieces[1:]] == [None] * (len(pieces) - 1)
+
+
 @settings(max_examples=200, deadline=None)
 @given(parts=st.lists(formatted_parts, min_size=1, max_size=6), limit=st.integers(2, 80))
 def test_any_formatted_reply_splits_into_balanced_pieces(parts: list[Part], limit: int) -> None:
