@@ -4,10 +4,11 @@ around them."""
 from __future__ import annotations
 
 from portabot.conversation.engine import Context, Flow, State
-from portabot.conversation.routing import command, on
-from portabot.features.linking import Linking
+from portabot.conversation.routing import command, on, press
+from portabot.features.linking import BIND, CANCEL, ME, Binding, Linking
 from portabot.features.passphrase import Passphrase
 from portabot.messages import Kind, Message
+from portabot.replies import Button
 from portabot.settings import Settings
 
 
@@ -18,14 +19,35 @@ class Idle(State):
     def chat(self, ctx: Context, message: Message) -> None:
         ctx.reply("Send /help to see what I can do.")
 
+    def handle(self, ctx: Context, message: Message) -> None:
+        # Here, not a flow-wide @press(): that would come before the features' own presses.
+        if message.kind is Kind.PRESS:  # a payload no button of ours carries now
+            ctx.reply("That button does nothing now. Send /help to see what I can do.")
+
+
+HELP = "help"
+"""The payload of a button that shows the help (a press of it is /help)."""
+
 
 @command("help", "start", help="this list")
+@press(HELP)
 def show_help(ctx: Context, message: Message) -> None:
-    ctx.reply("Commands:\n" + ctx.flow.help(ctx.state))
+    """The commands, and buttons for what they do: linking another account (or, while a code
+    waits, cancelling it) and the linked platforms."""
+    if isinstance(ctx.state, Binding):
+        first = Button("Cancel linking", CANCEL)
+    else:
+        first = Button("Link another account", BIND)
+    ctx.reply(
+        "Commands:\n" + ctx.flow.help(ctx.state),
+        buttons=[[first, Button("My platforms", ME)]],
+    )
 
 
 @command("cancel", help="stop linking")
+@press(CANCEL)
 def cancel(ctx: Context, message: Message) -> None:
+    """Nothing is being linked (Binding's own /cancel and Cancel come first)."""
     ctx.reply("Nothing to cancel.")
 
 

@@ -107,6 +107,7 @@ async def process(bot: Bot, channel: Channel, update: Update) -> Outcome:
         replies = list(step.replies)
         effects = deque(step.effects)
         conversation = step.conversation
+        notice = step.notice
         for _ in range(MAX_EFFECTS):
             if not effects:
                 break
@@ -116,12 +117,13 @@ async def process(bot: Bot, channel: Channel, update: Update) -> Outcome:
             )
             if resumed is not None:
                 conversation = resumed.conversation
+                notice = resumed.notice or notice  # a result route may answer the press
                 replies.extend(resumed.replies)
                 effects.extend(resumed.effects)
         else:
             raise RuntimeError(f"the flow asked for more than {MAX_EFFECTS} effects")
         outcome, last = await _store_replies(
-            conn, channel, update, message, replies, now, notice=step.notice
+            conn, channel, update, message, replies, now, notice=notice
         )
         seen_long_ago = person.updated_at < now - SEEN_EVERY
         if person.id != first.id or conversation != first.conversation or seen_long_ago:
@@ -260,7 +262,9 @@ async def _carry_out(
     result = await handler(run, effect)
     if result is None:
         return run.person, run.conversation, None
-    step = await flow.resume(run.conversation, result, platforms=run.person.platforms, now=now)
+    step = await flow.resume(
+        run.conversation, result, platforms=run.person.platforms, now=now, message=message
+    )
     return run.person, run.conversation, step
 
 

@@ -114,7 +114,8 @@ class Button:
             )
 
 
-Rows: TypeAlias = "Sequence[Sequence[Button] | Button]"
+Rows: TypeAlias = "Sequence[Sequence[Button] | Button] | Button"
+"""Rows of buttons (a lone button in the list is a row of its own), or one button."""
 
 
 def _rows(buttons: Rows | None) -> tuple[tuple[Button, ...], ...]:

@@ -5,8 +5,12 @@ the person's state: a state is read and written on every message and has a size 
 desk's tickets only grow. The `Tickets` feature owns that table: the effects that open, list and
 close tickets (run inside the update's transaction, so a re-delivered message opens nothing
 twice), the merge that moves the tickets when two people link their accounts, and the purge of
-long-closed tickets. The flow around it is the conversation: commands and text routed by
-decorators, and the effects' results coming back to flow-wide `@result` routes.
+long-closed tickets. The flow around it is the conversation: commands, text and button presses
+routed by decorators, and the effects' results coming back to flow-wide `@result` routes.
+
+The list of tickets carries a "Close #N" button for each (the first ten: a keyboard every
+platform shows holds ten). A press's payload is untrusted, as typed text is: `close:N` asks the
+same effect as `/close N`, which closes only an open ticket of the person pressing.
 
 Plug it in with BOT_FLOW=examples.support:flow (run from the repository's root); `portabot
 migrate` creates the table.
@@ -19,6 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from portabot import (
+    Button,
     Conn,
     Context,
     Database,
@@ -26,6 +31,7 @@ from portabot import (
     EffectRun,
     Feature,
     Flow,
+    Kind,
     Linking,
     Message,
     Query,
@@ -33,6 +39,7 @@ from portabot import (
     Target,
     command,
     handles,
+    press,
     result,
     text,
 )
@@ -46,6 +53,8 @@ MAX_TEXT = 1000
 """The longest description, in characters."""
 SHOWN = 100
 """How much of each description /tickets shows, so that the list fits in one message."""
+BUTTONS = 10
+"""Close buttons under the list: the most a keyboard on every platform holds."""
 CLOSED_KEPT = 30 * 86_400.0
 """Closed tickets are kept a month, then `portabot maintain` deletes them: opening and closing
 in a loop is not a way to grow the table without end."""
@@ -179,6 +188,11 @@ class Tickets(Feature):
 
 # The conversation.
 
+TICKETS = "tickets"
+"""The payload of the button that lists the tickets, as /tickets does."""
+CANCEL = "ticket:cancel"
+"""The payload of the button that opens no ticket, as /cancel does while describing one."""
+
 
 def request_ticket(ctx: Context, description: str) -> bool:
     """Ask for the ticket to be opened, if the description fits; whether it was asked."""
@@ -195,7 +209,10 @@ class Desk(State):
     @command("ticket", args="<problem>", help="open a ticket (or /ticket alone, then describe it)")
     def ticket(self, ctx: Context, message: Message) -> Target:
         if not message.args:
-            ctx.reply("Describe the problem in one message (or /cancel).")
+            ctx.reply(
+                "Describe the problem in one message (or /cancel).",
+                buttons=[Button("Cancel", CANCEL)],
+            )
             return Describing
         request_ticket(ctx, message.args)
         return None
@@ -204,6 +221,10 @@ class Desk(State):
     def chat(self, ctx: Context, message: Message) -> None:
         ctx.reply("Send /ticket <problem> to open a ticket, or /help.")
 
+    def handle(self, ctx: Context, message: Message) -> None:
+        if message.kind is Kind.PRESS:  # an old button, or a payload no button of ours has
+            ctx.reply("That button does nothing now; /tickets lists your open tickets.")
+
 
 class Describing(State):
     """The next text message becomes the ticket."""
@@ -211,8 +232,9 @@ class Describing(State):
     name = "describing"
 
     @command("cancel", help="open no ticket")
+    @press(CANCEL)
     def cancel(self, ctx: Context, message: Message) -> type[Desk]:
-        ctx.reply("No ticket opened.")
+        ctx.reply("No ticket opened.", edit=True)
         return Desk
 
     @text()
@@ -228,10 +250,11 @@ class Describing(State):
 
 @command("help", "start", help="this list")
 def show_help(ctx: Context, message: Message) -> None:
-    ctx.reply(f"Support desk:\n{ctx.flow.help(ctx.state)}")
+    ctx.reply(f"Support desk:\n{ctx.flow.help(ctx.state)}", buttons=[Button("My tickets", TICKETS)])
 
 
 @command("tickets", help="your open tickets")
+@press(TICKETS)
 def tickets(ctx: Context, message: Message) -> None:
     ctx.request(ListTickets())
 
@@ -243,6 +266,18 @@ def close(ctx: Context, message: Message) -> None:
         ctx.reply("Send the ticket's number: /close <number> (/tickets lists yours).")
         return
     ctx.request(CloseTicket(int(number)))
+
+
+@press(r"close:([0-9]{1,9})")
+def close_pressed(ctx: Context, message: Message) -> None:
+    """A "Close #N" button: whoever presses it, the effect closes only an open ticket of theirs
+    (the payload is untrusted; the answer comes back to `closed` or `not_found`)."""
+    ctx.request(CloseTicket(int(ctx.matched[1])))
+
+
+def pressed(ctx: Context) -> bool:
+    """Whether the step answers a press (a notice, and the list edited in place)."""
+    return ctx.message is not None and ctx.message.kind is Kind.PRESS
 
 
 @command()
@@ -262,17 +297,34 @@ def too_many(ctx: Context, refused: TooManyOpen) -> None:
 
 @result(OpenTickets)
 def listed(ctx: Context, found: OpenTickets) -> None:
+    """The list, with a Close button for each of the first BUTTONS tickets, two to a row; after
+    a press it replaces the pressed list."""
     lines = [f"#{t.number}: {shortened(t.text)}" for t in found.tickets]
-    ctx.reply("\n".join(lines) if lines else "You have no open tickets.")
+    if not lines:
+        ctx.reply("You have no open tickets.", edit=True)
+        return
+    if len(lines) > BUTTONS:
+        lines.append(f"\nThe buttons close the first {BUTTONS}; /close <number> closes any.")
+    shown = [Button(f"Close #{t.number}", f"close:{t.number}") for t in found.tickets[:BUTTONS]]
+    rows = [shown[i : i + 2] for i in range(0, len(shown), 2)]
+    ctx.reply("\n".join(lines), buttons=rows, edit=True)
 
 
 @result(TicketClosed)
 def closed(ctx: Context, closed: TicketClosed) -> None:
+    if pressed(ctx):
+        ctx.notice(f"Ticket #{closed.number} is closed.")
+        ctx.request(ListTickets())  # the list again, without it
+        return
     ctx.reply(f"Ticket #{closed.number} is closed.")
 
 
 @result(NoSuchTicket)
 def not_found(ctx: Context, missing: NoSuchTicket) -> None:
+    if pressed(ctx):  # closed already (another device, an old list), or not theirs
+        ctx.notice(f"You have no open ticket #{missing.number}.")
+        ctx.request(ListTickets())
+        return
     ctx.reply(f"You have no open ticket #{missing.number}; /tickets lists yours.")
 
 
@@ -282,7 +334,18 @@ def shortened(description: str) -> str:
 
 flow = Flow(
     [Desk, Describing],
-    routes=[show_help, tickets, close, unknown, opened, too_many, listed, closed, not_found],
+    routes=[
+        show_help,
+        tickets,
+        close,
+        close_pressed,
+        unknown,
+        opened,
+        too_many,
+        listed,
+        closed,
+        not_found,
+    ],
     features=[Linking(), Tickets()],
     name="support",
 )

@@ -7,7 +7,10 @@ from __future__ import annotations
 import re
 
 import httpx
+import pytest
 
+from portabot import Button, Flow, Linking, State
+from portabot.features.linking import BIND, CANCEL, ME
 from portabot.testing import Harness
 from portabot.testing.fakes import FakeVk
 from tests.conftest import (
@@ -189,3 +192,53 @@ def test_wrong_codes_are_limited_per_person() -> None:
         assert "Too many wrong codes" in ann.say(f"/in {code}")[0]
         # Another person is not held back by the first one's mistakes.
         assert "Linked!" in bot.person("telegram").say(f"/in {code}")[0]
+
+
+def test_the_help_offers_linking_as_buttons_and_a_press_does_what_the_command_does() -> None:
+    with Harness() as bot:
+        ann, bob = bot.person("telegram"), bot.person("vk")
+        shown = ann.say("/help")
+        assert shown[0].startswith("Commands:\n/help – this list")
+        assert [(b.label, b.payload) for b in shown.buttons] == [
+            ("Link another account", BIND),
+            ("My platforms", ME),
+        ]
+        assert ann.say("/start").buttons == shown.buttons
+        issued = ann.press(BIND)
+        code = code_from(issued[0])
+        assert issued.buttons == [Button("Cancel", CANCEL)]
+        assert issued.replies[0].html().endswith(f"<code>/in {code}</code>")
+        assert ann.conversation.state == "binding"
+        # While a code waits, the help offers to cancel it.
+        assert ann.press("help").buttons[0] == Button("Cancel linking", CANCEL)
+        assert bob.say(f"/in {code}") == ["Linked! Your platforms: telegram, vk."]
+        assert ann.press(ME) == ["Linked platforms: telegram, vk."]
+
+
+@pytest.mark.parametrize("platform", ["telegram", "vk", "web"])
+def test_the_cancel_button_cancels_linking_like_cancel(platform: str) -> None:
+    with Harness() as bot:
+        ann = bot.person(platform)
+        code = code_from(ann.say("/bind")[0])
+        cancelled = ann.press(CANCEL)
+        assert cancelled == ["Linking cancelled."] and cancelled.edited == [True]  # the code goes
+        assert ann.conversation.state == "idle" and "code" not in ann.conversation.data
+        assert "not valid" in bot.person("vk" if platform != "vk" else "web").say(f"/in {code}")[0]
+        # Pressed again (an old button, or any client's payload): as /cancel answers.
+        assert ann.press(CANCEL) == ann.say("/cancel") == ["Nothing to cancel."]
+        assert ann.press(CANCEL, message_id=None) == ["Nothing to cancel."]
+        assert ann.press("linking:nonsense") == [
+            "That button does nothing now. Send /help to see what I can do."
+        ]
+
+
+def test_a_flow_of_its_own_with_linking_answers_a_stray_cancel() -> None:
+    class Home(State):
+        pass
+
+    with Harness(Flow([Home], features=[Linking()])) as bot:
+        ann = bot.person("telegram")
+        assert ann.press(CANCEL) == ["Nothing to cancel: no account is being linked."]
+        ann.press(BIND)
+        assert ann.press(CANCEL) == ["Linking cancelled."]
+        assert ann.conversation.state == "home"

@@ -11,7 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
-from examples.support import CLOSED_KEPT, MAX_OPEN, MAX_TEXT, Tickets, flow
+from examples.support import BUTTONS, CLOSED_KEPT, MAX_OPEN, MAX_TEXT, Tickets, flow
+from portabot import Button
 from portabot.conversation.loader import load_flow
 from portabot.settings import ConfigurationError
 from portabot.storage.migrate import upgrade
@@ -47,6 +48,59 @@ def link(issuer: Speaker, redeemer: Speaker) -> None:
 
 
 # Through the Harness (SQLite).
+
+
+def test_the_list_offers_a_close_button_for_each_ticket() -> None:
+    with Harness(flow) as bot:
+        ann = bot.person("telegram")
+        assert ann.say("/help").buttons == [Button("My tickets", "tickets")]
+        for problem in ("printer", "vpn", "coffee"):
+            ann.say(f"/ticket {problem}")
+        shown = ann.press("tickets")
+        assert shown == ["#1: printer\n#2: vpn\n#3: coffee"]
+        assert shown.replies[0].buttons == (
+            (Button("Close #1", "close:1"), Button("Close #2", "close:2")),
+            (Button("Close #3", "close:3"),),
+        )
+        closed = ann.press("close:2")
+        assert closed == ["#1: printer\n#3: coffee"] and closed.edited == [True]
+        assert closed.notice == "Ticket #2 is closed."
+        assert [b.payload for b in closed.buttons] == ["close:1", "close:3"]
+        # An old list's button for a ticket closed already: said so, the list brought up to date.
+        again = ann.press("close:2")
+        assert again.notice == "You have no open ticket #2." and again == closed
+        ann.press("close:1")
+        last = ann.press("close:3")
+        assert last == ["You have no open tickets."] and last.buttons == []
+        assert last.edited == [True]
+
+
+def test_a_press_never_closes_another_persons_ticket() -> None:
+    with Harness(flow) as bot:
+        ann, bob = bot.person("telegram"), bot.person("vk")
+        assert opened(bob.say("/ticket bob's own")) == 1
+        assert opened(ann.say("/ticket ann's")) == 2
+        refused = ann.press("close:1")  # a payload no button of hers carries
+        assert refused.notice == "You have no open ticket #1." and refused == ["#2: ann's"]
+        assert bob.say("/tickets") == ["#1: bob's own"]
+        # Payloads that are not a ticket's: no ticket is touched, each gets an answer.
+        for payload in ("close:", "close:x", "close:1234567890", "close:-1", "", "whatever"):
+            assert ann.press(payload) == [
+                "That button does nothing now; /tickets lists your open tickets."
+            ]
+        assert ann.press("linking:cancel") == ["Nothing to cancel: no account is being linked."]
+        assert ann.say("/tickets") == ["#2: ann's"] and bob.say("/tickets") == ["#1: bob's own"]
+
+
+def test_describing_offers_a_cancel_button() -> None:
+    with Harness(flow) as bot:
+        ann = bot.person("vk")
+        asked = ann.say("/ticket")
+        assert asked.buttons == [Button("Cancel", "ticket:cancel")]
+        cancelled = ann.press("ticket:cancel")
+        assert cancelled == ["No ticket opened."] and cancelled.edited == [True]
+        assert ann.conversation.state == "desk"
+        assert ann.say("/tickets") == ["You have no open tickets."]
 
 
 def test_tickets_are_opened_listed_and_closed() -> None:
@@ -109,9 +163,13 @@ def test_a_stranger_is_held_to_the_limits() -> None:
         ]
         ann.say("/close 3")
         assert opened(ann.say("/ticket now it fits")) == MAX_OPEN + 1
-        listed = ann.say("/tickets")[0].splitlines()
-        assert len(listed) == MAX_OPEN
+        shown = ann.say("/tickets")
+        listed = shown[0].splitlines()
+        assert len(listed) == MAX_OPEN + 2  # and, after a blank line, what the buttons close
+        assert listed[-1] == "The buttons close the first 10; /close <number> closes any."
         assert listed[0] == f"#1: {'y' * 99}…"  # the list shows the start of a long one
+        assert len(shown.buttons) == BUTTONS == 10
+        assert shown.buttons[2] == Button("Close #4", "close:4")  # #3 is closed
 
 
 def test_a_redelivered_message_opens_one_ticket() -> None:

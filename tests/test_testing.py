@@ -138,3 +138,23 @@ def test_mistakes_in_using_it_are_named() -> None:
         bot.person("web")
     with pytest.raises(RuntimeError, match="with"):
         Harness(COUNTING).person("web")
+
+
+def test_presses_and_other_kinds_come_back_with_what_rode_with_them() -> None:
+    from portabot import Attachment, Button, Kind
+    from portabot.features.linking import BIND, CANCEL
+
+    with Harness() as bot:  # the built-in bot
+        ann = bot.person("telegram")
+        assert ann.send(Kind.JOINED) == ["Hello! Send /help to see what I can do."]
+        photo = Attachment(Kind.PHOTO, file_id="AgAC")
+        assert ann.send(Kind.PHOTO, attachments=[photo]) == []  # the built-in bot takes none
+        helped = ann.say("/help")
+        assert helped.notice is None and helped.edited == [False]
+        assert helped.buttons[0] == Button("Link another account", BIND)
+        issued = ann.press(BIND)
+        assert issued.notice is None and issued.edited == [False]  # answered, without a notice
+        assert issued.buttons == [Button("Cancel", CANCEL)]
+        assert ann.press(CANCEL).edited == [True]
+        with pytest.raises(ValueError, match="use say"):
+            ann.send(Kind.COMMAND, "/help")

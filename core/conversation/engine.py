@@ -91,8 +91,10 @@ class Context:
     flow: Flow
     state: State
     message: Message | None = None
+    """The message being handled; in a result route, the message whose step asked for the
+    effect (None when the pipeline resumes without one)."""
     match: re.Match[str] | None = None
-    """The match of a `@text(pattern)` route."""
+    """The match of a `@text(pattern)` or `@press(pattern)` route."""
     replies: list[Reply] = field(default_factory=list)
     effects: list[Effect[Any]] = field(default_factory=list)
     notice_text: str | None = None
@@ -100,11 +102,13 @@ class Context:
 
     @property
     def matched(self) -> re.Match[str]:
-        """`match` where it is always set, in a `@text(pattern)` route's handler: typed without
-        None, so that `ctx.matched[1]` needs no check under `mypy --strict`."""
+        """`match` where it is always set, in a `@text(pattern)` or `@press(pattern)` route's
+        handler: typed without None, so that `ctx.matched[1]` needs no check under
+        `mypy --strict`."""
         if self.match is None:
             raise LookupError(
-                "ctx.matched is the match of a @text(pattern) route; this handler is not one "
+                "ctx.matched is the match of a @text(pattern) or @press(pattern) route; this "
+                "handler is not one "
                 f"(state {self.state.name!r})"
             )
         return self.match
@@ -410,9 +414,12 @@ class Flow:
         *,
         platforms: tuple[str, ...],
         now: float,
+        message: Message | None = None,
     ) -> Step:
+        """The flow's answer to an effect's result; `message` is the one whose step asked for
+        the effect (so that a result route after a press may `ctx.notice` and edit)."""
         state = self.states.get(conversation.state or "")
-        ctx = self._context(conversation, state, platforms, now, None)
+        ctx = self._context(conversation, state, platforms, now, message)
         scopes = self._scopes(ctx.state)
         route = next((r for t in scopes for r in t.results if r.takes(result)), None)
         handler = route.handler if route is not None else ctx.state.resume

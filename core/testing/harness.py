@@ -18,6 +18,7 @@ from portabot.bot import Bot
 from portabot.conversation.engine import Flow
 from portabot.messages import (
     Account,
+    Attachment,
     Conversation,
     Delivery,
     Kind,
@@ -213,9 +214,21 @@ class Speaker:
 
     def say(self, text: str) -> Replies:
         """Send a message (a fresh update); the replies' texts, in order."""
-        message = self.harness.message(self.account, text)
-        self._last = Update(self.account.platform, self.harness.update_id(), message)
-        return self.harness.deliver(self._last)
+        return self._deliver(self.harness.message(self.account, text))
+
+    def send(
+        self, kind: Kind, text: str = "", *, attachments: Iterable[Attachment] = ()
+    ) -> Replies:
+        """Send something of a kind other than text (Kind.PHOTO with its `attachments`, `text`
+        the caption; Kind.JOINED, Kind.LEFT); a fresh update, as `say`."""
+        if kind in (Kind.TEXT, Kind.COMMAND, Kind.PRESS):
+            raise ValueError(f"send({kind}): use say() for text and commands, press() for presses")
+        sent = tuple(attachments)
+        for attachment in sent:
+            if not isinstance(attachment, Attachment):
+                raise TypeError(f"attachments are Attachment(...), not {type(attachment).__name__}")
+        message = Message(self.account, kind, text, at=self.harness.now, attachments=sent)
+        return self._deliver(message)
 
     def press(self, payload: str, *, message_id: str | None = "1") -> Replies:
         """Press a button with `payload` (any string, as a client may send; it need not be one
@@ -229,7 +242,10 @@ class Speaker:
             at=self.harness.now,
             press=Press(f"press-{self.harness.update_id()}", message_id),
         )
-        self._last = Update(account.platform, self.harness.update_id(), message)
+        return self._deliver(message)
+
+    def _deliver(self, message: Message) -> Replies:
+        self._last = Update(self.account.platform, self.harness.update_id(), message)
         return self.harness.deliver(self._last)
 
     def redeliver(self) -> Replies:

@@ -215,7 +215,8 @@ def test_ctx_matched_outside_a_pattern_route_says_what_it_is_for() -> None:
         def any_text(self, ctx: Context, message: Message) -> None:
             ctx.reply(ctx.matched[0])
 
-    with pytest.raises(LookupError, match=r"@text\(pattern\) route.*state 'anything'"):
+    expected = r"@text\(pattern\) or @press\(pattern\) route.*state 'anything'"
+    with pytest.raises(LookupError, match=expected):
         step(Flow([Anything]), Conversation("anything"), "hi")
 
 

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from portabot.conversation.engine import START, Context, State, Target
-from portabot.conversation.routing import command, on, result
+from portabot.conversation.routing import command, on, press, result
 from portabot.features import Effect, EffectHandler, Feature
 from portabot.features.linking import storage
 from portabot.features.linking.codes import CODE_LIFETIME, normalise_code
@@ -22,6 +22,7 @@ from portabot.features.linking.effects import (
     RevokeLinkCodes,
 )
 from portabot.messages import Kind, Message
+from portabot.replies import Button, code
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
@@ -40,6 +41,14 @@ REFUSALS = {
         "or you have an account there linked already."
     ),
 }
+
+BIND = "linking:bind"
+"""The payload of a button that does what /bind does (`Button("Link another account", BIND)`)."""
+CANCEL = "linking:cancel"
+"""The payload of a button that does what /cancel does while a code waits (and answers as
+/cancel does otherwise: a client may send it any time)."""
+ME = "linking:me"
+"""The payload of a button that does what /me does."""
 
 _RETURN = "before_bind"
 """The data key of the state a person was in when they sent /bind (where they go back to)."""
@@ -82,10 +91,12 @@ class Binding(State):
         return None
 
     @command("cancel", help="stop linking")
+    @press(CANCEL)
     def cancel(self, ctx: Context, message: Message) -> Target:
         ctx.request(RevokeLinkCodes())
         forget_code(ctx.data)
-        ctx.reply("Linking cancelled.")
+        # Pressed, it replaces the message with the button (the code, no longer any use).
+        ctx.reply("Linking cancelled.", edit=True)
         return back(ctx)
 
 
@@ -111,6 +122,7 @@ class Linking(Feature):
         return (link_codes,)
 
     @command("bind", help="get a code to link an account on another platform")
+    @press(BIND)
     def bind(self, ctx: Context, message: Message) -> None:
         ctx.request(IssueLinkCode())
 
@@ -129,8 +141,15 @@ class Linking(Feature):
         ctx.request(RedeemLinkCode(code))
 
     @command("me", help="the platforms linked to you")
+    @press(ME)
     def me(self, ctx: Context, message: Message) -> None:
         ctx.reply(f"Linked platforms: {platform_list(ctx.platforms)}.")
+
+    @press(CANCEL)
+    def nothing_to_cancel(self, ctx: Context, message: Message) -> None:
+        """A Cancel pressed when no code waits (an old button, or any client's payload): the
+        flow's own route for it comes first (the built-in bot's /cancel answer)."""
+        ctx.reply("Nothing to cancel: no account is being linked.")
 
     @result(LinkCodeIssued)
     def issued(self, ctx: Context, issued: LinkCodeIssued) -> type[Binding]:
@@ -140,8 +159,9 @@ class Linking(Feature):
         ctx.data["code_expires"] = issued.expires_at
         minutes = int(issued.expires_at - ctx.now + 59) // 60
         ctx.reply(
-            f"Your code is valid for {minutes} min. Send this from another platform:\n"
-            f"/in {issued.code}"
+            f"Your code is valid for {minutes} min. Send this from another platform:\n",
+            code(f"/in {issued.code}"),  # monospace: Telegram copies it with a tap
+            buttons=[[Button("Cancel", CANCEL)]],
         )
         return Binding
 
