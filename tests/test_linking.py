@@ -4,6 +4,7 @@ APIs do."""
 
 from __future__ import annotations
 
+import html
 import re
 
 import httpx
@@ -27,9 +28,14 @@ CODE_LINE = re.compile(r"^/in ([a-z]+(?:-[a-z]+)+)$", re.MULTILINE)
 
 
 def telegram_says(bot: httpx.Client, update_id: int, text: str, user_id: int = 1001) -> str:
+    """The reply's text as the person reads it (a formatted one comes as Telegram HTML)."""
     response = post_telegram(bot, telegram_update(update_id, text, user_id=user_id))
     assert response.status_code == 200, response.text
-    return str(response.json()["text"]) if response.content else ""
+    if not response.content:
+        return ""
+    body = response.json()
+    said = str(body["text"])
+    return html.unescape(re.sub(r"<[^>]*>", "", said)) if body.get("parse_mode") else said
 
 
 def code_from(reply: str) -> str:
