@@ -60,3 +60,16 @@ def test_the_testing_example_passes(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     finally:
         for name in ("counter", "test_counter"):
             sys.modules.pop(name, None)
+
+
+def test_the_menu_example_passes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for name in ("menu", "test_menu"):
+        [example] = re.findall(rf"```python\n(# {name}\.py.+?)```", readme, re.DOTALL)
+        (tmp_path / f"{name}.py").write_text(example, encoding="utf-8")
+    monkeypatch.syspath_prepend(tmp_path)
+    try:
+        importlib.import_module("test_menu").test_a_size_is_picked_and_confirmed()
+    finally:
+        for name in ("menu", "test_menu"):
+            sys.modules.pop(name, None)
