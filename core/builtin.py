@@ -7,7 +7,7 @@ from portabot.conversation.engine import Context, Flow, State
 from portabot.conversation.routing import command, on, press
 from portabot.features.linking import BIND, CANCEL, ME, Binding, Linking
 from portabot.features.passphrase import Passphrase
-from portabot.messages import Kind, Message
+from portabot.messages import ATTACHMENT_KINDS, Kind, Message
 from portabot.replies import Button
 from portabot.settings import Settings
 
@@ -23,6 +23,8 @@ class Idle(State):
         # Here, not a flow-wide @press(): that would come before the features' own presses.
         if message.kind is Kind.PRESS:  # a payload no button of ours carries now
             ctx.reply("That button does nothing now. Send /help to see what I can do.")
+        elif message.kind in ATTACHMENT_KINDS:  # a photo, a sticker, a location, …
+            ctx.reply("Send /help to see what I can do.")
 
 
 HELP = "help"

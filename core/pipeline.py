@@ -230,6 +230,8 @@ async def _store_replies(
     else:
         cut = len(deliveries) - slots
         inline, rest = deliveries[cut:], deliveries[:cut]
+    if not all(channel.rides_inline(d) for d in inline):
+        inline, rest = [], deliveries
     later = await add_to_outbox(conn, rest, now)
     kept = [remembering(update, inline, now)] if channel.inline_replies and inline else []
     return Outcome(inline=inline, later=later), kept

@@ -148,7 +148,7 @@ def test_presses_and_other_kinds_come_back_with_what_rode_with_them() -> None:
         ann = bot.person("telegram")
         assert ann.send(Kind.JOINED) == ["Hello! Send /help to see what I can do."]
         photo = Attachment(Kind.PHOTO, file_id="AgAC")
-        assert ann.send(Kind.PHOTO, attachments=[photo]) == []  # the built-in bot takes none
+        assert ann.send(Kind.PHOTO, attachments=[photo]) == ["Send /help to see what I can do."]
         helped = ann.say("/help")
         assert helped.notice is None and helped.edited == [False]
         assert helped.buttons[0] == Button("Link another account", BIND)

@@ -75,6 +75,11 @@ class Channel(Protocol):
     def max_caption(self) -> int | None:
         """The longest caption of an image (None: as max_text)."""
 
+    def rides_inline(self, delivery: Delivery) -> bool:
+        """Whether the webhook response may carry this delivery: the platform reports no error
+        for what a response carries, so what can fail there (Telegram fetching an image) goes
+        through the API, where a failure is seen and retried."""
+
     async def receive(self, request: Request) -> Update:
         """Verify and parse one delivery; raises Rejected."""
 

@@ -314,6 +314,13 @@ class TelegramChannel:
         payload = clean_text(query.data or "")
         return Message(account, Kind.PRESS, payload=payload, press=Press(query.id, message_id))
 
+    def rides_inline(self, delivery: Delivery) -> bool:
+        # An image Telegram cannot fetch, or a message it can no longer edit, would be lost
+        # without a word in a response; through the API it is retried or sent anew.
+        if delivery.answer is not None:
+            return True
+        return delivery.edit_id is None and delivery.content.image is None
+
     def respond(self, update: Update, inline: list[Delivery]) -> Response:
         if not inline:
             return Response(status_code=200)

@@ -379,6 +379,9 @@ class VkChannel:
                 raise Rejected(503, "confirmation code unavailable: set VK_CONFIRMATION") from None
             return self._confirmation
 
+    def rides_inline(self, delivery: Delivery) -> bool:
+        return False  # VK's response is the bare `ok`
+
     def respond(self, update: Update, inline: list[Delivery]) -> Response:
         return PlainTextResponse("ok")
 

@@ -209,6 +209,9 @@ class WebChannel:
             message = Message(account, Kind.TEXT, text)
         return Update(self.platform, update_id, message, secure)
 
+    def rides_inline(self, delivery: Delivery) -> bool:
+        return True  # the response is all the page gets
+
     def respond(self, update: Update, inline: list[Delivery]) -> Response:
         response = JSONResponse(answer(inline))
         if update.message is not None:
