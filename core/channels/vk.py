@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import ipaddress
 import itertools
 import json
 import logging
@@ -21,6 +22,7 @@ import re
 import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Annotated, Any
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import Request
@@ -559,11 +561,14 @@ class VkChannel:
         import aiohttp
 
         source = self._source(url)
+        mapped = source != url
+        if not mapped:
+            await _refuse_inner_hosts(url)
         try:
             async with session.get(
                 source,
                 timeout=aiohttp.ClientTimeout(total=IMAGE_TIMEOUT),
-                max_redirects=5,
+                allow_redirects=mapped,  # a redirect could lead past the check of the host
             ) as response:
                 status = response.status
                 if status != 200:
@@ -670,6 +675,21 @@ class VkChannel:
                 retryable=status >= 500 or code in RETRYABLE_ERRORS,
             )
         return answer["response"]
+
+
+async def _refuse_inner_hosts(url: str) -> None:
+    """An image URL a flow took from a person must not make the bot fetch from its own network
+    (loopback, private, link-local addresses: a cloud's metadata service): the host must resolve
+    to public addresses only. (A name that resolves differently a moment later is not caught:
+    the fetch is still bounded in size, time and type, and only an image is ever uploaded.)"""
+    host = urlsplit(url).hostname or ""
+    try:
+        found = await asyncio.get_running_loop().getaddrinfo(host, 443)
+        addresses = {ipaddress.ip_address(info[4][0]) for info in found}
+    except (OSError, ValueError):
+        raise ApiError("VK image fetch: the host does not resolve", retryable=False) from None
+    if not addresses or not all(address.is_global for address in addresses):
+        raise ApiError("VK image fetch: the host is not a public address", retryable=False)
 
 
 def _chat_action(account: Account, sender: int, action: VkAction, *, at: int) -> Message | None:

@@ -85,6 +85,10 @@ class MenuState(State):
     def broken(self, ctx: Context, message: Message) -> None:
         ctx.reply("No picture", image=f"https://img.example/{ctx.matched[1]}/x.png")
 
+    @text(r"(?i)show (\S+)")
+    def show(self, ctx: Context, message: Message) -> None:
+        ctx.reply("Your picture", image=ctx.matched[1])  # a URL a person gave
+
     @text(r"(?i)long")
     def long(self, ctx: Context, message: Message) -> None:
         ctx.reply(LONG, buttons=[[Button("More", "more")]])
@@ -477,6 +481,20 @@ def test_an_image_that_cannot_be_had_leaves_the_text_alone(
     assert [(m.text, m.attachment) for m in fake_vk.messages(USER)] == [("No picture", "")]
     assert fake_vk.uploads() == 0 and fake_vk.sent("photos.getMessagesUploadServer") == []
     assert query(database_url, "SELECT ref FROM media") == []
+
+
+@pytest.mark.parametrize(
+    "host", ["127.0.0.1", "localhost", "169.254.169.254", "10.0.0.7", "[::1]", "nowhere.invalid"]
+)
+def test_an_image_url_from_a_person_never_reaches_the_bots_own_network(
+    menu_bot: httpx.Client, fake_vk: FakeVk, images: ImageServer, host: str
+) -> None:
+    # The image server listens on loopback: a flow that shows a URL a person sent must not make
+    # the bot fetch from there (or from a cloud's metadata address), whatever the port.
+    port = images.url.rpartition(":")[2]
+    say(menu_bot, "e1", f"show https://{host}:{port}/cat.png")
+    assert [(m.text, m.attachment) for m in fake_vk.messages(USER)] == [("Your picture", "")]
+    assert images.fetches("/cat.png") == 0 and fake_vk.uploads() == 0
 
 
 PHOTO: dict[str, Any] = {
