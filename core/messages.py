@@ -177,7 +177,7 @@ class Delivery:
     def extra(self) -> dict[str, Any] | None:
         """What the outbox keeps beside the text (None: nothing, a plain reply)."""
         found: dict[str, Any] = {}
-        if self.reply is not None and self.reply != Reply(self.text):
+        if self.reply is not None and not self.reply.plain_only:
             found["reply"] = self.reply.to_json()
         if self.edit_id is not None:
             found["edit_id"] = self.edit_id

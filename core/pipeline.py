@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from portabot.channels.base import Channel
@@ -199,26 +198,26 @@ async def _store_replies(
     statement returned to ride with the COMMIT), the rest go to the outbox."""
     if message is None:
         return Outcome(), []
-    chat, thread = message.account.chat_id, message.account.thread_id
-    press = message.press
-    messages = [
-        piece for reply in replies for piece in split(reply, channel.max_text, channel.max_caption)
-    ]
-    deliveries = []
+    platform, chat, thread = update.platform, message.account.chat_id, message.account.thread_id
+    press, keyboard = message.press, message.keyboard
+    deliveries: list[Delivery] = []
+    # Keys are `update_id:position`, the same at every attempt (VK drops repeats by them).
     if press is not None and press.answer:
-        deliveries.append(Delivery(update.platform, chat, notice or "", answer=press.answer))
+        key = f"{update.update_id}:0"
+        answer = Delivery(platform, chat, notice or "", key, None, thread, None, None, press.answer)
+        deliveries.append(answer)
     editing = press.message_id if press is not None else None
-    for reply in messages:
-        edit_id = editing if reply.edit else None
-        editing = None if edit_id is not None else editing  # one edit: the rest are new
-        whole = None if reply == Reply(reply.text) else reply  # plain text: nothing more to keep
-        deliveries.append(Delivery(update.platform, chat, reply.text, reply=whole, edit_id=edit_id))
-    deliveries = [
-        replace(
-            d, key=f"{update.update_id}:{position}", thread_id=thread, keyboard=message.keyboard
-        )
-        for position, d in enumerate(deliveries)
-    ]
+    for reply in replies:
+        for piece in split(reply, channel.max_text, channel.max_caption):
+            edit_id = editing if piece.edit else None
+            editing = None if edit_id is not None else editing  # one edit: the rest are new
+            whole = None if piece.plain_only else piece
+            key = f"{update.update_id}:{len(deliveries)}"
+            deliveries.append(
+                Delivery(
+                    platform, chat, piece.text, key, None, thread, whole, edit_id, None, keyboard
+                )
+            )
     # The response reaches the chat after what the API sends while the request runs: it carries
     # the answer to a press (which is not in the chat), else the last replies, so that they all
     # arrive in order.
@@ -230,8 +229,12 @@ async def _store_replies(
     else:
         cut = len(deliveries) - slots
         inline, rest = deliveries[cut:], deliveries[:cut]
-    if not all(channel.rides_inline(d) for d in inline):
-        inline, rest = [], deliveries
+    for delivery in inline:  # plain text always may; what else may, the channel says
+        if (delivery.reply or delivery.edit_id or delivery.answer) and not channel.rides_inline(
+            delivery
+        ):
+            inline, rest = [], deliveries
+            break
     later = await add_to_outbox(conn, rest, now)
     kept = [remembering(update, inline, now)] if channel.inline_replies and inline else []
     return Outcome(inline=inline, later=later), kept

@@ -166,7 +166,7 @@ class Reply:
     ) -> Reply:
         """Check and build a reply from strings and spans, as `ctx.reply(...)` takes them."""
         if len(parts) == 1 and type(parts[0]) is str and parts[0] and not buttons and image is None:
-            return cls(parts[0], edit=bool(edit))  # plain text: the common case, kept cheap
+            return cls(parts[0], (), (), None, bool(edit))  # plain text: the common case, cheap
         checked = _parts(parts, "reply")
         runs = _runs(checked)
         text = "".join(run.text for run in runs)
@@ -182,6 +182,11 @@ class Reply:
     @property
     def formatted(self) -> bool:
         return bool(self.parts)
+
+    @property
+    def plain_only(self) -> bool:
+        """Nothing rides with the text: what `Reply(text)` is."""
+        return not (self.parts or self.buttons or self.edit) and self.image is None
 
     def runs(self) -> list[Run]:
         return _runs(self.parts) if self.parts else [Run(self.text)] if self.text else []

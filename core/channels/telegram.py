@@ -273,7 +273,8 @@ class TelegramChannel:
             if raw.left_chat_member.id != sender.id:
                 return None  # someone removed by an admin: the admin did not leave
             return Message(account, Kind.LEFT, at=at)
-        attachments = raw.attachments()
+        # A message with text has no attachments (a photo's words are its caption).
+        attachments = raw.attachments() if raw.text is None else ()
         if (
             raw.text is None
             and raw.caption is None
@@ -417,6 +418,11 @@ def request_for(delivery: Delivery) -> tuple[str, dict[str, Any]]:
     editMessageText / editMessageCaption for an edit of the pressed message, sendPhoto for a
     reply with an image (the text its caption), else sendMessage. Formatted text goes as
     parse_mode HTML, buttons as an inline keyboard, and a new message into its forum topic."""
+    if delivery.reply is None and delivery.answer is None and delivery.edit_id is None:
+        plain: dict[str, Any] = {"chat_id": int(delivery.chat_id), "text": delivery.text}
+        if delivery.thread_id is not None:  # the common case, kept short
+            plain["message_thread_id"] = int(delivery.thread_id)
+        return "sendMessage", plain
     if delivery.answer is not None:
         answer: dict[str, Any] = {"callback_query_id": delivery.answer}
         if delivery.text:
