@@ -10,10 +10,9 @@ from typing import Any
 from examples.menu import flow
 from portabot.testing import Harness
 from portabot.testing.fakes import FakeTelegram, FakeVk
-from tests.channels.test_telegram_rich import carry_out
+from tests.channels.test_telegram_rich import carry_out, pressed
+from tests.channels.test_vk_rich import vk_press
 from tests.conftest import (
-    VK_GROUP,
-    VK_SECRET,
     BotFactory,
     post_telegram,
     post_vk,
@@ -48,38 +47,6 @@ def web_buttons(row: list[tuple[str, str]]) -> list[list[dict[str, str]]]:
     return [[{"label": t, "payload": p} for t, p in row]]
 
 
-def telegram_press(update_id: int, data: str, message: dict[str, Any]) -> dict[str, Any]:
-    query_id = f"q{update_id}"
-    sender = {"id": 1001, "is_bot": False, "first_name": "Ann"}
-    return {
-        "update_id": update_id,
-        "callback_query": {
-            "id": query_id,
-            "from": sender,
-            "chat_instance": "1",
-            "data": data,
-            "message": message,
-        },
-    }
-
-
-def vk_press(event_id: str, payload: str, conversation_message_id: int) -> dict[str, Any]:
-    return {
-        "type": "message_event",
-        "event_id": event_id,
-        "v": "5.199",
-        "group_id": VK_GROUP,
-        "secret": VK_SECRET,
-        "object": {
-            "user_id": 3001,
-            "peer_id": 3001,
-            "event_id": f"ev{event_id}",
-            "payload": {"p": payload},
-            "conversation_message_id": conversation_message_id,
-        },
-    }
-
-
 def test_the_menu_on_every_platform(
     start_bot: BotFactory, fake_telegram: FakeTelegram, fake_vk: FakeVk, database_url: str
 ) -> None:
@@ -95,7 +62,7 @@ def test_the_menu_on_every_platform(
         "reply_markup": telegram_keyboard(SIZES),
     }
     sent = carry_out(fake_telegram, response)  # as Telegram does with the response
-    answer = post_telegram(bot, telegram_press(2, "size:m", sent))
+    answer = post_telegram(bot, pressed(2, "size:m", sent, query_id="q2"))
     assert answer.json() == {"method": "answerCallbackQuery", "callback_query_id": "q2"}
     [edit] = fake_telegram.sent("editMessageText")
     assert edit == {
@@ -105,7 +72,7 @@ def test_the_menu_on_every_platform(
         "parse_mode": "HTML",
         "reply_markup": telegram_keyboard(CHOICE),
     }
-    confirmed = post_telegram(bot, telegram_press(3, "confirm", sent))
+    confirmed = post_telegram(bot, pressed(3, "confirm", sent, query_id="q3"))
     assert confirmed.json() == {
         "method": "answerCallbackQuery",
         "callback_query_id": "q3",
@@ -117,10 +84,14 @@ def test_the_menu_on_every_platform(
     assert post_vk(bot, vk_event("v1", "/menu")).text == "ok"
     [vk_menu] = fake_vk.messages(3001)
     assert (vk_menu.text, vk_menu.keyboard) == ("Pick a size:", vk_keyboard(SIZES))
-    assert post_vk(bot, vk_press("v2", "size:l", vk_menu.conversation_message_id)).text == "ok"
+    assert (
+        post_vk(bot, vk_press("v2", {"p": "size:l"}, vk_menu.conversation_message_id)).text == "ok"
+    )
     assert fake_vk.messages(3001)[0].text == "One Large coffee?"
     assert fake_vk.messages(3001)[0].keyboard == vk_keyboard(CHOICE)
-    assert post_vk(bot, vk_press("v3", "cancel", vk_menu.conversation_message_id)).text == "ok"
+    assert (
+        post_vk(bot, vk_press("v3", {"p": "cancel"}, vk_menu.conversation_message_id)).text == "ok"
+    )
     assert [(m.text, m.edits) for m in fake_vk.messages(3001)] == [("Cancelled.", 2)]
     assert len(fake_vk.sent("messages.sendMessageEventAnswer")) == 2
     assert fake_vk.snackbars() == []  # cancelling gives no notice

@@ -49,27 +49,23 @@ def test_the_flow_example_works(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
         assert [r.text for r in step.replies] == [f"That was message {n}."]
 
 
-def test_the_testing_example_passes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    ("module", "test"),
+    [("counter", "test_counting_and_linking"), ("menu", "test_a_size_is_picked_and_confirmed")],
+)
+def test_the_testing_examples_pass(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, module: str, test: str
+) -> None:
+    """`# <module>.py` and `# test_<module>.py`, saved as the README names them: the test
+    passes."""
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    for name in ("counter", "test_counter"):
+    names = (module, f"test_{module}")
+    for name in names:
         [example] = re.findall(rf"```python\n(# {name}\.py.+?)```", readme, re.DOTALL)
         (tmp_path / f"{name}.py").write_text(example, encoding="utf-8")
     monkeypatch.syspath_prepend(tmp_path)
     try:
-        importlib.import_module("test_counter").test_counting_and_linking()
+        getattr(importlib.import_module(f"test_{module}"), test)()
     finally:
-        for name in ("counter", "test_counter"):
-            sys.modules.pop(name, None)
-
-
-def test_the_menu_example_passes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    for name in ("menu", "test_menu"):
-        [example] = re.findall(rf"```python\n(# {name}\.py.+?)```", readme, re.DOTALL)
-        (tmp_path / f"{name}.py").write_text(example, encoding="utf-8")
-    monkeypatch.syspath_prepend(tmp_path)
-    try:
-        importlib.import_module("test_menu").test_a_size_is_picked_and_confirmed()
-    finally:
-        for name in ("menu", "test_menu"):
+        for name in names:
             sys.modules.pop(name, None)
