@@ -113,6 +113,21 @@ media = sa.Table(
 """Images a platform was given once, by the SHA-256 of their URL: the reference to send again
 (VK's `photo<owner>_<id>`), so that every later reply with the URL skips the upload."""
 
+inbox = sa.Table(
+    "inbox",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("user_id", sa.String(64), nullable=False),  # the web visitor (accounts.user_id)
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("reply", sa.Text, nullable=True),  # what rides with the text, as in the outbox
+    sa.Column("key", sa.String(128), nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.UniqueConstraint("key", name="uq_inbox_key"),
+    sa.Index("ix_inbox_user_id", "user_id", "id"),
+)
+"""Messages for a web visitor that no request of theirs answered, until the page collects them
+(each is shown once: collecting deletes it). `key` makes storing one twice do nothing."""
+
 secrets = sa.Table(
     "secrets",
     metadata,
