@@ -1,5 +1,5 @@
-"""The `portabot` command: serve, poll, migrate, set-webhook, deliver, maintain, show, check,
-costs, package."""
+"""The `portabot` command: serve, poll, migrate, set-webhook, deliver, maintain, show, notify,
+check, costs, package."""
 
 from __future__ import annotations
 
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from aiohttp import ClientSession
 
     from portabot.outbound import Outbound
+    from portabot.replies import Reply
 
 
 T = TypeVar("T")
@@ -231,6 +232,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     show.add_argument("account", metavar="PLATFORM:USER_ID")
     show.set_defaults(command=cmd_show)
+
+    notify = commands.add_parser(
+        "notify",
+        help="send a text to every platform a person linked, once per --id",
+        description="Finds the person who owns the account PLATFORM:USER_ID (telegram:123, "
+        "vk:456, web:<visitor>) and sends TEXT to every platform they linked: Telegram and VK "
+        "in the person's private chat (sent at once; what fails stays in the outbox for "
+        "`portabot deliver`), the web chat into the visitor's inbox (their page collects it). "
+        "With --id KEY it happens once: running it again with the same KEY sends nothing.",
+    )
+    notify.add_argument("account", metavar="PLATFORM:USER_ID")
+    notify.add_argument("text", metavar="TEXT")
+    notify.add_argument(
+        "--id",
+        dest="key",
+        metavar="KEY",
+        help=f"what makes it once: up to {MAX_NOTIFY_KEY} characters, no spaces "
+        "(default: a fresh random one, so each run sends)",
+    )
+    notify.set_defaults(command=cmd_notify)
 
     check = commands.add_parser("check", help="say what configuration is missing or wrong")
     check.add_argument(
@@ -473,6 +494,79 @@ def cmd_show(args: argparse.Namespace) -> int:
     print(f"data: {data}")
     print(f"last written: {timestamp(person.updated_at)}")
     return 0
+
+
+MAX_NOTIFY_KEY = 64
+"""The longest --id of `portabot notify` (it is kept as an update id, a String(64))."""
+
+
+def cmd_notify(args: argparse.Namespace) -> int:
+    import secrets
+
+    from portabot.replies import Reply, ReplyError
+    from portabot.telling import PLATFORMS
+
+    platform, colon, user_id = args.account.partition(":")
+    if not (colon and platform and user_id):
+        raise CommandError(
+            "usage: portabot notify PLATFORM:USER_ID TEXT, e.g. telegram:123", status=2
+        )
+    if platform not in PLATFORMS:
+        raise CommandError(
+            f"notify: {platform!r} is not a platform ({', '.join(PLATFORMS)})", status=2
+        )
+    key = secrets.token_hex(16) if args.key is None else args.key
+    if not 0 < len(key) <= MAX_NOTIFY_KEY or not key.isprintable() or " " in key:
+        raise CommandError(
+            f"notify: --id is 1 to {MAX_NOTIFY_KEY} characters without spaces", status=2
+        )
+    try:
+        reply = Reply.of(args.text)
+    except ReplyError as exc:
+        raise CommandError(f"notify: {exc}", status=2) from None
+    settings = load_settings()
+    line = on_database(settings, "notify from", partial(notify, platform, user_id, reply, key))
+    if line is None:
+        raise CommandError(f"no one has written from {platform}:{user_id}")
+    print(line)
+    return 0
+
+
+async def notify(
+    platform: str, user_id: str, reply: Reply, key: str, outbound: Outbound
+) -> str | None:
+    """`portabot notify`'s work: store the message for every account of the person (with the
+    key, in one transaction), then send what goes through the platforms' APIs; the line to
+    print (None: no such account)."""
+    import time
+
+    from portabot.storage.telling import person_of_account, tell
+    from portabot.storage.updates import record_update
+
+    now = time.time()
+    async with outbound.db.transaction() as conn:
+        person_id = await person_of_account(conn, platform, user_id)
+        if person_id is None:
+            return None
+        if not await record_update(conn, "notify", key, now):
+            return f"already sent with --id {key}"
+        told = await tell(conn, person_id, reply, f"notify:{key}", now, outbound.channels)
+    sent: list[str] = []
+    failed = 0
+    for delivery in told.sent:
+        done, _ = await outbound.deliver([delivery])
+        if done and delivery.platform not in sent:
+            sent.append(delivery.platform)
+        failed += not done
+    parts = [f"sent to {', '.join(sent)}"] if sent else []
+    if failed:
+        parts.append(f"{failed} left in the outbox for a later try (portabot deliver)")
+    if told.kept:
+        waits = "waits" if len(told.kept) == 1 else "wait"
+        parts.append(f"{len(told.kept)} {waits} in the web inbox")
+    if told.skipped:
+        parts.append(f"not sent to {', '.join(told.skipped)}: not configured here")
+    return "; ".join(parts) or f"person {person_id} has nothing linked to send to"
 
 
 def timestamp(seconds: float) -> str:

@@ -208,7 +208,11 @@ class Outcome:
     inline: list[Delivery] = field(default_factory=list)
     """Replies the webhook response carries."""
     later: list[Delivery] = field(default_factory=list)
-    """Replies stored in the outbox, to send through the platform's API."""
+    """Replies stored in the outbox, to send through the platform's API (messages to a person
+    among them, after the replies)."""
+    told: list[Delivery] = field(default_factory=list)
+    """Messages to a person the update stored (`ctx.tell`): those in `later`, and those kept in
+    the web inbox."""
     given_up: bool = False
     """The flow failed on the update too often: it is acknowledged, the replies say so."""
 

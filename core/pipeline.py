@@ -31,7 +31,9 @@ from portabot.storage.people import (
     saving,
 )
 from portabot.storage.replies import forget_replies, remembering, take_replies
+from portabot.storage.telling import Told, tell
 from portabot.storage.updates import record_update
+from portabot.telling import Tell
 
 if TYPE_CHECKING:
     from portabot.bot import Bot
@@ -107,10 +109,18 @@ async def process(bot: Bot, channel: Channel, update: Update) -> Outcome:
         effects = deque(step.effects)
         conversation = step.conversation
         notice = step.notice
-        for _ in range(MAX_EFFECTS):
-            if not effects:
-                break
+        told = Told()
+        carried = tells = 0
+        while effects:
             effect = effects.popleft()
+            if isinstance(effect, Tell):  # every flow's: no feature, no result
+                key = f"{update.update_id}:tell{tells}"  # the same at every attempt
+                told.extend(await _tell(bot, conn, effect, person.id, key, now))
+                tells += 1
+                continue
+            carried += 1
+            if carried > MAX_EFFECTS:
+                raise RuntimeError(f"the flow asked for more than {MAX_EFFECTS} effects")
             person, conversation, resumed = await _carry_out(
                 bot, conn, effect, person, conversation, message, now
             )
@@ -119,11 +129,11 @@ async def process(bot: Bot, channel: Channel, update: Update) -> Outcome:
                 notice = resumed.notice or notice  # a result route may answer the press
                 replies.extend(resumed.replies)
                 effects.extend(resumed.effects)
-        else:
-            raise RuntimeError(f"the flow asked for more than {MAX_EFFECTS} effects")
         outcome, last = await _store_replies(
             conn, channel, update, message, replies, now, notice=notice
         )
+        outcome.later.extend(told.sent)
+        outcome.told = told.every
         seen_long_ago = person.updated_at < now - SEEN_EVERY
         if person.id != first.id or conversation != first.conversation or seen_long_ago:
             last.append(saving(person.id, conversation, now))
@@ -271,6 +281,20 @@ async def _carry_out(
         run.conversation, result, platforms=run.person.platforms, now=now, message=message
     )
     return run.person, run.conversation, step
+
+
+async def _tell(bot: Bot, conn: Conn, effect: Tell, current: int, key: str, now: float) -> Told:
+    """Store a message to a person (`ctx.tell`: the current one unless it names another) in the
+    update's transaction."""
+    person_id = current if effect.person is None else effect.person
+    told = await tell(conn, person_id, effect.reply, key, now, bot.channels, effect.platforms)
+    if told.skipped:
+        log.warning(
+            "message to person %d not stored for %s: no channel configured",
+            person_id,
+            ", ".join(told.skipped),
+        )
+    return told
 
 
 def is_database_error(exc: BaseException) -> bool:

@@ -23,7 +23,7 @@ import inspect
 import json
 import math
 import re
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, time, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeAlias, TypeVar
@@ -42,6 +42,7 @@ from portabot.conversation.routing import (
 from portabot.features import Effect, EffectHandler
 from portabot.messages import Conversation, Kind, Message
 from portabot.replies import MAX_NOTICE, Part, Reply, ReplyError, Rows
+from portabot.telling import Tell, check_tell_args
 
 if TYPE_CHECKING:
     from portabot.features import Feature
@@ -125,6 +126,24 @@ class Context:
         its caption), `edit=True` to replace the pressed message. Checked now: a payload too
         long or a keyboard too big raises ReplyError here, in the flow's own test."""
         self.replies.append(Reply.of(*parts, buttons=buttons, image=image, edit=edit))
+
+    def tell(
+        self,
+        *parts: Part,
+        buttons: Rows | None = None,
+        image: str | None = None,
+        platforms: Sequence[str] | None = None,
+        person: int | None = None,
+    ) -> None:
+        """A message to a person rather than to this chat: on every platform they linked (or only
+        those in `platforms`: "telegram", "vk", "web"), the current person by default or the one
+        whose id is `person` (from a feature's table, say a ticket's owner). Telegram and VK get
+        it in the person's private chat, the web chat in the visitor's inbox. Stored with the
+        step, sent once after it commits (a re-delivered update tells nothing again). Checked
+        now, as `reply`; a `person` id that does not exist fails the step when carried out."""
+        named = check_tell_args(platforms, person)
+        reply = Reply.of(*parts, buttons=buttons, image=image)
+        self.effects.append(Tell(reply, named, person))
 
     def notice(self, text: str) -> None:
         """The short note a platform shows for the press being handled (a toast, a snackbar)."""

@@ -158,7 +158,9 @@ class Harness:
         for stored in outcome.later:
             assert stored.outbox_id is not None
             self.run(mark_sent(self.bot.db, stored.outbox_id, self.now))
-        return Replies(sorted((*outcome.inline, *outcome.later), key=_position))
+        told = {d.key for d in outcome.told}
+        replies = [d for d in (*outcome.inline, *outcome.later) if d.key not in told]
+        return Replies(sorted(replies, key=_position), outcome.told)
 
     def update_id(self) -> str:
         """A new update id: each message is a fresh delivery."""
@@ -188,9 +190,11 @@ def _position(delivery: Delivery) -> int:
 class Replies(list[str]):
     """The texts of an update's replies, in order (a list: `== ["Hi!"]`), and what rode with
     them: `.replies` the whole replies (buttons, formatting, image, edit), `.notice` the answer
-    to a press, `.buttons` every button's label and payload (or URL), row by row, flattened."""
+    to a press, `.buttons` every button's label and payload (or URL), row by row, flattened;
+    `.told` the messages to a person (`ctx.tell`) the update stored, as (platform, user id,
+    text), in the order told (Telegram and VK marked sent, the web ones left in the inbox)."""
 
-    def __init__(self, deliveries: Iterable[Delivery]) -> None:
+    def __init__(self, deliveries: Iterable[Delivery], told: Iterable[Delivery] = ()) -> None:
         sent = [d for d in deliveries if d.answer is None]
         answers = [d for d in deliveries if d.answer is not None]
         super().__init__(d.text for d in sent)
@@ -198,6 +202,7 @@ class Replies(list[str]):
         self.notice: str | None = answers[0].text or None if answers else None
         self.edited: list[bool] = [d.edit_id is not None for d in sent]
         """For each reply, whether it replaced the pressed message."""
+        self.told: list[tuple[str, str, str]] = [(d.platform, d.chat_id, d.text) for d in told]
 
     @property
     def buttons(self) -> list[Button]:
