@@ -42,6 +42,10 @@ log = logging.getLogger("portabot.pipeline")
 
 MAX_EFFECTS = 16
 """Effects one update may cause (a guard against a flow that keeps asking)."""
+MAX_TELLS = 64
+"""Messages to a person (`ctx.tell`) one update may store: they ask for no result, so they do not
+count as effects, but each is rows in the update's transaction (many people at once is a
+broadcast's job, not one step's)."""
 MAX_FAILURES = 3
 """Deliveries of one update the flow may fail on before it is given up (on a channel that
 delivers again; on one that does not, the first failure gives it up)."""
@@ -114,6 +118,8 @@ async def process(bot: Bot, channel: Channel, update: Update) -> Outcome:
         while effects:
             effect = effects.popleft()
             if isinstance(effect, Tell):  # every flow's: no feature, no result
+                if tells == MAX_TELLS:
+                    raise RuntimeError(f"the flow told more than {MAX_TELLS} messages at once")
                 key = f"{update.update_id}:tell{tells}"  # the same at every attempt
                 told.extend(await _tell(bot, conn, effect, person.id, key, now))
                 tells += 1

@@ -283,3 +283,16 @@ def test_tell_checks_its_arguments_in_the_step() -> None:
     for kwargs, why in cases:
         with pytest.raises(ReplyError, match=why):
             attempt(**kwargs)
+
+
+def test_one_step_tells_a_bounded_number_of_messages() -> None:
+    @command("spam")
+    def spam(ctx: Context, message: Message) -> None:
+        for n in range(int(message.args)):
+            ctx.tell(f"message {n}")
+
+    with Harness(Flow([Idle], routes=[spam])) as bot:
+        ann = bot.person("vk")
+        assert len(ann.say("/spam 64").told) == 64
+        with pytest.raises(RuntimeError, match="more than 64"):
+            ann.say("/spam 65")

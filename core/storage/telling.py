@@ -32,7 +32,8 @@ class Told:
     kept: list[Delivery] = field(default_factory=list)
     """Web deliveries kept in the inbox for the visitor's page."""
     skipped: list[str] = field(default_factory=list)
-    """Platforms the person linked that this deployment has no channel for (nothing stored)."""
+    """Platforms the person has accounts on that this deployment has no channel for (nothing
+    stored)."""
 
     every: list[Delivery] = field(default_factory=list)
     """Both, in the order told."""
