@@ -331,3 +331,46 @@ def test_a_message_in_the_inbox_appears_on_the_page_once(
     keys.first.click()
     expect(replies).to_have_count(3)
     expect(replies.last.locator(".msg.bot")).to_have_text("Pressed pickup")
+
+
+VISIBILITY = """
+let hidden = false;
+Object.defineProperty(Document.prototype, "visibilityState", {
+  configurable: true, get: () => (hidden ? "hidden" : "visible"),
+});
+window.setHiddenForTest = value => {
+  hidden = value;
+  document.dispatchEvent(new Event("visibilitychange"));
+};
+"""
+"""The page's visibility as the test says (a headless tab is always visible), and the event a
+browser sends when it changes."""
+
+
+@on_sqlite
+def test_a_hidden_page_does_not_poll_and_collects_when_shown(
+    start_bot: BotFactory, page: Page, database_url: str
+) -> None:
+    bot = start_bot()
+    polls: list[str] = []
+    page.on("request", lambda r: polls.append(r.url) if r.url.endswith("/inbox") else None)
+    page.add_init_script(VISIBILITY)
+    page.clock.install()  # the page's timers run when the test says
+    replies = page.locator("#log .reply")
+    with page.expect_response(lambda r: r.url.endswith("/webhooks/web/inbox")):
+        page.goto(f"{bot.base_url}/")  # it collects once at once
+    page.fill("#text", "hello")
+    page.press("#text", "Enter")
+    expect(replies).to_have_count(1)
+
+    page.evaluate("hidden => window.setHiddenForTest(hidden)", True)
+    before = len(polls)
+    put(database_url, visitor_id(database_url), "While you were away")
+    page.clock.run_for(120_000)  # two minutes hidden: no poll
+    expect(replies).to_have_count(1)
+
+    # Shown again: collected at once, without waiting for the next poll.
+    page.evaluate("hidden => window.setHiddenForTest(hidden)", False)
+    expect(replies).to_have_count(2)
+    expect(replies.last).to_have_text("While you were away")
+    assert len(polls) == before + 1, polls
