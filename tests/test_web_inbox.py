@@ -139,15 +139,23 @@ def test_collections_beyond_the_limit_are_told_to_wait(
     bot = start_bot()
     say_web(bot, "hello")
     started, sent = time.time(), 0
-    while (response := collect(bot)).status_code == 200:
-        sent += 1
-        assert sent <= 60 * windows(started, time.time(), 60)
-    assert response.status_code == 429 and sent >= 60
-    wait = int(response.headers["retry-after"])
+    while True:  # until refused with a few seconds of the window left for what follows
+        while (response := collect(bot)).status_code == 200:
+            sent += 1
+            assert sent <= 60 * windows(started, time.time(), 60)
+        assert response.status_code == 429
+        wait = int(response.headers["retry-after"])
+        if wait >= 5:
+            break
     assert 1 <= wait <= 60 and response.json()["retry_after"] == wait
     error = response.json()["error"]
     assert error.startswith("too many checks for messages from your address: try again in ")
-    assert collect(bot).status_code == 429  # remembered: refused again
+    counted = "SELECT key, count FROM limits WHERE key LIKE 'web-inbox:%'"
+    before = query(database_url, counted)
+    assert [row["count"] for row in before] == [61]
+    for _ in range(3):  # remembered: refused again without a statement
+        assert collect(bot).status_code == 429
+    assert query(database_url, counted) == before
     # The address's own limit: another address still collects, and the chat still answers.
     assert collect(bot, **{"X-Forwarded-For": "198.51.100.7"}).status_code == 200
     assert say_web(bot, "hello") == ["Send /help to see what I can do."]
