@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from portabot import __version__
 from portabot.bot import Bot
+from portabot.channels.web import WebChannel
 from portabot.conversation.engine import Flow
 from portabot.logs import configure_logging
 from portabot.settings import Settings, load_settings, refuse_lost_storage
@@ -24,7 +25,7 @@ from portabot.storage.schema import SchemaBehind
 from portabot.web.costs import routes as cost_routes
 from portabot.web.page import render_home
 from portabot.web.policy import html_page
-from portabot.webhooks import handle
+from portabot.webhooks import handle, handle_inbox
 
 log = logging.getLogger("portabot")
 
@@ -75,6 +76,19 @@ async def webhook(request: Request) -> Response:
     return await handle(bot, channel, request)
 
 
+async def web_inbox(request: Request) -> Response:
+    """`POST /webhooks/web/inbox`: what waits for the web visitor; 404 with WEB_CHAT=off."""
+    bot: Bot = request.app.state.bot
+    channel = bot.channels.get("web")
+    if not isinstance(channel, WebChannel):
+        return JSONResponse({"error": "the web chat is off on this bot"}, status_code=404)
+    try:
+        await bot.schema.ensure()
+    except SchemaBehind as exc:
+        return JSONResponse({"error": str(exc)}, status_code=503)
+    return await handle_inbox(bot, channel, request)
+
+
 def create_app(settings: Settings | None = None, *, flow: Flow | None = None) -> Starlette:
     settings = settings if settings is not None else load_settings()
     refuse_lost_storage(settings)
@@ -90,6 +104,7 @@ def create_app(settings: Settings | None = None, *, flow: Flow | None = None) ->
         routes=[
             Route("/", home),
             Route("/healthz", healthz),
+            Route("/webhooks/web/inbox", web_inbox, methods=["POST"]),
             Route("/webhooks/{platform}", webhook, methods=["POST"]),
             *(cost_routes if settings.costs_page else []),
         ],

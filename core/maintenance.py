@@ -17,6 +17,7 @@ from portabot.storage.purge import (
     maintenance_lock,
     purge_failed_updates,
     purge_idle_visitors,
+    purge_inbox,
     purge_inline_replies,
     purge_limits,
     purge_outbox,
@@ -74,10 +75,12 @@ async def maintain(
         web = await purge_web_updates(db, now - DAY)
         owned = [t.name for f in features for t in f.tables if "person_id" in t.columns]
         visitors = await purge_idle_visitors(db, now - keep_visitors_days * DAY, owned)
+        inbox = await purge_inbox(db, now - keep_visitors_days * DAY)  # after the visitors
         limits = await purge_limits(db, now - HOUR)  # the longest window is an hour
         purged = [line for f in features if (line := await f.purge(db, now)) is not None]
         delivered = await deliver_outbox(outbound)
     days = f"{keep_updates_days:g} day{'s' if keep_updates_days != 1 else ''}"
+    visitor_days = f"{keep_visitors_days:g} day{'s' if keep_visitors_days != 1 else ''}"
     gave_up_days = f"{max(keep, GAVE_UP_KEPT) / DAY:g} days"
     return [
         f"updates: {updates} deleted (received more than {days} ago)",
@@ -86,8 +89,9 @@ async def maintain(
         f"failed updates: {failed} deleted (last failed more than {gave_up_days} ago)",
         f"inline replies: {inline} deleted (kept a day, while a platform may re-deliver)",
         f"web chat update ids: {web} deleted (received more than a day ago)",
-        f"web visitors: {visitors} deleted (web only, idle more than "
-        f"{keep_visitors_days:g} day{'s' if keep_visitors_days != 1 else ''})",
+        f"web visitors: {visitors} deleted (web only, idle more than {visitor_days})",
+        f"web inbox: {inbox} deleted (not collected within {visitor_days}, "
+        "or its visitor forgotten)",
         f"limit counters: {limits} deleted (their window has ended)",
         *purged,
         f"outbox: {delivered}",

@@ -1,5 +1,6 @@
 """`POST /webhooks/{platform}`: verify and parse the delivery, run it through the pipeline
-(core/pipeline.py), acknowledge with the replies the response can carry."""
+(core/pipeline.py), acknowledge with the replies the response can carry. `POST
+/webhooks/web/inbox`: the web page collecting what waits for its visitor."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from portabot.pipeline import is_database_error, keep_for_later, run_update
 
 if TYPE_CHECKING:
     from portabot.bot import Bot
+    from portabot.channels.web import WebChannel
 
 log = logging.getLogger("portabot.webhooks")
 
@@ -51,3 +53,21 @@ async def handle(bot: Bot, channel: Channel, request: Request) -> Response:
         # through the API instead, and the re-delivery will not carry it.
         await keep_for_later(bot, update, outcome.inline)
     return channel.respond(update, outcome.inline)
+
+
+async def handle_inbox(bot: Bot, channel: WebChannel, request: Request) -> Response:
+    """The web page's collection of its visitor's inbox, its bad input refused as a delivery's."""
+    try:
+        return await channel.collect(request)
+    except Rejected as rejected:
+        kind = ("web inbox", rejected.status, rejected.reason)
+        bot.rejections.warning(kind, "web inbox: %d %s", rejected.status, rejected.reason)
+        return JSONResponse({"error": rejected.reason}, status_code=rejected.status)
+    except ClientDisconnect:
+        log.debug("web inbox: the client left before its body was read")
+        return JSONResponse({"error": "the client disconnected"}, status_code=400)
+    except Exception as exc:
+        log.error(
+            "web inbox not collected: %s", type(exc).__name__, exc_info=not is_database_error(exc)
+        )
+        return JSONResponse(RETRY, status_code=503)

@@ -1,6 +1,7 @@
 """The pages as a person uses them, in a real headless Chromium (the system's): the chat on the
 home page (its rich replies too: formatting, buttons pressed by keyboard, edits, notices and
-images), and the costs page with its table and chart."""
+images; and what the inbox brings without the visitor saying anything), and the costs page with
+its table and chart."""
 
 from __future__ import annotations
 
@@ -22,9 +23,12 @@ from playwright.sync_api import (
     sync_playwright,
 )
 
+from portabot import Button, bold
+from portabot.replies import Reply
 from portabot.testing.fakes import ImageServer, serve
 from tests.conftest import BotFactory, post_telegram, telegram_update
 from tests.test_limits import windows
+from tests.test_web_inbox import put, visitor_id
 from tests.test_web_rich import rich_flow
 
 # Debian's Chromium, which .ci/run installs when `chromium` is not on the PATH.
@@ -292,3 +296,81 @@ def test_rich_replies_in_the_browser(
     expect(replies.last.locator(".msg.bot")).to_have_text("Pressed again")
     expect(again).to_be_enabled()  # not an edit: the bubble and its buttons stay
     assert len(held) == 1 and dialogs == []
+
+
+@on_sqlite
+def test_a_message_in_the_inbox_appears_on_the_page_once(
+    start_bot: BotFactory, page: Page, database_url: str
+) -> None:
+    bot = start_bot(flow=rich_flow())
+    page.goto(f"{bot.base_url}/")
+    replies = page.locator("#log .reply")
+    page.fill("#text", "hello")
+    page.press("#text", "Enter")
+    expect(replies).to_have_count(1)
+    order = Reply.of("Your ", bold("order"), " is ready", buttons=[[Button("Pick up", "pickup")]])
+    put(database_url, visitor_id(database_url), order)
+
+    # The visitor does nothing: the page's polling (every 5 s while visible) brings it.
+    expect(replies).to_have_count(2, timeout=20_000)
+    told = replies.last
+    expect(told.locator(".msg.bot")).to_have_text("Your order is ready")
+    expect(told.locator(".msg.bot b")).to_have_text("order")
+    keys = told.locator("button.key")
+    expect(keys).to_have_text(["Pick up"])
+
+    # Shown once: the next collection brings nothing, and the page still shows it once.
+    with page.expect_response(
+        lambda r: r.url.endswith("/webhooks/web/inbox"), timeout=40_000
+    ) as next_poll:
+        pass
+    assert next_poll.value.json() == {"replies": [], "texts": []}
+    expect(page.locator(".msg.bot", has_text="Your order is ready")).to_have_count(1)
+
+    # Its button presses like a reply's.
+    keys.first.click()
+    expect(replies).to_have_count(3)
+    expect(replies.last.locator(".msg.bot")).to_have_text("Pressed pickup")
+
+
+VISIBILITY = """
+let hidden = false;
+Object.defineProperty(Document.prototype, "visibilityState", {
+  configurable: true, get: () => (hidden ? "hidden" : "visible"),
+});
+window.setHiddenForTest = value => {
+  hidden = value;
+  document.dispatchEvent(new Event("visibilitychange"));
+};
+"""
+"""The page's visibility as the test says (a headless tab is always visible), and the event a
+browser sends when it changes."""
+
+
+@on_sqlite
+def test_a_hidden_page_does_not_poll_and_collects_when_shown(
+    start_bot: BotFactory, page: Page, database_url: str
+) -> None:
+    bot = start_bot()
+    polls: list[str] = []
+    page.on("request", lambda r: polls.append(r.url) if r.url.endswith("/inbox") else None)
+    page.add_init_script(VISIBILITY)
+    page.clock.install()  # the page's timers run when the test says
+    replies = page.locator("#log .reply")
+    with page.expect_response(lambda r: r.url.endswith("/webhooks/web/inbox")):
+        page.goto(f"{bot.base_url}/")  # it collects once at once
+    page.fill("#text", "hello")
+    page.press("#text", "Enter")
+    expect(replies).to_have_count(1)
+
+    page.evaluate("hidden => window.setHiddenForTest(hidden)", True)
+    before = len(polls)
+    put(database_url, visitor_id(database_url), "While you were away")
+    page.clock.run_for(120_000)  # two minutes hidden: no poll
+    expect(replies).to_have_count(1)
+
+    # Shown again: collected at once, without waiting for the next poll.
+    page.evaluate("hidden => window.setHiddenForTest(hidden)", False)
+    expect(replies).to_have_count(2)
+    expect(replies.last).to_have_text("While you were away")
+    assert len(polls) == before + 1, polls

@@ -47,6 +47,9 @@ class Backlog:
     recent_limits: int = 3
     old_web_updates: int = 40  # the web chat's, received more than a day ago
     recent_web_updates: int = 6
+    old_inbox: int = 11  # web inbox messages no page collected for more than 30 days
+    recent_inbox: int = 4
+    forgotten_inbox: int = 3  # recent, but for an idle visitor forgotten in this run
 
 
 def rows(url: str, count: int, into: str, select: str) -> None:
@@ -112,6 +115,10 @@ def fill(url: str, backlog: Backlog, now: float) -> None:
     web = f"'web', 'web-old-' || i, {now} - {DAY} - i"
     rows(url, backlog.old_web_updates, updates, web)
     rows(url, backlog.recent_web_updates, updates, f"'web', 'web-new-' || i, {now} - 3600")
+    inbox = "inbox (user_id, text, reply, key, created_at)"
+    rows(url, backlog.old_inbox, inbox, f"'recent-1', 'old', NULL, 'o' || i, {now} - 31 * {DAY}")
+    rows(url, backlog.recent_inbox, inbox, f"'recent-1', 'new', NULL, 'n' || i, {recent}")
+    rows(url, backlog.forgotten_inbox, inbox, f"'idle-1', 'gone', NULL, 'g' || i, {recent}")
 
 
 def received(url: str, count: int, ago: str) -> None:
@@ -133,6 +140,7 @@ def counts(url: str) -> dict[str, int]:
             "people",
             "accounts",
             "limits",
+            "inbox",
         )
     }
 
@@ -163,6 +171,8 @@ def test_maintain_brings_the_tables_back_to_the_retention_window(
         f"inline replies: {b.old_inline} deleted (kept a day, while a platform may re-deliver)",
         f"web chat update ids: {b.old_web_updates} deleted (received more than a day ago)",
         f"web visitors: {b.idle_visitors} deleted (web only, idle more than 30 days)",
+        f"web inbox: {b.old_inbox + b.forgotten_inbox} deleted (not collected within 30 days, "
+        "or its visitor forgotten)",
         f"limit counters: {b.old_limits} deleted (their window has ended)",
         f"link codes: {b.spent_codes} deleted (used, or expired more than a day ago)",
         f"outbox: sent {b.due}, failed 0; 0 waiting for a later try",
@@ -177,13 +187,14 @@ def test_maintain_brings_the_tables_back_to_the_retention_window(
         "people": 1 + b.recent_visitors + b.idle_linked,
         "accounts": 1 + b.recent_visitors + 2 * b.idle_linked,
         "limits": b.recent_limits,
+        "inbox": b.recent_inbox,
     }
     codes = {row["code"] for row in query(database_url, "SELECT code FROM link_codes")}
     assert "idle-code" not in codes
     assert [p["text"] for p in fake_telegram.sent()] == [f"due {i}" for i in range(1, b.due + 1)]
     # Idempotent: at once again, nothing is left to do.
     again = maintain(tmp_path, database_url, fake_telegram)
-    assert again.count(": 0 deleted") == 8 and "sent 0, failed 0" in again
+    assert again.count(": 0 deleted") == 9 and "sent 0, failed 0" in again
     assert len(fake_telegram.sent()) == b.due
 
 

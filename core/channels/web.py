@@ -2,7 +2,8 @@
 "message": <the pressed bubble's id>}; a signed HttpOnly cookie names the person, and limits in
 the database bound what a stranger's traffic can make us store. The answer is
 {"replies": [bubble, ...], "texts": [...], "notice"?: ...}: each bubble as the page renders it
-(its HTML rendered here, escaped), see `bubble`."""
+(its HTML rendered here, escaped), see `bubble`. `POST /webhooks/web/inbox` with `{}` collects
+what waits for the cookie's visitor in the inbox (core/storage/inbox.py), in the same shape."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from starlette.types import Scope
 from portabot.channels.base import Answered, Rejected, clean_text, first_error, read_json
 from portabot.messages import Account, Delivery, Kind, Message, Press, Update, parse_command
 from portabot.replies import MAX_PAYLOAD
+from portabot.storage.inbox import collect_inbox
 from portabot.storage.keys import kept_secret
 from portabot.storage.limits import Limit, hit_now
 
@@ -44,6 +46,13 @@ MAX_TEXT = 4096
 MAX_BODY = 64 * 1024
 MAX_BUBBLE_ID = 100
 """Characters of a pressed bubble's id (ours are `<update id>:<position>`, under 50)."""
+INBOX_PER_ADDRESS = 60
+"""Inbox collections a minute from one address: the page polls every 5 s at most while it is
+visible, so a few tabs (or a few people behind one address) fit."""
+MAX_INBOX_BODY = 1024
+"""Bytes of a collection's body (it is `{}`)."""
+NOT_STORED = {"Cache-Control": "no-store"}
+"""A collection's answer is the visitor's and is shown once: no cache keeps it."""
 PRESS_ANSWER = "web"
 """Press.answer of every press on the page: the answer delivery carries the notice back."""
 
@@ -125,6 +134,7 @@ class WebChannel:
         self._total = settings.web_chat_total
         self._new_per_address = settings.web_chat_new_per_address
         self._new_total = settings.web_chat_new_total
+        self._inbox_per_address = INBOX_PER_ADDRESS
         self._refused: dict[str, tuple[Limit, float]] = {}
         """Keys found over their limit, and when their window ends: a count only grows within a
         window, so until then this process refuses them without asking the database."""
@@ -149,6 +159,11 @@ class WebChannel:
             except (BadSignature, UnicodeDecodeError):
                 pass
         return None
+
+    def visitor_of(self, signer: TimestampSigner, request: Request) -> str | None:
+        """The visitor the request's cookie names (the Secure one over HTTPS), or None."""
+        secure = self._secure or request.url.scheme == "https"
+        return self.visitor(signer, request.cookies.get(SECURE_COOKIE if secure else COOKIE))
 
     def limits(self, address: str, new_visitor: bool) -> tuple[list[Limit], list[Limit]]:
         """What a message counts against: the address's own limits, and the ones all addresses
@@ -181,9 +196,8 @@ class WebChannel:
             incoming = WebMessage.model_validate(body)
         except ValidationError as exc:
             raise Rejected(422, first_error(exc)) from None
-        over_https = request.url.scheme == "https"
-        secure = self._secure or over_https
-        user_id = self.visitor(signer, request.cookies.get(SECURE_COOKIE if secure else COOKIE))
+        secure = self._secure or request.url.scheme == "https"
+        user_id = self.visitor_of(signer, request)
         address = client_address(request.scope, self._host)
         own, shared = self.limits(address, user_id is None)
         now = time.time()
@@ -208,6 +222,27 @@ class WebChannel:
         else:
             message = Message(account, Kind.TEXT, text)
         return Update(self.platform, update_id, message, secure)
+
+    async def collect(self, request: Request) -> Response:
+        """`POST /webhooks/web/inbox` with `{}`: the messages waiting for the cookie's visitor,
+        taken (each is shown once), as the chat's answer {"replies", "texts"}. Without a valid
+        cookie: none, and nothing stored (no person is made). Counted against the address's own
+        limit of collections; a key this process knows to be over costs no statement."""
+        body = await read_json(request, MAX_INBOX_BODY)
+        if body != {}:
+            raise Rejected(422, "body: expected {} (the cookie says whose inbox)")
+        user_id = self.visitor_of(await self.signer(), request)
+        if user_id is None:
+            return JSONResponse(answer([]), headers=NOT_STORED)
+        address = client_address(request.scope, self._host)
+        limit = Limit(f"web-inbox:{address}", self._inbox_per_address, 60)
+        now = time.time()
+        over = self.remembered([limit], now) or await hit_now(self._db, [limit], now)
+        if over is not None:
+            self.remember(*over, now)
+            return slow_down(*over)
+        waiting = await collect_inbox(self._db, user_id)
+        return JSONResponse(answer(waiting), headers=NOT_STORED)
 
     def rides_inline(self, delivery: Delivery) -> bool:
         return True  # the response is all the page gets
@@ -264,6 +299,7 @@ def bubble(delivery: Delivery) -> dict[str, Any]:
 REASONS = {
     "web": "too many messages from your address",
     "web-new": "too many new visitors from your address",
+    "web-inbox": "too many checks for messages from your address",
 }
 BUSY = {"web": "the web chat is busy", "web-new": "the web chat has had too many new visitors"}
 

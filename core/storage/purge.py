@@ -31,6 +31,12 @@ _FAILED_UPDATES = batch_delete("failed_updates", "platform, update_id", "last_at
 _WEB_UPDATES = batch_delete(
     "updates", "platform, update_id", "platform = 'web' AND received_at < :before"
 )
+_INBOX = batch_delete(
+    "inbox",
+    "id",
+    "created_at < :before OR NOT EXISTS (SELECT 1 FROM accounts"
+    " WHERE accounts.platform = 'web' AND accounts.user_id = inbox.user_id)",
+)
 _LIMITS = batch_delete("limits", "key", "window_start < :before")
 _WEB_ONLY_IDLE = """SELECT id FROM people WHERE updated_at < :before
     AND EXISTS (SELECT 1 FROM accounts WHERE person_id = people.id AND platform = 'web')
@@ -86,6 +92,12 @@ async def purge_web_updates(db: Database, received_before: float) -> int:
     """The web chat's update ids received before the time: they only catch the page's own
     retries, which come within seconds, and strangers can send many."""
     return await delete_in_batches(db, _WEB_UPDATES, before=received_before)
+
+
+async def purge_inbox(db: Database, kept_before: float) -> int:
+    """The web chat's inbox messages no page collected since before the time (their visitor
+    never came back), and those of visitors forgotten (no web account has their id)."""
+    return await delete_in_batches(db, _INBOX, before=kept_before)
 
 
 async def purge_limits(db: Database, before: float) -> int:
