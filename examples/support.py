@@ -286,7 +286,8 @@ class Describing(State):
         return Desk if request_ticket(ctx, message.text) else None
 
     def handle(self, ctx: Context, message: Message) -> None:
-        ctx.reply("Describe the problem in one message, or send /cancel.")
+        if message.kind is not Kind.EVENT:  # an event the desk has no route for: no one asked
+            ctx.reply("Describe the problem in one message, or send /cancel.")
 
 
 # Flow-wide: in every state, after the state's own routes.
