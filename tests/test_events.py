@@ -270,3 +270,39 @@ def test_event_routes_and_their_replies_go_to_the_person(
     ]
     rows = query(database_url, "SELECT count(*) AS n FROM outbox WHERE sent_at IS NULL")
     assert rows[0]["n"] == 0
+
+
+@event("boom")
+def boom(ctx: Context, message: Message) -> None:
+    raise RuntimeError("the flow's own bug")
+
+
+def test_an_event_the_flow_keeps_failing_on_is_given_up_telling_the_person_nothing(
+    start_bot: BotFactory, fake_telegram: FakeTelegram, database_url: str
+) -> None:
+    bot = start_bot(Flow([Quiet], routes=[boom]), api_token=API_TOKEN)
+    assert telegram_says(bot, 1, "hello", user_id=ANN_TELEGRAM) == ""
+    body = {"to": f"telegram:{ANN_TELEGRAM}", "name": "boom", "id": "b1"}
+    # Not acknowledged twice (the caller retries with the same id), then given up.
+    assert [post_event(bot, body).status_code for _ in range(2)] == [503, 503]
+    given_up = post_event(bot, body)
+    assert given_up.status_code == 200
+    assert given_up.json()["ok"] is False and "given up" in given_up.json()["error"]
+    assert post_event(bot, body).json() == {"ok": True, "duplicate": True}
+    assert fake_telegram.sent() == []
+    assert query(database_url, "SELECT count(*) AS n FROM outbox")[0]["n"] == 0
+    failed = query(database_url, "SELECT platform, update_id FROM failed_updates")
+    assert failed == [{"platform": "api", "update_id": "b1"}]
+
+
+def test_a_refused_token_is_one_log_line(
+    desk: httpx.Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level("INFO"):
+        assert (
+            post_event(desk, answer(1, "e1"), token="another-token-0123456789").status_code == 401
+        )
+    ours = (r for r in caplog.records if r.name.startswith("portabot"))
+    lines = [r.getMessage() for r in ours if "401" in r.getMessage()]
+    assert lines == ["events: 401 wrong token"]
+    assert "another-token" not in caplog.text
