@@ -17,6 +17,7 @@ import pytest
 from examples.support import Tickets, flow
 from portabot import Context, Flow, Kind, Message, State, event
 from portabot.storage.migrate import upgrade
+from portabot.testing import Harness
 from portabot.testing.fakes import FakeTelegram, FakeVk
 from tests.conftest import BotFactory, query
 from tests.test_cli import environment
@@ -306,3 +307,19 @@ def test_a_refused_token_is_one_log_line(
     lines = [r.getMessage() for r in ours if "401" in r.getMessage()]
     assert lines == ["events: 401 wrong token"]
     assert "another-token" not in caplog.text
+
+
+def test_the_harness_delivers_events_and_shows_what_they_told() -> None:
+    with Harness(flow) as bot:
+        ann, ann_vk = bot.person("telegram", 11), bot.person("vk", 22)
+        code = ann.say("/bind")[0].rsplit("/in ", 1)[1]
+        assert ann_vk.say(f"/in {code}")[0].startswith("Linked!")
+        assert ann.say("/ticket The printer")[0].startswith("Ticket #1 is open")
+        answered = ann_vk.event("answer", {"ticket": 1, "text": "Fixed."}, id="op-1")
+        assert answered == []
+        told = "Answer to ticket #1: Fixed."
+        assert answered.told == [("telegram", "11", told), ("vk", "22", told)]
+        assert ann_vk.redeliver().told == []
+        assert ann.event("answer", {"ticket": 2, "text": "Fixed."}).told == []
+        with pytest.raises(ValueError, match="event name"):
+            ann.event("Not A Name")
