@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from examples.support import Tickets, flow
-from portabot import Context, Flow, Kind, Message, State, event
+from portabot import Context, Flow, Kind, Message, Passphrase, State, event
 from portabot.storage.migrate import upgrade
 from portabot.testing import Harness
 from portabot.testing.fakes import FakeTelegram, FakeVk
@@ -323,3 +323,17 @@ def test_the_harness_delivers_events_and_shows_what_they_told() -> None:
         assert ann.event("answer", {"ticket": 2, "text": "Fixed."}).told == []
         with pytest.raises(ValueError, match="event name"):
             ann.event("Not A Name")
+
+
+def test_an_event_for_someone_not_past_the_passphrase_tells_them_nothing() -> None:
+    gated = Flow([Quiet], routes=[ping], features=[Passphrase()])
+    with Harness(gated, bot_passphrase="Open Sesame") as bot:
+        ann = bot.person("telegram", 11)
+        assert ann.say("hello") == ["Hello! This bot is private. Send the passphrase to start."]
+        assert ann.event("ping", {"n": 1}).told == []
+        assert ann.conversation.state == "locked"
+        assert ann.say("open sesame")[0].startswith("You're in")
+        assert ann.event("ping", {"n": 2}).told == [
+            ("telegram", "11", "pong 2"),
+            ("telegram", "11", "and a second message"),
+        ]
