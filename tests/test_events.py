@@ -19,7 +19,7 @@ from portabot import Context, Flow, Kind, Message, Passphrase, State, event
 from portabot.storage.migrate import upgrade
 from portabot.testing import Harness
 from portabot.testing.fakes import FakeTelegram, FakeVk
-from tests.conftest import BotFactory, query
+from tests.conftest import BotFactory, query, say_web
 from tests.test_cli import environment
 from tests.test_linking import code_from, telegram_says, vk_says
 from tests.test_notify import ANN_TELEGRAM, ANN_VK, person_id, telegram_texts, vk_texts
@@ -337,3 +337,15 @@ def test_an_event_for_someone_not_past_the_passphrase_tells_them_nothing() -> No
             ("telegram", "11", "pong 2"),
             ("telegram", "11", "and a second message"),
         ]
+
+
+def test_an_answer_to_a_web_visitor_waits_in_their_inbox(
+    desk: httpx.Client, database_url: str
+) -> None:
+    assert say_web(desk, "/ticket From the page")[0].startswith("Ticket #1 is open")
+    visitor = str(query(database_url, "SELECT user_id FROM accounts")[0]["user_id"])
+    response = post_event(desk, answer(f"web:{visitor}", "web-1"))
+    assert response.json() == {"ok": True, "duplicate": False}
+    collected = desk.post("/webhooks/web/inbox", json={})
+    assert collected.status_code == 200, collected.text
+    assert collected.json()["texts"] == [ANSWER]
