@@ -19,7 +19,7 @@ from portabot.conversation.engine import (
     Step,
     Target,
 )
-from portabot.conversation.routing import FlowError, command, on, press, result, text
+from portabot.conversation.routing import FlowError, command, event, on, press, result, text
 from portabot.features import Effect, EffectRun, Feature, handles
 from portabot.features.passphrase import Passphrase
 from portabot.messages import Account, Attachment, Conversation, Kind, Message, Press
@@ -64,6 +64,7 @@ __all__ = [
     "bold",
     "code",
     "command",
+    "event",
     "handles",
     "italic",
     "link",

@@ -19,6 +19,7 @@ from portabot import __version__
 from portabot.bot import Bot
 from portabot.channels.web import WebChannel
 from portabot.conversation.engine import Flow
+from portabot.events import handle_event
 from portabot.logs import configure_logging
 from portabot.settings import Settings, load_settings, refuse_lost_storage
 from portabot.storage.schema import SchemaBehind
@@ -89,6 +90,16 @@ async def web_inbox(request: Request) -> Response:
     return await handle_inbox(bot, channel, request)
 
 
+async def api_events(request: Request) -> Response:
+    """`POST /api/events`: an event from outside for a person's flow (core/events.py); 404 while
+    API_TOKEN is unset."""
+    bot: Bot = request.app.state.bot
+    token = bot.settings.api_token
+    if token is None:
+        return JSONResponse({"error": "no such endpoint: API_TOKEN is not set"}, status_code=404)
+    return await handle_event(bot, token.get_secret_value(), request)
+
+
 def create_app(settings: Settings | None = None, *, flow: Flow | None = None) -> Starlette:
     settings = settings if settings is not None else load_settings()
     refuse_lost_storage(settings)
@@ -105,6 +116,7 @@ def create_app(settings: Settings | None = None, *, flow: Flow | None = None) ->
             Route("/", home),
             Route("/healthz", healthz),
             Route("/webhooks/web/inbox", web_inbox, methods=["POST"]),
+            Route("/api/events", api_events, methods=["POST"]),
             Route("/webhooks/{platform}", webhook, methods=["POST"]),
             *(cost_routes if settings.costs_page else []),
         ],

@@ -46,6 +46,10 @@ class Kind(enum.Enum):
     LOCATION = "location"
     """Attachments: `attachments` holds what was sent (the first decides the kind) and `text`
     the caption, if any."""
+    EVENT = "event"
+    """An event from outside (`POST /api/events`): `event` holds its name, `data` its data
+    (untrusted: check it as typed text). The account is one of the person's; the flow's replies
+    go to the person on every linked platform, as `ctx.tell` does."""
 
 
 ATTACHMENT_KINDS = frozenset(
@@ -112,6 +116,10 @@ class Message:
     keyboard: str | None = None
     """What the sender's client can show of buttons, where the platform says (VK's
     client_info), in the channel's own words; the replies to it carry this along."""
+    event: str = ""
+    """An event's name (Kind.EVENT)."""
+    data: dict[str, Any] = field(default_factory=dict, hash=False)
+    """An event's data: a JSON object (Kind.EVENT)."""
 
     @property
     def platform(self) -> str:

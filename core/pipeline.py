@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from portabot.channels.base import Channel
 from portabot.conversation.engine import Step
 from portabot.features import Effect, EffectRun
-from portabot.messages import Conversation, Delivery, Message, Outcome, Update
+from portabot.messages import Conversation, Delivery, Kind, Message, Outcome, Update
 from portabot.ordering import wait_turn
 from portabot.outbound import REPLY_BUDGET
 from portabot.replies import Reply, split
@@ -27,6 +27,7 @@ from portabot.storage.people import (
     absorb,
     admit,
     lock_person_of,
+    person_of,
     readdress_accounts,
     saving,
 )
@@ -101,7 +102,15 @@ async def process(bot: Bot, channel: Channel, update: Update) -> Outcome:
                 for readdress in (readdress_accounts, readdress_replies):
                     await readdress(conn, update.platform, moved.old_chat_id, moved.new_chat_id)
             return Outcome(duplicate=not fresh)
-        fresh, found = await admit(conn, update.update_id, message.account, now)
+        event = message.kind is Kind.EVENT
+        if event:  # from outside: the update's platform ("api") is not the account's
+            fresh = await record_update(conn, update.platform, update.update_id, now)
+            found = await person_of(conn, message.account) if fresh else None
+            if fresh and found is None:  # gone (merged, purged) since the caller's look-up
+                log.warning("%s event %s: its person is gone", update.platform, update.update_id)
+                return Outcome()
+        else:
+            fresh, found = await admit(conn, update.update_id, message.account, now)
         if not fresh:
             # Only a platform that never got our answer delivers again, but a copy sent while
             # the first was still in hand is no proof of that: the first may yet answer.
@@ -114,13 +123,15 @@ async def process(bot: Bot, channel: Channel, update: Update) -> Outcome:
         conversation = step.conversation
         notice = step.notice
         told = Told()
+        # Keys of an event's messages name the platform: its ids are the caller's, not a chat's.
+        base = f"{update.platform}:{update.update_id}" if event else update.update_id
         carried = tells = 0
         while effects:
             effect = effects.popleft()
             if isinstance(effect, Tell):  # every flow's: no feature, no result
                 if tells == MAX_TELLS:
                     raise RuntimeError(f"the flow told more than {MAX_TELLS} messages at once")
-                key = f"{update.update_id}:tell{tells}"  # the same at every attempt
+                key = f"{base}:tell{tells}"  # the same at every attempt
                 told.extend(await _tell(bot, conn, effect, person.id, key, now))
                 tells += 1
                 continue
@@ -135,6 +146,12 @@ async def process(bot: Bot, channel: Channel, update: Update) -> Outcome:
                 notice = resumed.notice or notice  # a result route may answer the press
                 replies.extend(resumed.replies)
                 effects.extend(resumed.effects)
+        if event:  # no chat to answer: the replies go to the person, as ctx.tell's do
+            for position, reply in enumerate(replies):
+                told.extend(
+                    await _tell(bot, conn, Tell(reply), person.id, f"{base}:{position}", now)
+                )
+            replies, notice = [], None
         outcome, last = await _store_replies(
             conn, channel, update, message, replies, now, notice=notice
         )
@@ -164,7 +181,9 @@ async def give_up(bot: Bot, channel: Channel, update: Update, exc: Exception) ->
             if not await note_failure(conn, update, error, now, give_up_at=attempts):
                 return None
             message, text = update.message, bot.flow.failure_text
-            replies = [Reply(text)] if message is not None and text else []
+            # An event's caller is told (the response); its person asked nothing.
+            asked = message is not None and message.kind is not Kind.EVENT
+            replies = [Reply(text)] if asked and text else []
             outcome, last = await _store_replies(conn, channel, update, message, replies, now)
             await conn.commit_with(*last)
     except Exception as noting:

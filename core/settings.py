@@ -23,6 +23,8 @@ DEFAULT_FLOW = "portabot.builtin:build"
 DEFAULT_DATABASE_URL = "sqlite:///portabot.db"
 SECRET_SHAPE = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
 VK_SECRET_SHAPE = re.compile(r"^[A-Za-z0-9]{1,50}$")
+API_TOKEN_SHAPE = re.compile(r"[\x21-\x7e]{16,256}")
+"""`API_TOKEN`: long enough not to guess, and what an Authorization header carries as it is."""
 LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
 MIN_KEEP_DAYS = 1.0
 """Telegram re-delivers an update for up to a day: an update id forgotten sooner could let a
@@ -283,6 +285,9 @@ class Settings(BaseSettings):
     bot_flow: str = DEFAULT_FLOW
     bot_passphrase: SecretStr | None = None
     session_secret: SecretStr | None = None
+    api_token: SecretStr | None = None
+    """The bearer token of `POST /api/events` (at least 16 characters, no spaces); unset: the
+    endpoint does not exist (404)."""
     public_url: str | None = None
     log_level: str = "INFO"
     bot_name: str = "portabot"
@@ -335,6 +340,13 @@ class Settings(BaseSettings):
             raise ValueError("must be 1-256 characters of A-Z, a-z, 0-9, _ and - (Telegram's rule)")
         return value
 
+    @field_validator("api_token")
+    @classmethod
+    def _api_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not API_TOKEN_SHAPE.fullmatch(value.get_secret_value()):
+            raise ValueError("must be 16 to 256 visible ASCII characters (no spaces)")
+        return value
+
     @field_validator("vk_secret")
     @classmethod
     def _vk_secret(cls, value: SecretStr | None) -> SecretStr | None:
@@ -376,6 +388,7 @@ class Settings(BaseSettings):
         "vk_group_id",
         "bot_passphrase",
         "session_secret",
+        "api_token",
         mode="before",
     )
     @classmethod

@@ -12,12 +12,20 @@ The list of tickets carries a "Close #N" button for each (the first ten: a keybo
 platform shows holds ten). A press's payload is untrusted, as typed text is: `close:N` asks the
 same effect as `/close N`, which closes only an open ticket of the person pressing.
 
+An operator answers through `POST /api/events` (API_TOKEN set): `python -m examples.support
+open` lists the open tickets with their owners' person ids (from DATABASE_URL), and the event
+`{"to": <person id>, "name": "answer", "data": {"ticket": N, "text": "..."}, "id": "<unique>"}`
+tells the owner "Answer to ticket #N: ..." on every platform they linked. The `AnswerTicket`
+effect checks that N is an open ticket of that person; another is answered to nobody (logged),
+and the event is still acknowledged.
+
 Plug it in with BOT_FLOW=examples.support:flow (run from the repository's root); `portabot
 migrate` creates the table.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -38,6 +46,7 @@ from portabot import (
     State,
     Target,
     command,
+    event,
     handles,
     press,
     result,
@@ -46,6 +55,8 @@ from portabot import (
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
+
+log = logging.getLogger("examples.support")
 
 MAX_OPEN = 20
 """Open tickets one person may have: a stranger can't fill the table by opening more."""
@@ -112,6 +123,32 @@ class CloseTicket(Effect[TicketClosed | NoSuchTicket]):
     number: int
 
 
+@dataclass(frozen=True, slots=True)
+class TicketAnswered:
+    number: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class NotAnswered:
+    number: int
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerTicket(Effect[TicketAnswered | NotAnswered]):
+    """An operator's answer to one of this person's open tickets (another is not answered)."""
+
+    number: int
+    text: str
+
+
+_IS_OPEN = Query(
+    "SELECT number FROM support_tickets"
+    " WHERE number = :number AND person_id = :person_id AND closed_at IS NULL"
+)
+_ALL_OPEN = Query(
+    "SELECT number, person_id, text FROM support_tickets WHERE closed_at IS NULL ORDER BY number"
+)
 _COUNT_OPEN = Query(
     "SELECT count(*) FROM support_tickets WHERE person_id = :person_id AND closed_at IS NULL"
 )
@@ -157,6 +194,13 @@ class Tickets(Feature):
             _CLOSE, number=effect.number, person_id=run.person.id, now=run.now
         )
         return NoSuchTicket(effect.number) if closed is None else TicketClosed(closed)
+
+    @handles(AnswerTicket)
+    async def answer(self, run: EffectRun, effect: AnswerTicket) -> TicketAnswered | NotAnswered:
+        found = await run.conn.fetch_val(_IS_OPEN, number=effect.number, person_id=run.person.id)
+        if found is None:
+            return NotAnswered(effect.number)
+        return TicketAnswered(found, effect.text)
 
     @property
     def tables(self) -> Sequence[sa.Table]:
@@ -242,7 +286,8 @@ class Describing(State):
         return Desk if request_ticket(ctx, message.text) else None
 
     def handle(self, ctx: Context, message: Message) -> None:
-        ctx.reply("Describe the problem in one message, or send /cancel.")
+        if message.kind is not Kind.EVENT:  # an event the desk has no route for: no one asked
+            ctx.reply("Describe the problem in one message, or send /cancel.")
 
 
 # Flow-wide: in every state, after the state's own routes.
@@ -328,6 +373,33 @@ def not_found(ctx: Context, missing: NoSuchTicket) -> None:
     ctx.reply(f"You have no open ticket #{missing.number}; /tickets lists yours.")
 
 
+@event("answer")
+def answer(ctx: Context, message: Message) -> None:
+    """An operator's answer (`POST /api/events`): `data` is {"ticket": N, "text": "..."},
+    untrusted as any input; the effect checks the ticket is this person's and open."""
+    number, answer_text = message.data.get("ticket"), message.data.get("text")
+    if type(number) is not int or not 0 < number < 2**31:
+        log.warning("answer event: data.ticket is not a ticket number: nothing sent")
+        return
+    if not isinstance(answer_text, str) or not answer_text.strip() or len(answer_text) > MAX_TEXT:
+        log.warning("answer to ticket #%d: data.text is not 1 to %d characters", number, MAX_TEXT)
+        return
+    ctx.request(AnswerTicket(number, answer_text.strip()))
+
+
+@result(TicketAnswered)
+def answered(ctx: Context, answered: TicketAnswered) -> None:
+    # The step is an event's: the reply goes to the person on every platform they linked.
+    ctx.reply(f"Answer to ticket #{answered.number}: {answered.text}")
+
+
+@result(NotAnswered)
+def not_answered(ctx: Context, refused: NotAnswered) -> None:
+    log.warning(
+        "answer to ticket #%d: not an open ticket of that person, nothing sent", refused.number
+    )
+
+
 def shortened(description: str) -> str:
     return description if len(description) <= SHOWN else description[: SHOWN - 1] + "…"
 
@@ -345,7 +417,40 @@ flow = Flow(
         listed,
         closed,
         not_found,
+        answer,
+        answered,
+        not_answered,
     ],
     features=[Linking(), Tickets()],
     name="support",
 )
+
+
+async def open_tickets(database_url: str) -> list[str]:
+    """`python -m examples.support open`: one line per open ticket, with its owner's person id."""
+    db = Database(database_url, pool_size=1)
+    try:
+        async with db.transaction() as conn:
+            rows = await conn.fetch_all(_ALL_OPEN)
+    finally:
+        await db.close()
+    return [f"#{r['number']} person {r['person_id']}: {shortened(r['text'])}" for r in rows]
+
+
+def main(argv: Sequence[str]) -> int:
+    if list(argv) != ["open"]:
+        print("usage: python -m examples.support open  (the open tickets, from DATABASE_URL)")
+        return 2
+    import asyncio
+
+    from portabot.settings import load_settings
+
+    lines = asyncio.run(open_tickets(load_settings().database_url))
+    print("\n".join(lines) if lines else "no open tickets")
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main(sys.argv[1:]))

@@ -32,6 +32,7 @@ from portabot.conversation.routing import (
     FlowError,
     Route,
     command_route,
+    event_route,
     kind_route,
     marked,
     press_route,
@@ -339,6 +340,9 @@ class Flow:
 
     def press(self, pattern: str | None = None) -> Callable[[F], F]:
         return self._adding(press_route(pattern))
+
+    def event(self, name: str | None = None) -> Callable[[F], F]:
+        return self._adding(event_route(name))
 
     def result(self, kind: type) -> Callable[[F], F]:
         return self._adding(result_route(kind))

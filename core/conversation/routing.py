@@ -1,7 +1,8 @@
 """Routes: what a state, a feature or the whole flow answers, declared by decorators.
 
-`@command`, `@text`, `@on` and `@result` mark a method of a State (or a Feature, or a plain
-function given to the Flow) and return it unchanged; the Flow collects the marks when it is built.
+`@command`, `@text`, `@on`, `@press`, `@event` and `@result` mark a method of a State (or a
+Feature, or a plain function given to the Flow) and return it unchanged; the Flow collects the
+marks when it is built.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ class Route:
     any_text: bool = False
     """Text routes: every text message, even one without text (a photo); else non-empty text."""
     result: type | None = None
+    event: str | None = None
+    """Event routes: the event's name (None: every event)."""
     help: str = ""
     args: str = ""
     """How the command's arguments read in the help (`<code>`)."""
@@ -51,6 +54,8 @@ class Route:
             if self.pattern is None:
                 return True
             return self.pattern.fullmatch(message.payload) or False
+        if self.kind is Kind.EVENT:
+            return self.event is None or self.event == message.event
         if self.kind is not Kind.TEXT or self.any_text:
             return True
         text = message.text.strip()
@@ -105,6 +110,19 @@ def press_route(pattern: str | None) -> Route:
     return replace(text_route(pattern), kind=Kind.PRESS)
 
 
+EVENT_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
+"""An event's name: a short identifier (lower-case letters, digits, `_`, `.`, `-`)."""
+
+
+def event_route(name: str | None) -> Route:
+    if name is not None and (not isinstance(name, str) or not EVENT_NAME.fullmatch(name)):
+        raise FlowError(
+            f"event name {name!r}: 1 to 64 lower-case letters, digits, '_', '.' or '-'"
+            " (starting with a letter or digit)"
+        )
+    return Route(_unset, Kind.EVENT, event=name)
+
+
 def result_route(kind: type) -> Route:
     return Route(_unset, result=kind)
 
@@ -134,6 +152,13 @@ def press(pattern: str | None = None) -> Callable[[F], F]:
     `pattern` (`@press(r"size:(s|m|l)")`, the choice in `ctx.matched[1]`). The payload is
     untrusted (a client can send any): check it against the state, as a typed answer."""
     return _marking(press_route(pattern))
+
+
+def event(name: str | None = None) -> Callable[[F], F]:
+    """An event from outside (`POST /api/events`) of this name (None: any); the handler takes
+    `(ctx, message)` and finds the event's data in `message.data` (untrusted: check it). Its
+    replies go to the person on every platform they linked."""
+    return _marking(event_route(name))
 
 
 def result(kind: type) -> Callable[[F], F]:

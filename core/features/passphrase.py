@@ -23,6 +23,8 @@ class Locked(State):
         self.gate = gate
 
     def handle(self, ctx: Context, message: Message) -> Target:
+        if message.kind is Kind.EVENT:  # from outside, not from the person: neither in nor told
+            return None
         phrase = self.gate.phrase
         if phrase is None or phrase in message.text.casefold():
             return START

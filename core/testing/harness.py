@@ -16,6 +16,8 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
 from portabot.bot import Bot
 from portabot.conversation.engine import Flow
+from portabot.conversation.routing import EVENT_NAME
+from portabot.events import CHANNEL as EVENTS
 from portabot.messages import (
     Account,
     Attachment,
@@ -54,7 +56,8 @@ CHANNELS: dict[str, Any] = {
 async def _process(bot: Bot, update: Update) -> Outcome:
     """The one place the harness meets the pipeline: what the webhook endpoint and the poller do
     with an update once it is parsed (the transaction, effects, merge, the outbox)."""
-    return await process(bot, bot.channels[update.platform], update)
+    channel = EVENTS if update.platform == EVENTS.platform else bot.channels[update.platform]
+    return await process(bot, channel, update)
 
 
 class _GivenSettings(Settings):
@@ -248,6 +251,20 @@ class Speaker:
             press=Press(f"press-{self.harness.update_id()}", message_id),
         )
         return self._deliver(message)
+
+    def event(
+        self, name: str, data: dict[str, Any] | None = None, *, id: str | None = None
+    ) -> Replies:
+        """An event from outside for this account's person, as `POST /api/events` delivers it
+        (`id`: the caller's id; a fresh one by default, the same one twice is acknowledged
+        once). Its replies are messages to the person: in `.told`, not in the list."""
+        if not EVENT_NAME.fullmatch(name):
+            raise ValueError(f"event name {name!r}: 1 to 64 of a-z, 0-9, '_', '.', '-'")
+        message = Message(
+            self.account, Kind.EVENT, at=self.harness.now, event=name, data=dict(data or {})
+        )
+        self._last = Update(EVENTS.platform, id or self.harness.update_id(), message)
+        return self.harness.deliver(self._last)
 
     def _deliver(self, message: Message) -> Replies:
         self._last = Update(self.account.platform, self.harness.update_id(), message)
