@@ -19,7 +19,6 @@ from portabot import __version__
 from portabot.bot import Bot
 from portabot.channels.web import WebChannel
 from portabot.conversation.engine import Flow
-from portabot.events import handle_event
 from portabot.logs import configure_logging
 from portabot.settings import Settings, load_settings, refuse_lost_storage
 from portabot.storage.schema import SchemaBehind
@@ -97,6 +96,8 @@ async def api_events(request: Request) -> Response:
     token = bot.settings.api_token
     if token is None:
         return JSONResponse({"error": "no such endpoint: API_TOKEN is not set"}, status_code=404)
+    from portabot.events import handle_event  # not on the cold path of a bot without the API
+
     return await handle_event(bot, token.get_secret_value(), request)
 
 

@@ -182,6 +182,18 @@ class WebChannel:
                 return found[0], found[1] - now
         return None
 
+    async def over_limit(
+        self, own: list[Limit], now: float, shared: list[Limit] | None = None
+    ) -> Response | None:
+        """The 429 to answer when a request counts past one of its limits (a key this process
+        already knows to be over costs no statement); None when it is within them."""
+        shared = shared or []
+        over = self.remembered([*own, *shared], now) or await hit_now(self._db, own, now, shared)
+        if over is None:
+            return None
+        self.remember(*over, now)
+        return slow_down(*over)
+
     def remember(self, limit: Limit, wait: float, now: float) -> None:
         if len(self._refused) >= REMEMBERED:
             self._refused = {k: v for k, v in self._refused.items() if v[1] > now}
@@ -200,11 +212,9 @@ class WebChannel:
         user_id = self.visitor_of(signer, request)
         address = client_address(request.scope, self._host)
         own, shared = self.limits(address, user_id is None)
-        now = time.time()
-        over = self.remembered([*own, *shared], now) or await hit_now(self._db, own, now, shared)
-        if over is not None:
-            self.remember(*over, now)
-            raise Answered(slow_down(*over))
+        refused = await self.over_limit(own, time.time(), shared)
+        if refused is not None:
+            raise Answered(refused)
         user_id = user_id or secrets.token_urlsafe(16)
         client_id = incoming.id or secrets.token_hex(16)
         update_id = hashlib.sha256(f"{user_id}:{client_id}".encode()).hexdigest()[:40]
@@ -236,11 +246,9 @@ class WebChannel:
             return JSONResponse(answer([]), headers=NOT_STORED)
         address = client_address(request.scope, self._host)
         limit = Limit(f"web-inbox:{address}", self._inbox_per_address, 60)
-        now = time.time()
-        over = self.remembered([limit], now) or await hit_now(self._db, [limit], now)
-        if over is not None:
-            self.remember(*over, now)
-            return slow_down(*over)
+        refused = await self.over_limit([limit], time.time())
+        if refused is not None:
+            return refused
         waiting = await collect_inbox(self._db, user_id)
         return JSONResponse(answer(waiting), headers=NOT_STORED)
 
