@@ -144,3 +144,29 @@ limits = sa.Table(
 )
 """Hits in the current fixed window per key (`web:<address>`, `web`, a feature's own, …): the
 limits that must hold across workers and containers. `portabot maintain` drops old windows."""
+
+jobs = sa.Table(
+    "jobs",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("kind", sa.String(8), nullable=False),  # timer, reply (sent later) or call
+    sa.Column("person_id", sa.BigInteger, nullable=False),
+    # The account whose chat the work answers (where the step that asked for it came from).
+    sa.Column("platform", sa.String(16), nullable=False),
+    sa.Column("user_id", sa.String(64), nullable=False),
+    sa.Column("chat_id", sa.String(64), nullable=False),
+    sa.Column("thread_id", sa.String(64), nullable=True),
+    sa.Column("name", sa.String(64), nullable=False),  # the timer's or the service's name
+    sa.Column("key", sa.String(128), nullable=False),
+    sa.Column("data", sa.Text, nullable=False),  # JSON: a timer's data, a reply, a call's args
+    sa.Column("due_at", Timestamp, nullable=False),
+    sa.Column("leased_until", Timestamp, nullable=True),  # a runner holds it until then
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("last_error", sa.String(200), nullable=True),
+    sa.Column("outcome", sa.Text, nullable=True),  # a call's result (or failure), once it came
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.UniqueConstraint("person_id", "key", name="uq_jobs_key"),
+    sa.Index("ix_jobs_due_at", "due_at"),
+)
+"""Timers, replies sent later and outside calls, until done (then deleted). A person has one
+job per key: a timer asked for again replaces the one of its key."""
