@@ -73,7 +73,7 @@ async def maintain(
         failed = await purge_failed_updates(db, now - max(keep, GAVE_UP_KEPT))
         inline = await purge_inline_replies(db, now - DAY)
         web = await purge_web_updates(db, now - DAY)
-        owned = [t.name for f in features for t in f.tables if "person_id" in t.columns]
+        owned = ["jobs", *(t.name for f in features for t in f.tables if "person_id" in t.columns)]
         visitors = await purge_idle_visitors(db, now - keep_visitors_days * DAY, owned)
         inbox = await purge_inbox(db, now - keep_visitors_days * DAY)  # after the visitors
         limits = await purge_limits(db, now - HOUR)  # the longest window is an hour

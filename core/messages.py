@@ -10,6 +10,7 @@ from typing import Any
 from portabot.replies import Reply
 
 __all__ = [
+    "UNSENT_KINDS",
     "Account",
     "Attachment",
     "ChatMoved",
@@ -50,7 +51,19 @@ class Kind(enum.Enum):
     """An event from outside (`POST /api/events`): `event` holds its name, `data` its data
     (untrusted: check it as typed text). The account is one of the person's; the flow's replies
     go to the person on every linked platform, as `ctx.tell` does."""
+    TIMER = "timer"
+    """A timer the flow set (`ctx.wake`) is due: `event` holds its name, `data` the data it was
+    set with. The account is the one whose step set it: replies go to that chat."""
+    RETURNED = "returned"
+    """An outside call (`ctx.call`) came back: `event` holds the service's name, `result` what
+    it returned. Replies go to the chat of the step that asked."""
+    FAILED = "failed"
+    """An outside call failed every attempt: `event` holds the service's name, `error` why."""
 
+
+UNSENT_KINDS = frozenset({Kind.EVENT, Kind.TIMER, Kind.RETURNED, Kind.FAILED})
+"""Kinds nobody sent in a chat (an event, a timer, a call's result): named (`event`), routed by
+name, and no sign of the person being there."""
 
 ATTACHMENT_KINDS = frozenset(
     {Kind.PHOTO, Kind.VIDEO, Kind.DOCUMENT, Kind.AUDIO, Kind.VOICE, Kind.STICKER, Kind.LOCATION}
@@ -117,13 +130,25 @@ class Message:
     """What the sender's client can show of buttons, where the platform says (VK's
     client_info), in the channel's own words; the replies to it carry this along."""
     event: str = ""
-    """An event's name (Kind.EVENT)."""
+    """An event's name (Kind.EVENT), a timer's (Kind.TIMER), a service's (Kind.RETURNED and
+    Kind.FAILED)."""
     data: dict[str, Any] = field(default_factory=dict, hash=False)
-    """An event's data: a JSON object (Kind.EVENT)."""
+    """An event's data (Kind.EVENT), a timer's (Kind.TIMER): a JSON object; for a call,
+    `{"result": ...}` or `{"error": "..."}` (read them as `result` and `error`)."""
 
     @property
     def platform(self) -> str:
         return self.account.platform
+
+    @property
+    def result(self) -> Any:
+        """What the service returned (Kind.RETURNED): any JSON value."""
+        return self.data.get("result")
+
+    @property
+    def error(self) -> str:
+        """Why the call failed (Kind.FAILED), as the last attempt's exception says."""
+        return str(self.data.get("error", ""))
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,6 +248,8 @@ class Outcome:
     the web inbox."""
     given_up: bool = False
     """The flow failed on the update too often: it is acknowledged, the replies say so."""
+    calls: int = 0
+    """Outside calls the update stored (`ctx.call`), to run once it has committed."""
 
 
 def parse_command(text: str, bot_username: str | None = None) -> tuple[str, str] | None:

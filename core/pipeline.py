@@ -14,13 +14,15 @@ from typing import TYPE_CHECKING, Any
 
 from portabot.channels.base import Channel
 from portabot.conversation.engine import Step
+from portabot.effects import CoreEffect, Storing
 from portabot.features import Effect, EffectRun
-from portabot.messages import Conversation, Delivery, Kind, Message, Outcome, Update
+from portabot.messages import UNSENT_KINDS, Conversation, Delivery, Kind, Message, Outcome, Update
 from portabot.ordering import wait_turn
 from portabot.outbound import REPLY_BUDGET
 from portabot.replies import Reply, split
 from portabot.storage.database import Conn, Statement
 from portabot.storage.failures import note_failure
+from portabot.storage.inbox import add_to_inbox
 from portabot.storage.outbox import add_to_outbox, readdress_replies
 from portabot.storage.people import (
     Person,
@@ -32,7 +34,7 @@ from portabot.storage.people import (
     saving,
 )
 from portabot.storage.replies import forget_replies, remembering, take_replies
-from portabot.storage.telling import Told, tell
+from portabot.storage.telling import Told
 from portabot.storage.updates import record_update
 from portabot.telling import Tell
 
@@ -43,10 +45,10 @@ log = logging.getLogger("portabot.pipeline")
 
 MAX_EFFECTS = 16
 """Effects one update may cause (a guard against a flow that keeps asking)."""
-MAX_TELLS = 64
-"""Messages to a person (`ctx.tell`) one update may store: they ask for no result, so they do not
-count as effects, but each is rows in the update's transaction (many people at once is a
-broadcast's job, not one step's)."""
+MAX_STORED = 64
+"""Messages to a person, timers and outside calls (the core effects) one update may store: they
+ask for no result, so they do not count as effects, but each is rows in the update's transaction
+(many people at once is a broadcast's job, not one step's)."""
 MAX_FAILURES = 3
 """Deliveries of one update the flow may fail on before it is given up (on a channel that
 delivers again; on one that does not, the first failure gives it up)."""
@@ -102,12 +104,12 @@ async def process(bot: Bot, channel: Channel, update: Update) -> Outcome:
                 for readdress in (readdress_accounts, readdress_replies):
                     await readdress(conn, update.platform, moved.old_chat_id, moved.new_chat_id)
             return Outcome(duplicate=not fresh)
-        event = message.kind is Kind.EVENT
-        if event:  # from outside: the update's platform ("api") is not the account's
+        unsent = message.kind in UNSENT_KINDS
+        if unsent:  # an event, a timer, a call: the update's platform is not the account's
             fresh = await record_update(conn, update.platform, update.update_id, now)
             found = await person_of(conn, message.account) if fresh else None
-            if fresh and found is None:  # gone (merged, purged) since the caller's look-up
-                log.warning("%s event %s: its person is gone", update.platform, update.update_id)
+            if fresh and found is None:  # gone (merged, purged) since it was asked for
+                log.warning("%s update %s: its person is gone", update.platform, update.update_id)
                 return Outcome()
         else:
             fresh, found = await admit(conn, update.update_id, message.account, now)
@@ -122,18 +124,20 @@ async def process(bot: Bot, channel: Channel, update: Update) -> Outcome:
         effects = deque(step.effects)
         conversation = step.conversation
         notice = step.notice
-        told = Told()
-        # Keys of an event's messages name the platform: its ids are the caller's, not a chat's.
-        base = f"{update.platform}:{update.update_id}" if event else update.update_id
-        carried = tells = 0
+        base = key_base(update)
+        storing = Storing(bot, conn, person.id, message.account, base, now, Told())
+        stored = carried = 0
         while effects:
             effect = effects.popleft()
-            if isinstance(effect, Tell):  # every flow's: no feature, no result
-                if tells == MAX_TELLS:
-                    raise RuntimeError(f"the flow told more than {MAX_TELLS} messages at once")
-                key = f"{base}:tell{tells}"  # the same at every attempt
-                told.extend(await _tell(bot, conn, effect, person.id, key, now))
-                tells += 1
+            if isinstance(effect, CoreEffect):  # every flow's: no feature, no result
+                if stored == MAX_STORED:
+                    raise RuntimeError(
+                        f"the flow asked for more than {MAX_STORED} messages, timers and calls"
+                    )
+                # Keys are the same at every attempt; the person may have changed (a merge).
+                storing.person_id, storing.key = person.id, f"{base}:e{stored}"
+                await effect.store(storing)
+                stored += 1
                 continue
             carried += 1
             if carried > MAX_EFFECTS:
@@ -146,17 +150,20 @@ async def process(bot: Bot, channel: Channel, update: Update) -> Outcome:
                 notice = resumed.notice or notice  # a result route may answer the press
                 replies.extend(resumed.replies)
                 effects.extend(resumed.effects)
-        if event:  # no chat to answer: the replies go to the person, as ctx.tell's do
+        if message.kind is Kind.EVENT:  # no chat to answer: the replies go to the person
             for position, reply in enumerate(replies):
-                told.extend(
-                    await _tell(bot, conn, Tell(reply), person.id, f"{base}:{position}", now)
-                )
+                storing.key = f"{base}:{position}"
+                await Tell(reply).store(storing)
             replies, notice = [], None
+        for note in storing.notes:
+            log.warning("%s update %s: %s", update.platform, update.update_id, note)
+        told = storing.told
         outcome, last = await _store_replies(
             conn, channel, update, message, replies, now, notice=notice
         )
         outcome.later.extend(told.sent)
         outcome.told = told.every
+        outcome.calls = storing.calls
         seen_long_ago = person.updated_at < now - SEEN_EVERY
         if person.id != first.id or conversation != first.conversation or seen_long_ago:
             last.append(saving(person.id, conversation, now))
@@ -233,12 +240,14 @@ async def _store_replies(
     statement returned to ride with the COMMIT), the rest go to the outbox."""
     if message is None:
         return Outcome(), []
-    platform, chat, thread = update.platform, message.account.chat_id, message.account.thread_id
+    account = message.account
+    platform, chat, thread = account.platform, account.chat_id, account.thread_id
     press, keyboard = message.press, message.keyboard
     deliveries: list[Delivery] = []
     # Keys are `update_id:position`, the same at every attempt (VK drops repeats by them).
+    base = key_base(update)
     if press is not None and press.answer:
-        key = f"{update.update_id}:0"
+        key = f"{base}:0"
         answer = Delivery(platform, chat, notice or "", key, None, thread, None, None, press.answer)
         deliveries.append(answer)
     editing = press.message_id if press is not None else None
@@ -247,7 +256,7 @@ async def _store_replies(
             edit_id = editing if piece.edit else None
             editing = None if edit_id is not None else editing  # one edit: the rest are new
             whole = None if piece.plain_only else piece
-            key = f"{update.update_id}:{len(deliveries)}"
+            key = f"{base}:{len(deliveries)}"
             deliveries.append(
                 Delivery(
                     platform, chat, piece.text, key, None, thread, whole, edit_id, None, keyboard
@@ -270,9 +279,20 @@ async def _store_replies(
         ):
             inline, rest = [], deliveries
             break
-    later = await add_to_outbox(conn, rest, now)
+    # A web visitor's page collects what its own response did not carry (a timer's replies).
+    await add_to_inbox(conn, [d for d in rest if d.platform == "web"], now)
+    later = await add_to_outbox(conn, [d for d in rest if d.platform != "web"], now)
     kept = [remembering(update, inline, now)] if channel.inline_replies and inline else []
     return Outcome(inline=inline, later=later), kept
+
+
+def key_base(update: Update) -> str:
+    """What the keys of an update's replies start with: its id, and where that id is not a
+    chat's own (an event's, a timer's, a call's) its platform too, so that no two collide."""
+    message = update.message
+    if message is None or message.account.platform == update.platform:
+        return update.update_id
+    return f"{update.platform}:{update.update_id}"
 
 
 async def _carry_out(
@@ -306,20 +326,6 @@ async def _carry_out(
         run.conversation, result, platforms=run.person.platforms, now=now, message=message
     )
     return run.person, run.conversation, step
-
-
-async def _tell(bot: Bot, conn: Conn, effect: Tell, current: int, key: str, now: float) -> Told:
-    """Store a message to a person (`ctx.tell`: the current one unless it names another) in the
-    update's transaction."""
-    person_id = current if effect.person is None else effect.person
-    told = await tell(conn, person_id, effect.reply, key, now, bot.channels, effect.platforms)
-    if told.skipped:
-        log.warning(
-            "message to person %d not stored for %s: no channel configured",
-            person_id,
-            ", ".join(told.skipped),
-        )
-    return told
 
 
 def is_database_error(exc: BaseException) -> bool:

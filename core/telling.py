@@ -4,16 +4,21 @@ chat is the user id; `accounts.chat_id` may be a group the account was first see
 chat to the visitor's inbox. Stored in the caller's transaction: Telegram and VK in the outbox,
 sent after the commit; the web in the inbox, collected by the visitor's page.
 
-A flow asks with `ctx.tell(...)` (the `Tell` effect, which the pipeline carries out itself, since
-every flow has it); the operator with `portabot notify`. Storing them: storage/telling.py."""
+A flow asks with `ctx.tell(...)` (the `Tell` effect, a core effect: the pipeline carries it out
+itself, since every flow has it); the operator with `portabot notify`. Storing them:
+storage/telling.py."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from portabot.features import Effect
+from portabot.effects import CoreEffect
 from portabot.replies import Reply, ReplyError
+
+if TYPE_CHECKING:
+    from portabot.effects import Storing
 
 PLATFORMS = ("telegram", "vk", "web")
 """The platforms a message to a person can go to."""
@@ -25,13 +30,34 @@ class TellError(LookupError):
 
 
 @dataclass(frozen=True, slots=True)
-class Tell(Effect[None]):
+class Tell(CoreEffect):
     """`ctx.tell(...)`: a message to a person (None: the one whose update this is) on every
     platform they linked, or only on `platforms`. Carried out by the pipeline; no result."""
 
     reply: Reply
     platforms: tuple[str, ...] | None = None
     person: int | None = None
+
+    async def store(self, storing: Storing) -> None:
+        from portabot.storage.telling import tell
+
+        person_id = storing.person_id if self.person is None else self.person
+        bot = storing.bot
+        told = await tell(
+            storing.conn,
+            person_id,
+            self.reply,
+            storing.key,
+            storing.now,
+            bot.channels,
+            self.platforms,
+        )
+        if told.skipped:
+            storing.notes.append(
+                f"message to person {person_id} not stored for {', '.join(told.skipped)}:"
+                " no channel configured"
+            )
+        storing.told.extend(told)
 
 
 def check_tell_args(platforms: Sequence[str] | None, person: int | None) -> tuple[str, ...] | None:

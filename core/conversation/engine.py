@@ -23,18 +23,22 @@ import inspect
 import json
 import math
 import re
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import date, time, timedelta
-from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeAlias, TypeVar
+from datetime import date, datetime, time, timedelta
+from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeAlias, TypeVar, cast
 
+from portabot import timers
+from portabot.calls import MAX_ARGS_BYTES, Call, Service
 from portabot.conversation.routing import (
     FlowError,
     Route,
+    check_name,
     command_route,
     event_route,
     kind_route,
     marked,
+    named_route,
     press_route,
     result_route,
     routes_of,
@@ -50,6 +54,7 @@ if TYPE_CHECKING:
     from portabot.settings import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
+S = TypeVar("S", bound=Service)
 
 MAX_NAME = 64
 """The longest state name: `people.state` is a String(64)."""
@@ -145,6 +150,50 @@ class Context:
         named = check_tell_args(platforms, person)
         reply = Reply.of(*parts, buttons=buttons, image=image)
         self.effects.append(Tell(reply, named, person))
+
+    def wake(
+        self,
+        name: str,
+        *,
+        at: float | datetime | None = None,
+        after: float | timedelta | None = None,
+        data: dict[str, Any] | None = None,
+        key: str | None = None,
+    ) -> None:
+        """Step the flow again `after` seconds (or a timedelta), or `at` a time (Unix seconds or an
+        aware datetime): a Kind.TIMER message named `name`, with `data` in `message.data`, routed
+        by `@timer(name)`; its replies go to this chat. One timer per `key` (the name unless
+        given): asking again replaces it, `ctx.cancel(key)` drops it. Fires once, within a tick
+        of the time (every minute, or a running server's TICK_SECONDS)."""
+        self.effects.append(timers.wake(name, self.now, at, after, data, key))
+
+    def later(
+        self,
+        *parts: Part,
+        at: float | datetime | None = None,
+        after: float | timedelta | None = None,
+        buttons: Rows | None = None,
+        image: str | None = None,
+        key: str | None = None,
+    ) -> None:
+        """Send this reply to this chat later (`after` or `at`, as `wake`), with no step; with a
+        `key`, asking again replaces it and `ctx.cancel(key)` drops it."""
+        reply = Reply.of(*parts, buttons=buttons, image=image)
+        due = timers.due_time(self.now, at, after)
+        checked = None if key is None else timers.check_key(key)
+        self.effects.append(timers.Later(reply, due, checked))
+
+    def cancel(self, key: str) -> None:
+        """Drop the timer or reply sent later of this key (nothing happens if there is none)."""
+        self.effects.append(timers.Cancel(timers.check_key(key)))
+
+    def call(self, service: str, **args: Any) -> None:
+        """Call the flow's outside service `service` with these keyword arguments after this step
+        commits (`Flow(services={...})` or `@flow.service(name)`); what it returns comes back as
+        a Kind.RETURNED message (`@returned(service)`, `message.result`), a failure after every
+        retry as Kind.FAILED (`@failed(service)`, `message.error`). Once per update: a
+        re-delivery calls nothing again. Reply now to say that an answer is coming."""
+        self.effects.append(self.flow.calling(service, args))
 
     def notice(self, text: str) -> None:
         """The short note a platform shows for the press being handled (a toast, a snackbar)."""
@@ -266,8 +315,13 @@ class Flow:
         name: str | None = None,
         max_state_bytes: int | None = None,
         initial: type[State] | State | str | None = None,
+        services: Mapping[str, Service] | None = None,
     ) -> None:
         self.features: tuple[Feature, ...] = tuple(features)
+        self.services: dict[str, Service] = {}
+        """The outside calls `ctx.call` may ask for, by name."""
+        for service_name, function in (services or {}).items():
+            self.service(service_name)(function)
         self.failure_text = failure_text
         """The reply a person gets when an update of theirs is given up (the pipeline sends it)."""
         self.name = name or type(self).__name__
@@ -344,8 +398,58 @@ class Flow:
     def event(self, name: str | None = None) -> Callable[[F], F]:
         return self._adding(event_route(name))
 
+    def timer(self, name: str | None = None) -> Callable[[F], F]:
+        return self._adding(named_route(Kind.TIMER, name))
+
+    def returned(self, name: str | None = None) -> Callable[[F], F]:
+        return self._adding(named_route(Kind.RETURNED, name))
+
+    def failed(self, name: str | None = None) -> Callable[[F], F]:
+        return self._adding(named_route(Kind.FAILED, name))
+
     def result(self, kind: type) -> Callable[[F], F]:
         return self._adding(result_route(kind))
+
+    def service(self, name: str) -> Callable[[S], S]:
+        """`@flow.service("weather")` on `async def weather(city: str) -> dict`: an outside call
+        `ctx.call("weather", city=...)` may ask for (a deployment may register its own)."""
+        check_name("service", name)
+
+        def add(function: S) -> S:
+            if not inspect.iscoroutinefunction(cast(Any, function)):  # kept as typed: S
+                raise FlowError(f"service {name!r}: an `async def` function, not {function!r}")
+            if name in self.services:
+                raise FlowError(f"two services are named {name!r}")
+            self.services[name] = function
+            return function
+
+        return add
+
+    def calling(self, name: str, args: dict[str, Any]) -> Call:
+        """The checked Call effect for `ctx.call` (FlowError or ReplyError naming what is
+        wrong): the service is registered, the flow answers what it returns, the arguments are
+        JSON and not too big."""
+        if name not in self.services:
+            known = ", ".join(sorted(self.services)) or "none"
+            raise FlowError(
+                f"no service {name!r} (registered: {known}): add it with Flow(services="
+                f"{{{name!r}: function}}) or @flow.service({name!r})"
+            )
+        if not self._answers(name):
+            raise FlowError(
+                f"nothing answers service {name!r}: add a @returned({name!r}) route (and a "
+                f"@failed({name!r}) one, or the person gets the flow's failure text)"
+            )
+        timers.check_data(args, MAX_ARGS_BYTES, f"the arguments of {name!r}")
+        return Call(name, args)
+
+    def _answers(self, name: str) -> bool:
+        tables = [*self._tables.values(), self._own, self._featured]
+        return any(
+            route.kind is Kind.RETURNED and route.event in (None, name)
+            for table in tables
+            for route in table.messages
+        )
 
     def _adding(self, route: Route) -> Callable[[F], F]:
         def add(function: F) -> F:
@@ -427,7 +531,12 @@ class Flow:
         if state is None:
             await _call(ctx.state.enter, ctx)
         route, ctx.match = self._route(ctx.state, message)
-        handler = route.handler if route is not None else ctx.state.handle
+        if route is not None:
+            handler = route.handler
+        elif message.kind is Kind.FAILED:  # nothing answers it: the person is not left waiting
+            handler = _tell_failure
+        else:
+            handler = ctx.state.handle
         return await self._finish(ctx, handler, await _call(handler, ctx, message))
 
     async def resume(
@@ -450,7 +559,7 @@ class Flow:
 
     def check(self, data: dict[str, Any]) -> None:
         """Raise StateError unless `data` comes back from JSON as it is and fits the limit."""
-        _check_json(data)
+        check_json(data)
         encoded = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
         if len(encoded) * 4 <= self.max_state_bytes:
             return  # even all four-byte characters would fit
@@ -556,6 +665,10 @@ def _feature_states(feature: Feature) -> list[State]:
     return [*feature.states, *([feature.entry] if feature.entry is not None else [])]
 
 
+def _tell_failure(ctx: Context, message: Message) -> None:
+    ctx.reply(ctx.flow.failure_text)
+
+
 def _name(handler: Callable[..., Any]) -> str:
     return getattr(handler, "__qualname__", repr(handler))
 
@@ -627,10 +740,12 @@ def _walk(value: object) -> None:
     raise _Bad(_why(value))
 
 
-def _check_json(data: dict[str, Any]) -> None:
+def check_json(data: object, what: str = "ctx.data") -> None:
+    """Raise StateError unless `data` comes back from JSON as it is, naming the part that does
+    not (`what` names the whole)."""
     try:
         _walk(data)
     except _Bad as bad:
-        raise StateError(f"ctx.data{''.join(reversed(bad.path))}: {bad.why}") from None
+        raise StateError(f"{what}{''.join(reversed(bad.path))}: {bad.why}") from None
     except RecursionError:
-        raise StateError("ctx.data is nested too deeply (or contains itself)") from None
+        raise StateError(f"{what} is nested too deeply (or contains itself)") from None

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
-from portabot.messages import Kind, Message
+from portabot.messages import UNSENT_KINDS, Kind, Message
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -38,7 +38,7 @@ class Route:
     """Text routes: every text message, even one without text (a photo); else non-empty text."""
     result: type | None = None
     event: str | None = None
-    """Event routes: the event's name (None: every event)."""
+    """Event, timer and call routes: the event's, timer's or service's name (None: every one)."""
     help: str = ""
     args: str = ""
     """How the command's arguments read in the help (`<code>`)."""
@@ -54,7 +54,7 @@ class Route:
             if self.pattern is None:
                 return True
             return self.pattern.fullmatch(message.payload) or False
-        if self.kind is Kind.EVENT:
+        if self.kind in UNSENT_KINDS:
             return self.event is None or self.event == message.event
         if self.kind is not Kind.TEXT or self.any_text:
             return True
@@ -114,13 +114,24 @@ EVENT_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
 """An event's name: a short identifier (lower-case letters, digits, `_`, `.`, `-`)."""
 
 
-def event_route(name: str | None) -> Route:
-    if name is not None and (not isinstance(name, str) or not EVENT_NAME.fullmatch(name)):
+def check_name(what: str, name: object) -> str:
+    """An event's, timer's or service's name, or FlowError saying what one is."""
+    if not isinstance(name, str) or not EVENT_NAME.fullmatch(name):
         raise FlowError(
-            f"event name {name!r}: 1 to 64 lower-case letters, digits, '_', '.' or '-'"
+            f"{what} name {name!r}: 1 to 64 lower-case letters, digits, '_', '.' or '-'"
             " (starting with a letter or digit)"
         )
-    return Route(_unset, Kind.EVENT, event=name)
+    return name
+
+
+def named_route(kind: Kind, name: str | None) -> Route:
+    """A route of a kind nobody sent (an event, a timer, a call's result), by name."""
+    what = {Kind.EVENT: "event", Kind.TIMER: "timer"}.get(kind, "service")
+    return Route(_unset, kind, event=None if name is None else check_name(what, name))
+
+
+def event_route(name: str | None) -> Route:
+    return named_route(Kind.EVENT, name)
 
 
 def result_route(kind: type) -> Route:
@@ -159,6 +170,26 @@ def event(name: str | None = None) -> Callable[[F], F]:
     `(ctx, message)` and finds the event's data in `message.data` (untrusted: check it). Its
     replies go to the person on every platform they linked."""
     return _marking(event_route(name))
+
+
+def timer(name: str | None = None) -> Callable[[F], F]:
+    """A timer of this name (`ctx.wake(name, after=...)`) is due (None: any); the handler takes
+    `(ctx, message)` and finds the data it was set with in `message.data`. Its replies go to the
+    chat where it was set."""
+    return _marking(named_route(Kind.TIMER, name))
+
+
+def returned(name: str | None = None) -> Callable[[F], F]:
+    """An outside call to this service (`ctx.call(name, ...)`) came back; the handler takes
+    `(ctx, message)` and finds what the service returned in `message.result`. Its replies go to
+    the chat of the step that asked."""
+    return _marking(named_route(Kind.RETURNED, name))
+
+
+def failed(name: str | None = None) -> Callable[[F], F]:
+    """An outside call to this service failed every attempt; the handler takes `(ctx, message)`,
+    `message.error` says why. Without one, the person gets the flow's failure text."""
+    return _marking(named_route(Kind.FAILED, name))
 
 
 def result(kind: type) -> Callable[[F], F]:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from portabot.conversation.engine import START, Context, State, Target
 from portabot.features import Feature
-from portabot.messages import Kind, Message
+from portabot.messages import UNSENT_KINDS, Kind, Message
 
 if TYPE_CHECKING:
     from portabot.settings import Settings
@@ -23,7 +23,7 @@ class Locked(State):
         self.gate = gate
 
     def handle(self, ctx: Context, message: Message) -> Target:
-        if message.kind is Kind.EVENT:  # from outside, not from the person: neither in nor told
+        if message.kind in UNSENT_KINDS:  # not from the person: neither let in nor told
             return None
         phrase = self.gate.phrase
         if phrase is None or phrase in message.text.casefold():

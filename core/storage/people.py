@@ -137,9 +137,12 @@ def saving(person_id: int, conversation: Conversation, now: float) -> Statement:
 
 
 async def absorb(conn: Conn, kept: int, absorbed: int) -> None:
-    """Move every account of `absorbed` to `kept` and delete `absorbed` (both locked by us; the
-    features have moved or dropped their rows of `absorbed` first)."""
+    """Move every account and job of `absorbed` to `kept` and delete `absorbed` (both locked by
+    us; the features have moved or dropped their rows of `absorbed` first)."""
+    from portabot.storage.jobs import move_jobs
+
     await conn.execute(_MOVE_ACCOUNTS, kept=kept, absorbed=absorbed)
+    await move_jobs(conn, kept, absorbed)
     await conn.execute(_DELETE, id=absorbed)
 
 
