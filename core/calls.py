@@ -23,12 +23,24 @@ Service = Callable[..., Awaitable[Any]]
 """An outside call: `async def weather(city: str) -> dict`, called with the keyword arguments
 the flow gave `ctx.call`; what it returns must be JSON (a dict, a list, a str, a number)."""
 
+TIMEOUT = 60.0
+"""Seconds a service may take by default (a language model's long answer fits)."""
+MAX_TIMEOUT = 600.0
+"""The longest a service may be given: a runner holds the call that long and more."""
 MAX_ARGS_BYTES = 16 * 1024
 """A call's arguments as JSON (a prompt for a language model fits; a file does not)."""
 ATTEMPTS = 4
 """Tries before a call comes back as Kind.FAILED."""
 MAX_RESULT_BYTES = 64 * 1024
 """What a service may return, as JSON: it is stored, then read in the person's next step."""
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    """A service as the flow registered it."""
+
+    function: Service
+    timeout: float = TIMEOUT
 
 
 def retry_after(attempt: int) -> float:

@@ -25,17 +25,15 @@ from typing import TYPE_CHECKING, Any
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
-from portabot.channels.base import Rejected, read_json
+from portabot.channels.base import Rejected, Unanswered, read_json
 from portabot.conversation.routing import EVENT_NAME
-from portabot.messages import Account, Delivery, Kind, Message, Update
+from portabot.messages import Account, Kind, Message, Update
 from portabot.pipeline import is_database_error, run_update
 from portabot.storage.database import Conn, Query
 from portabot.storage.schema import SchemaBehind
 from portabot.telling import PLATFORMS
 
 if TYPE_CHECKING:
-    from aiohttp import ClientSession
-
     from portabot.bot import Bot
 
 log = logging.getLogger("portabot.events")
@@ -79,31 +77,9 @@ class Event:
         return f"{self.platform}:{self.user_id}"
 
 
-class ApiChannel:
-    """The channel of events: the caller retries what was not acknowledged (a 503), and nothing
-    rides in the response (the replies go to the person, not to the caller)."""
-
-    platform = PLATFORM
-    inline_replies = 0
-    redelivers = True
-    in_order = True  # one event is no sender's turn in a chat: nothing to wait for
-    max_text = None
-    max_caption = None
-
-    def rides_inline(self, delivery: Delivery) -> bool:
-        return False
-
-    async def receive(self, request: Request) -> Update:
-        raise NotImplementedError("events are read by portabot.events.handle_event")
-
-    def respond(self, update: Update, inline: list[Delivery]) -> Response:
-        raise NotImplementedError("events are answered by portabot.events.handle_event")
-
-    async def send(self, session: ClientSession, delivery: Delivery) -> None:
-        raise NotImplementedError("nothing is sent to the api platform")
-
-
-CHANNEL = ApiChannel()
+CHANNEL = Unanswered(PLATFORM)
+"""Events: the caller retries what was not acknowledged (a 503); the replies go to the person,
+not to the caller."""
 
 
 def authorized(request: Request, token: str) -> str | None:

@@ -243,6 +243,8 @@ class Outcome:
     later: list[Delivery] = field(default_factory=list)
     """Replies stored in the outbox, to send through the platform's API (messages to a person
     among them, after the replies)."""
+    kept: list[Delivery] = field(default_factory=list)
+    """Replies kept in a web visitor's inbox (no response of theirs carries them: a timer's)."""
     told: list[Delivery] = field(default_factory=list)
     """Messages to a person the update stored (`ctx.tell`): those in `later`, and those kept in
     the web inbox."""

@@ -158,7 +158,7 @@ async def process(bot: Bot, channel: Channel, update: Update) -> Outcome:
         for note in storing.notes:
             log.warning("%s update %s: %s", update.platform, update.update_id, note)
         told = storing.told
-        outcome, last = await _store_replies(
+        outcome, last = await store_replies(
             conn, channel, update, message, replies, now, notice=notice
         )
         outcome.later.extend(told.sent)
@@ -191,7 +191,7 @@ async def give_up(bot: Bot, channel: Channel, update: Update, exc: Exception) ->
             # An event's caller is told (the response); its person asked nothing.
             asked = message is not None and message.kind is not Kind.EVENT
             replies = [Reply(text)] if asked and text else []
-            outcome, last = await _store_replies(conn, channel, update, message, replies, now)
+            outcome, last = await store_replies(conn, channel, update, message, replies, now)
             await conn.commit_with(*last)
     except Exception as noting:
         log.error(
@@ -224,7 +224,7 @@ async def keep_for_later(bot: Bot, update: Update, replies: list[Delivery]) -> N
         log.error("reply for a platform that stopped waiting not kept: %s", type(exc).__name__)
 
 
-async def _store_replies(
+async def store_replies(
     conn: Conn,
     channel: Channel,
     update: Update,
@@ -280,10 +280,11 @@ async def _store_replies(
             inline, rest = [], deliveries
             break
     # A web visitor's page collects what its own response did not carry (a timer's replies).
-    await add_to_inbox(conn, [d for d in rest if d.platform == "web"], now)
+    waiting = [d for d in rest if d.platform == "web"]
+    await add_to_inbox(conn, waiting, now)
     later = await add_to_outbox(conn, [d for d in rest if d.platform != "web"], now)
     kept = [remembering(update, inline, now)] if channel.inline_replies and inline else []
-    return Outcome(inline=inline, later=later), kept
+    return Outcome(inline=inline, later=later, kept=waiting), kept
 
 
 def key_base(update: Update) -> str:

@@ -90,6 +90,34 @@ class Channel(Protocol):
         """Send one reply through the platform's API; raises ApiError."""
 
 
+class Unanswered:
+    """The channel of updates no platform waits on (an event from outside, a timer, a call's
+    result): nothing rides in a response (replies go through the account's platform: its API,
+    or a web visitor's inbox), cut to `like`'s lengths; a step that failed is tried again (the
+    caller retries, or a later run)."""
+
+    inline_replies = 0
+    redelivers = True
+    in_order = True  # no sender's turn to wait for
+
+    def __init__(self, platform: str, like: Channel | None = None) -> None:
+        self.platform = platform
+        self.max_text = like.max_text if like is not None else None
+        self.max_caption = like.max_caption if like is not None else None
+
+    def rides_inline(self, delivery: Delivery) -> bool:
+        return False
+
+    async def receive(self, request: Request) -> Update:
+        raise NotImplementedError(f"{self.platform} updates are not received over HTTP here")
+
+    def respond(self, update: Update, inline: list[Delivery]) -> Response:
+        raise NotImplementedError(f"{self.platform} updates are not answered over HTTP")
+
+    async def send(self, session: ClientSession, delivery: Delivery) -> None:
+        raise AssertionError(f"replies go through their account's channel, not {self.platform}")
+
+
 async def read_json(request: Request, limit: int = MAX_BODY) -> Any:
     """The JSON body, refusing a wrong content type or a body over `limit` before reading it all."""
     return parse_json(await read_body(request, limit))

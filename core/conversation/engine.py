@@ -29,7 +29,7 @@ from datetime import date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeAlias, TypeVar, cast
 
 from portabot import timers
-from portabot.calls import MAX_ARGS_BYTES, Call, Service
+from portabot.calls import MAX_ARGS_BYTES, MAX_TIMEOUT, TIMEOUT, Call, Registration, Service
 from portabot.conversation.routing import (
     FlowError,
     Route,
@@ -318,7 +318,7 @@ class Flow:
         services: Mapping[str, Service] | None = None,
     ) -> None:
         self.features: tuple[Feature, ...] = tuple(features)
-        self.services: dict[str, Service] = {}
+        self.services: dict[str, Registration] = {}
         """The outside calls `ctx.call` may ask for, by name."""
         for service_name, function in (services or {}).items():
             self.service(service_name)(function)
@@ -410,17 +410,20 @@ class Flow:
     def result(self, kind: type) -> Callable[[F], F]:
         return self._adding(result_route(kind))
 
-    def service(self, name: str) -> Callable[[S], S]:
+    def service(self, name: str, *, timeout: float = TIMEOUT) -> Callable[[S], S]:
         """`@flow.service("weather")` on `async def weather(city: str) -> dict`: an outside call
-        `ctx.call("weather", city=...)` may ask for (a deployment may register its own)."""
+        `ctx.call("weather", city=...)` may ask for (a deployment may register its own), given
+        `timeout` seconds an attempt."""
         check_name("service", name)
+        if not 0 < timeout <= MAX_TIMEOUT:
+            raise FlowError(f"service {name!r}: timeout is 0 to {MAX_TIMEOUT:g} seconds")
 
         def add(function: S) -> S:
             if not inspect.iscoroutinefunction(cast(Any, function)):  # kept as typed: S
                 raise FlowError(f"service {name!r}: an `async def` function, not {function!r}")
             if name in self.services:
                 raise FlowError(f"two services are named {name!r}")
-            self.services[name] = function
+            self.services[name] = Registration(function, float(timeout))
             return function
 
         return add

@@ -167,6 +167,7 @@ jobs = sa.Table(
     sa.Column("created_at", Timestamp, nullable=False),
     sa.UniqueConstraint("person_id", "key", name="uq_jobs_key"),
     sa.Index("ix_jobs_due_at", "due_at"),
+    sqlite_autoincrement=True,  # a job's id is its update's: never used again
 )
 """Timers, replies sent later and outside calls, until done (then deleted). A person has one
 job per key: a timer asked for again replaces the one of its key."""

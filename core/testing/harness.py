@@ -15,9 +15,11 @@ from typing import Any, Self, TypeVar
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
 from portabot.bot import Bot
+from portabot.channels.base import Channel
 from portabot.conversation.engine import Flow
 from portabot.conversation.routing import EVENT_NAME
 from portabot.events import CHANNEL as EVENTS
+from portabot.jobs import run_jobs
 from portabot.messages import (
     Account,
     Attachment,
@@ -140,11 +142,37 @@ class Harness:
         user = str(user_id) if user_id is not None else f"{platform}-{next(self._ids)}"
         return Speaker(self, Account(platform, user, user))
 
-    def advance(self, seconds: float) -> None:
-        """Move the clock forward."""
+    def advance(self, seconds: float) -> Replies:
+        """Move the clock forward, then `tick`: the replies of what came due."""
         if seconds < 0:
             raise ValueError(f"time moves forward only (got {seconds})")
         self.now += seconds
+        return self.tick()
+
+    def tick(self) -> Replies:
+        """Run what is due at the harness's clock, as `portabot tick` does: timers fire, replies
+        sent later go, outside calls are made (the flow's services, called for real) and their
+        results stepped. The replies of all of it, in order; a web visitor's are in the list
+        too (they wait in the inbox)."""
+
+        async def step(channel: Channel, update: Update) -> Outcome:
+            return await process(self.bot, channel, update)
+
+        done = self.run(run_jobs(self.bot, step))
+        replies: list[Delivery] = []
+        told: list[Delivery] = []
+        for outcome in done.outcomes:
+            self._sent(outcome.later)
+            keys = {d.key for d in outcome.told}
+            replies.extend(d for d in (*outcome.later, *outcome.kept) if d.key not in keys)
+            told.extend(outcome.told)
+        return Replies(replies, told)
+
+    def _sent(self, deliveries: Iterable[Delivery]) -> None:
+        """Mark stored replies sent: nothing in a harness reaches the platforms."""
+        for stored in deliveries:
+            assert stored.outbox_id is not None
+            self.run(mark_sent(self.bot.db, stored.outbox_id, self.now))
 
     def message(self, account: Account, text: str) -> Message:
         """A private message as the account's channel parses it."""
@@ -158,9 +186,7 @@ class Harness:
         """Process one update as the server does; the texts of the replies, in order, whether the
         response carries them or the outbox does (marked sent: nothing is left to send)."""
         outcome = self.run(_process(self.bot, update))
-        for stored in outcome.later:
-            assert stored.outbox_id is not None
-            self.run(mark_sent(self.bot.db, stored.outbox_id, self.now))
+        self._sent(outcome.later)
         told = {d.key for d in outcome.told}
         replies = [d for d in (*outcome.inline, *outcome.later) if d.key not in told]
         return Replies(sorted(replies, key=_position), outcome.told)

@@ -37,6 +37,7 @@ def upgrade() -> None:
         sa.Column("outcome", sa.Text, nullable=True),
         sa.Column("created_at", sa.Float, nullable=False),
         sa.UniqueConstraint("person_id", "key", name="uq_jobs_key"),
+        sqlite_autoincrement=True,  # an id is a job's update id: never used twice
     )
     op.create_index("ix_jobs_due_at", "jobs", ["due_at"])
 
