@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from portabot.calls import CallFailed
 from portabot.conversation.engine import (
     START,
     Context,
@@ -19,7 +20,18 @@ from portabot.conversation.engine import (
     Step,
     Target,
 )
-from portabot.conversation.routing import FlowError, command, event, on, press, result, text
+from portabot.conversation.routing import (
+    FlowError,
+    command,
+    event,
+    failed,
+    on,
+    press,
+    result,
+    returned,
+    text,
+    timer,
+)
 from portabot.features import Effect, EffectRun, Feature, handles
 from portabot.features.passphrase import Passphrase
 from portabot.messages import Account, Attachment, Conversation, Kind, Message, Press
@@ -37,6 +49,7 @@ __all__ = [
     "Account",
     "Attachment",
     "Button",
+    "CallFailed",
     "Conn",
     "Context",
     "Conversation",
@@ -65,13 +78,16 @@ __all__ = [
     "code",
     "command",
     "event",
+    "failed",
     "handles",
     "italic",
     "link",
     "on",
     "press",
     "result",
+    "returned",
     "text",
+    "timer",
 ]
 
 _LAZY = {

@@ -151,5 +151,5 @@ def wake(
     given = {} if data is None else data
     if not isinstance(given, dict):
         raise ReplyError(f"a timer's data is a dict, not {type(given).__name__}")
-    check_data(given, MAX_DATA_BYTES, f"timer {name!r}'s data")
+    check_data(given, MAX_DATA_BYTES, f"timer {name!r}: data")
     return Wake(name, due_time(now, at, after), given, check_key(name if key is None else key))
