@@ -79,15 +79,16 @@ class CallFailed(Exception):
 
 async def attempt(service: Service, args: dict[str, Any], timeout: float) -> dict[str, Any]:
     """One try: `{"result": ...}`; raises what the service raised (TimeoutError after
-    `timeout` seconds, ValueError for a result that is not JSON or too big)."""
+    `timeout` seconds), CallFailed for a result that is not JSON or too big (another try would
+    return the same)."""
     async with asyncio.timeout(timeout):
         result = await service(**args)
     try:
         encoded = json.dumps(result, ensure_ascii=False, allow_nan=False)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"the service returned what JSON cannot hold: {exc}") from None
+        raise CallFailed(f"the service returned what JSON cannot hold: {exc}") from None
     if len(encoded.encode()) > MAX_RESULT_BYTES:
-        raise ValueError(f"the service returned over {MAX_RESULT_BYTES} bytes of JSON")
+        raise CallFailed(f"the service returned over {MAX_RESULT_BYTES} bytes of JSON")
     return {"result": json.loads(encoded)}
 
 
