@@ -51,7 +51,11 @@ def test_the_flow_example_works(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
 
 @pytest.mark.parametrize(
     ("module", "test"),
-    [("counter", "test_counting_and_linking"), ("menu", "test_a_size_is_picked_and_confirmed")],
+    [
+        ("counter", "test_counting_and_linking"),
+        ("menu", "test_a_size_is_picked_and_confirmed"),
+        ("deadline", "test_the_deadline_and_the_price"),
+    ],
 )
 def test_the_testing_examples_pass(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, module: str, test: str
