@@ -164,9 +164,11 @@ async def _call(bot: Bot, step: Step, job: Job, done: DueRun, calling: asyncio.S
     outcome = job.outcome
     if outcome is None:  # not called yet, or every earlier try failed
         service = bot.flow.services.get(job.name)
-        tries = job.attempts + 1
+        tries = job.attempts
         if service is None:
             outcome = {"error": f"no service {job.name!r} in this deployment's flow"}
+        elif tries > ATTEMPTS:  # the runner stopped during the last one (killed, timed out)
+            outcome = {"error": f"no answer in {ATTEMPTS} attempts"}
         else:
             async with calling:
                 try:

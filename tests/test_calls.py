@@ -21,8 +21,10 @@ from starlette.routing import Route
 from examples.ask import flow as ask_flow
 from portabot import Context, Flow, FlowError, Message, ReplyError, State, command, returned
 from portabot.bot import Bot
-from portabot.jobs import run_due
+from portabot.calls import ATTEMPTS
+from portabot.jobs import LEASE, run_due
 from portabot.settings import Settings
+from portabot.storage.jobs import claim_jobs
 from portabot.testing import Harness
 from portabot.testing.fakes import FakeTelegram, serve
 from tests.conftest import BotFactory, post_telegram, query, run, telegram_update
@@ -193,3 +195,17 @@ async def _run_due_twice(settings: Settings) -> None:
     finally:
         for bot in bots:
             await bot.close()
+
+
+def test_a_call_whose_runner_keeps_dying_comes_to_an_end(service: AskService) -> None:
+    """Runners that claim the call and die during it (a Lambda invocation timing out) each use
+    an attempt: after the last, the flow hears that it failed, and the service was not asked
+    again."""
+    with Harness(ask_flow) as bot:
+        bot.person("telegram").say("/ask anyone?")
+        for _ in range(ATTEMPTS):
+            [job] = bot.run(claim_jobs(bot.bot.db, bot.now, LEASE, 10))  # and then it dies
+            bot.now += LEASE
+        assert bot.tick() == ["Sorry, I could not get an answer just now. Please ask again later."]
+        assert service.questions == []
+        assert job.name == "ask"

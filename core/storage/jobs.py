@@ -21,10 +21,12 @@ _ADD = Query(
 )
 _DROP = Query("DELETE FROM jobs WHERE person_id = :person_id AND key = :key")
 # Claimed jobs are leased to one runner; another may take one only once its lease is over (the
-# runner died). PostgreSQL's runners skip each other's rows; SQLite has one writer at a time.
+# runner died). PostgreSQL's runners skip each other's rows; SQLite has one writer at a time. A
+# claim counts as an attempt, so that a call whose runner keeps dying during it (a Lambda
+# invocation's timeout) comes to an end too.
 _CLAIM = Query(
     """
-    UPDATE jobs SET leased_until = :lease_until
+    UPDATE jobs SET leased_until = :lease_until, attempts = attempts + 1
     WHERE id IN (
         SELECT id FROM jobs WHERE due_at <= :now AND (leased_until IS NULL OR leased_until <= :now)
         ORDER BY due_at, id LIMIT :limit {skip_locked}
@@ -35,12 +37,10 @@ _CLAIM = Query(
 )
 _FINISH = Query("DELETE FROM jobs WHERE id = :id RETURNING 1")
 _RETRY = Query(
-    "UPDATE jobs SET attempts = attempts + 1, last_error = :error, due_at = :due_at,"
-    " leased_until = NULL WHERE id = :id"
+    "UPDATE jobs SET last_error = :error, due_at = :due_at, leased_until = NULL WHERE id = :id"
 )
 _OUTCOME = Query(
-    "UPDATE jobs SET outcome = :outcome, attempts = attempts + 1, last_error = :error"
-    " WHERE id = :id AND outcome IS NULL"
+    "UPDATE jobs SET outcome = :outcome, last_error = :error WHERE id = :id AND outcome IS NULL"
 )
 _MOVE = Query("UPDATE jobs SET person_id = :kept WHERE person_id = :absorbed")
 _DROP_CLASHING = Query(
@@ -62,6 +62,7 @@ class Job:
     key: str
     data: Any
     attempts: int
+    """Claims of the job so far, this one included."""
     outcome: dict[str, Any] | None
     """A call's result (`{"result": ...}`) or failure (`{"error": "..."}`), once it came."""
 
@@ -127,7 +128,7 @@ async def finish_job(conn: Conn, job_id: int) -> bool:
 
 
 async def retry_job(db: Database, job_id: int, error: str, due_at: float) -> None:
-    """A call's attempt failed: count it and try again at `due_at`."""
+    """A call's attempt failed: try again at `due_at`."""
     async with db.autocommit() as conn:
         await conn.execute(_RETRY, error=error[:200], due_at=due_at, id=job_id)
 
