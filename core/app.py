@@ -109,8 +109,20 @@ def create_app(settings: Settings | None = None, *, flow: Flow | None = None) ->
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        yield  # the database connects on the first request that needs it
-        await bot.close()
+        # uvicorn and gunicorn run this in every worker; Mangum on Lambda does not (nothing
+        # would run between invocations there: its schedule invokes the function instead).
+        if settings.tick_seconds:
+            from portabot.runner import DueRunner
+
+            bot.runner = DueRunner(bot, settings.tick_seconds)
+            bot.runner.start()
+        try:
+            yield  # the database connects on the first request that needs it
+        finally:
+            if bot.runner is not None:
+                await bot.runner.stop()
+                bot.runner = None
+            await bot.close()
 
     app = Starlette(
         routes=[

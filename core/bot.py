@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from portabot.channels import all_channels
 from portabot.conversation.engine import Flow
@@ -15,6 +16,9 @@ from portabot.outbound import Outbound
 from portabot.settings import Settings
 from portabot.storage.database import Database
 from portabot.storage.schema import Schema
+
+if TYPE_CHECKING:
+    from portabot.runner import DueRunner
 
 
 class Bot:
@@ -32,6 +36,9 @@ class Bot:
         self.clock: Callable[[], float] = time.time
         """The time the pipeline stamps an update with (and the flow sees as `ctx.now`);
         portabot.testing moves it forward."""
+        self.runner: DueRunner | None = None
+        """The server's own loop that runs what is due (its lifespan starts it): `poke()` it to
+        have something run now. None outside a server (commands, the harness, Lambda)."""
 
     async def close(self) -> None:
         await self.outbound.close()
