@@ -515,7 +515,7 @@ def test_the_template_runs_the_handler_of_the_package() -> None:
     tick = tick_rule()
     assert tick["Schedule"] == "rate(1 minute)"
     assert tick["State"] == "!If [Ticks, ENABLED, DISABLED]"
-    assert "  Ticks: !Equals [!Ref Tick, \"on\"]\n" in text
+    assert '  Ticks: !Equals [!Ref Tick, "on"]\n' in text
     parameter = template_parameters()["Tick"]
     assert (parameter["Default"], parameter["AllowedValues"]) == ("on", '["on", "off"]')
 
