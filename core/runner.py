@@ -44,15 +44,18 @@ class DueRunner:
         self.seconds = seconds
         self._poked = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def start(self) -> None:
         """Begin on the running event loop (the server's, from its lifespan)."""
-        self._task = asyncio.create_task(self._loop(), name="portabot: what is due")
+        self._loop = asyncio.get_running_loop()
+        self._task = self._loop.create_task(self._run(), name="portabot: what is due")
 
     def poke(self) -> None:
         """Run as soon as possible: after the run in progress, if there is one (several pokes
-        meanwhile make one run). Call it on the server's event loop."""
-        self._poked.set()
+        meanwhile make one run). From any thread."""
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._poked.set)
 
     async def stop(self) -> None:
         """Cancel the loop, a run in progress included (what it leased is leased for a minute,
@@ -64,7 +67,7 @@ class DueRunner:
         with contextlib.suppress(asyncio.CancelledError):
             await task
 
-    async def _loop(self) -> None:
+    async def _run(self) -> None:
         wait = random.uniform(0, self.seconds)
         while True:
             with contextlib.suppress(TimeoutError):
