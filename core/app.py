@@ -110,18 +110,13 @@ def create_app(settings: Settings | None = None, *, flow: Flow | None = None) ->
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         # uvicorn and gunicorn run this in every worker; Mangum on Lambda does not (nothing
-        # would run between invocations there: its schedule invokes the function instead).
-        if settings.tick_seconds:
-            from portabot.runner import DueRunner
+        # would run between invocations there: its Tick rule invokes the function instead).
+        from portabot.runner import running
 
-            bot.runner = DueRunner(bot, settings.tick_seconds)
-            bot.runner.start()
         try:
-            yield  # the database connects on the first request that needs it
+            async with running(bot):  # what is due, every TICK_SECONDS
+                yield  # the database connects on the first request that needs it
         finally:
-            if bot.runner is not None:
-                await bot.runner.stop()
-                bot.runner = None
             await bot.close()
 
     app = Starlette(

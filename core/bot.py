@@ -37,8 +37,9 @@ class Bot:
         """The time the pipeline stamps an update with (and the flow sees as `ctx.now`);
         portabot.testing moves it forward."""
         self.runner: DueRunner | None = None
-        """The server's own loop that runs what is due (its lifespan starts it): `poke()` it to
-        have something run now. None outside a server (commands, the harness, Lambda)."""
+        """The loop that runs what is due while a server (its lifespan) or `portabot poll` runs:
+        `poke()` it to have something run now. None elsewhere (commands, the harness, Lambda)
+        and with TICK_SECONDS=0."""
 
     async def close(self) -> None:
         await self.outbound.close()

@@ -1,6 +1,6 @@
-"""What is due, run without an outside scheduler: `DueRunner`, a running server's own loop, and
-`run_every`, the loop of `portabot tick --every` (a Heroku clock dyno). Both call
-`portabot.jobs.run_due`; neither is imported before a server or the command starts."""
+"""What is due, run without an outside scheduler: `DueRunner`, the own loop of a running server
+(and of `portabot poll`), and `run_every`, the loop of `portabot tick --every` (a Heroku clock
+dyno). All call `portabot.jobs.run_due`; none is imported before a server or command starts."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import random
 import re
 import signal
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING
 
 from portabot.checks import describe
@@ -32,6 +32,22 @@ def did_something(lines: Sequence[str]) -> bool:
     """Whether a run's lines count anything but zeros ("outbox: sent 0, failed 0" is nothing):
     runs that did nothing are not logged, or a server would write a line every few seconds."""
     return any(_COUNT.search(line) for line in lines)
+
+
+@contextlib.asynccontextmanager
+async def running(bot: Bot) -> AsyncIterator[None]:
+    """`bot.runner` running what is due every TICK_SECONDS while the body runs (a server's
+    lifespan, `portabot poll`), cancelled when it ends; with TICK_SECONDS=0, nothing."""
+    if not bot.settings.tick_seconds:
+        yield
+        return
+    runner = bot.runner = DueRunner(bot, bot.settings.tick_seconds)
+    runner.start()
+    try:
+        yield
+    finally:
+        bot.runner = None
+        await runner.stop()
 
 
 class DueRunner:
