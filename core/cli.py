@@ -478,7 +478,7 @@ def cmd_tick(args: argparse.Namespace) -> int:
     where = obscure_url(settings.database_url)
     print(f"portabot {__version__}: what is due runs every {args.every} s on {where}", flush=True)
     runs = run_every(settings, args.every)
-    print(f"stopped after {runs} runs", flush=True)
+    print(f"stopped after {runs} run{'' if runs == 1 else 's'}", flush=True)
     return 0
 
 
