@@ -109,8 +109,15 @@ def create_app(settings: Settings | None = None, *, flow: Flow | None = None) ->
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        yield  # the database connects on the first request that needs it
-        await bot.close()
+        # uvicorn and gunicorn run this in every worker; Mangum on Lambda does not (nothing
+        # would run between invocations there: its Tick rule invokes the function instead).
+        from portabot.runner import running
+
+        try:
+            async with running(bot):  # what is due, every TICK_SECONDS
+                yield  # the database connects on the first request that needs it
+        finally:
+            await bot.close()
 
     app = Starlette(
         routes=[

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from portabot.channels import all_channels
 from portabot.conversation.engine import Flow
@@ -15,6 +16,9 @@ from portabot.outbound import Outbound
 from portabot.settings import Settings
 from portabot.storage.database import Database
 from portabot.storage.schema import Schema
+
+if TYPE_CHECKING:
+    from portabot.runner import DueRunner
 
 
 class Bot:
@@ -32,6 +36,10 @@ class Bot:
         self.clock: Callable[[], float] = time.time
         """The time the pipeline stamps an update with (and the flow sees as `ctx.now`);
         portabot.testing moves it forward."""
+        self.runner: DueRunner | None = None
+        """The loop that runs what is due while a server (its lifespan) or `portabot poll` runs:
+        `poke()` it to have something run now. None elsewhere (commands, the harness, Lambda)
+        and with TICK_SECONDS=0."""
 
     async def close(self) -> None:
         await self.outbound.close()

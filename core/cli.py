@@ -1,5 +1,5 @@
-"""The `portabot` command: serve, poll, migrate, set-webhook, deliver, maintain, show, notify,
-check, costs, package."""
+"""The `portabot` command: serve, poll, migrate, set-webhook, deliver, maintain, tick, show,
+notify, check, costs, package."""
 
 from __future__ import annotations
 
@@ -34,6 +34,7 @@ from portabot.settings import (
 if TYPE_CHECKING:
     from aiohttp import ClientSession
 
+    from portabot.bot import Bot
     from portabot.outbound import Outbound
     from portabot.replies import Reply
 
@@ -151,6 +152,22 @@ def build_parser() -> argparse.ArgumentParser:
         "since Telegram re-delivers for a day ($KEEP_UPDATES_DAYS, else 7)",
     )
     maintain.set_defaults(command=cmd_maintain)
+
+    tick = commands.add_parser(
+        "tick",
+        help="run what is due now: timers, outside calls, replies waiting in the outbox",
+        description="One run of what is due, one line per kind of work; a scheduler runs it "
+        "every minute. With --every SECONDS it goes on, running at every multiple of SECONDS "
+        "on the clock (a Heroku clock dyno), one log line per run that did something, until "
+        "SIGTERM or Ctrl-C. Safe to run from several places at once.",
+    )
+    tick.add_argument(
+        "--every",
+        type=interval,
+        metavar="SECONDS",
+        help="keep running, every SECONDS (at most 3600)",
+    )
+    tick.set_defaults(command=cmd_tick)
 
     poll = commands.add_parser(
         "poll",
@@ -447,6 +464,55 @@ def on_database(
         raise CommandError(f"cannot {doing} {where}: {describe(exc)}") from None
 
 
+def cmd_tick(args: argparse.Namespace) -> int:
+    # No migration first, unlike serve and poll: the schema check does it on SQLite only when
+    # the file is behind, where Alembic's import would cost a second at every run.
+    settings = load_settings()
+    if args.every is None:
+        print("\n".join(on_bot(settings, "run what is due on", tick_once)))
+        return 0
+    from portabot.logs import configure_logging
+    from portabot.runner import run_every
+
+    configure_logging(settings.log_level)
+    where = obscure_url(settings.database_url)
+    print(f"portabot {__version__}: what is due runs every {args.every} s on {where}", flush=True)
+    runs = run_every(settings, args.every)
+    print(f"stopped after {runs} run{'' if runs == 1 else 's'}", flush=True)
+    return 0
+
+
+async def tick_once(bot: Bot) -> list[str]:
+    from portabot.jobs import run_due
+
+    await bot.schema.ensure()  # PostgreSQL is migrated by a release step, not by us
+    return await run_due(bot)
+
+
+def on_bot(settings: Settings, doing: str, work: Callable[[Bot], Coroutine[Any, Any, T]]) -> T:
+    """Run one command's work with the bot a server would have (its flow, channels, database);
+    a failure is one line."""
+    from portabot.bot import Bot
+    from portabot.storage.schema import SchemaBehind
+
+    async def run() -> T:
+        bot = Bot(settings)
+        try:
+            return await work(bot)
+        finally:
+            await bot.close()
+
+    try:
+        return asyncio.run(run())
+    except SchemaBehind as exc:
+        raise CommandError(str(exc)) from None
+    except (ConfigurationError, CommandError):
+        raise
+    except Exception as exc:
+        where = obscure_url(settings.database_url)
+        raise CommandError(f"cannot {doing} {where}: {describe(exc)}") from None
+
+
 def cmd_poll(args: argparse.Namespace) -> int:
     from portabot.polling import PollingError, run_polling
 
@@ -580,6 +646,13 @@ def whole_seconds(text: str) -> int:
     if value != int(value) or value > 3600:
         raise argparse.ArgumentTypeError(f"must be whole seconds, at most 3600: {text}")
     return int(value)
+
+
+def interval(text: str) -> int:
+    seconds = whole_seconds(text)
+    if seconds < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 second: {text}")
+    return seconds
 
 
 def count(text: str) -> int:

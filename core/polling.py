@@ -17,6 +17,7 @@ from portabot.channels.telegram import ALLOWED_UPDATES, API_TIMEOUT, TelegramCha
 from portabot.conversation.loader import flow_summary
 from portabot.logs import configure_logging
 from portabot.pipeline import run_update
+from portabot.runner import running
 from portabot.settings import Settings, obscure_url
 from portabot.storage.schema import SchemaBehind
 
@@ -194,7 +195,8 @@ async def _poll(settings: Settings, timeout: int, drop_webhook: bool) -> None:
         print(f"portabot {__version__}: polling Telegram for updates; Ctrl-C stops", flush=True)
         print(f"  {flow_summary(settings, bot.flow)}", flush=True)
         print(f"  database {obscure_url(settings.database_url)}", flush=True)
-        await poller.run()
+        async with running(bot):  # what is due, every TICK_SECONDS, beside the polling
+            await poller.run()
     finally:
         await bot.close()
     print(f"stopped: {poller.handled} handled, {poller.seen_before} seen before", flush=True)

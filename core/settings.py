@@ -35,6 +35,13 @@ once from data centres, and 10 s carries the largest body taken (1 MiB) at 100 K
 mobile link; a client sending a byte at a time is cut off there (408)."""
 
 
+TICK_SECONDS = 15.0
+"""How often a server runs what is due: a timer fires within this of its time (the outbox's
+retries wait 10 s and more, so sooner would mostly find nothing)."""
+MIN_TICK_SECONDS = 1.0
+"""Each run asks the database what is due: more often than this is load for nothing."""
+
+
 class ConfigurationError(Exception):
     """Configuration that cannot work; the message is one line and holds no secret."""
 
@@ -266,6 +273,9 @@ class Settings(BaseSettings):
     database_url: str = Field(default=DEFAULT_DATABASE_URL, repr=False)  # may hold a password
     database_pool_size: int = Field(default=4, ge=1, le=100)
     outbox_retry_seconds: float = Field(default=60.0, ge=0)
+    tick_seconds: float = Field(default=TICK_SECONDS, ge=0, le=3600)
+    """How often a running server runs what is due by itself (core/runner.py); 0: never (an
+    outside scheduler's `portabot tick` still does)."""
     order_window_ms: int = Field(default=0, ge=0, le=5000)
     keep_updates_days: float = Field(default=7.0, ge=MIN_KEEP_DAYS, le=36500)
     telegram_token: SecretStr | None = None
@@ -313,6 +323,13 @@ class Settings(BaseSettings):
     """The largest a person's state (`ctx.data` as JSON) may be; a step leaving it bigger fails.
     For flows that did not pass `max_state_bytes` themselves (Flow.configure)."""
     """Wrong link codes a 10-minute window takes from everyone together."""
+
+    @field_validator("tick_seconds")
+    @classmethod
+    def _tick_seconds(cls, value: float) -> float:
+        if 0 < value < MIN_TICK_SECONDS:
+            raise ValueError(f"must be 0 (off) or at least {MIN_TICK_SECONDS:g} second")
+        return value
 
     @field_validator("database_url")
     @classmethod

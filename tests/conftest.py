@@ -246,6 +246,9 @@ def settings(database_url: str, fake_telegram: FakeTelegram, fake_vk: FakeVk) ->
         vk_secret=VK_SECRET,
         vk_api_url=fake_vk.url,
         session_secret="test-session-secret",
+        # No loop of its own in the tests' servers: what is due runs when a test says so (a
+        # test of the loop turns it on, tests/test_runner.py).
+        tick_seconds=0,
     )
 
 

@@ -60,6 +60,7 @@ def portabot(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[s
         ["check"],
         ["deliver"],
         ["maintain"],
+        ["tick"],
         ["poll"],
         ["costs"],
         ["package"],

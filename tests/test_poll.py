@@ -20,6 +20,7 @@ from portabot.testing.fakes import FakeTelegram
 from tests.conftest import TOKEN, query, telegram_update
 from tests.proxy import CuttableProxy
 from tests.test_cli import PORTABOT, environment, portabot
+from tests.test_runner import put_due
 
 WEBHOOK = "https://bot.example.com/webhooks/telegram"
 SLOW_FLOW = """
@@ -125,6 +126,21 @@ def test_a_batch_with_repeats_is_processed_and_answered_once(
     confirmed: list[int] = [p["offset"] for p in polls[1:]]
     assert "offset" not in polls[0] and {4, 5} <= set(confirmed) and sorted(confirmed) == confirmed
     assert polls[0]["timeout"] == 5
+
+
+def test_what_is_due_runs_beside_the_polling(
+    tmp_path: Path, empty_postgres: str, fake_telegram: FakeTelegram
+) -> None:
+    """A polling worker needs no clock of its own: it runs what is due every TICK_SECONDS."""
+    with polling(tmp_path, fake_telegram, DATABASE_URL=empty_postgres, TICK_SECONDS="1") as poller:
+        poller.wait_for(lambda: [c for c in fake_telegram.calls if c.method == "getUpdates"])
+        put_due(empty_postgres, "due while polling")
+        poller.wait_for(lambda: fake_telegram.sent())
+        poller.stop()
+    assert poller.process.returncode == 0, poller.output
+    assert [c["text"] for c in fake_telegram.sent()] == ["due while polling"]
+    assert "what is due: outbox: sent 1, failed 0" in poller.output
+    assert "Traceback" not in poller.output
 
 
 def test_a_restart_from_an_old_offset_processes_nothing_twice(

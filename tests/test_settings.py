@@ -238,6 +238,30 @@ def test_state_max_bytes_outside_1_kib_to_16_mib_is_refused_in_one_line(
     assert make_settings(state_max_bytes=16 * 1024 * 1024).state_max_bytes == 16 * 1024 * 1024
 
 
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("0.5", "Value error, must be 0 (off) or at least 1 second"),
+        ("-1", "Input should be greater than or equal to 0"),
+        ("3601", "Input should be less than or equal to 3600"),
+        ("soon", "Input should be a valid number, unable to parse string as a number"),
+    ],
+)
+def test_tick_seconds_is_0_or_1_to_3600_seconds(
+    monkeypatch: pytest.MonkeyPatch, value: str, problem: str
+) -> None:
+    monkeypatch.setenv("TICK_SECONDS", value)
+    with pytest.raises(ConfigurationError) as error:
+        load_settings()
+    assert str(error.value) == f"bad configuration: TICK_SECONDS: {problem}"
+
+
+def test_tick_seconds_is_15_by_default_and_0_turns_it_off() -> None:
+    assert make_settings().tick_seconds == 15
+    assert make_settings(tick_seconds="0").tick_seconds == 0  # off
+    assert make_settings(tick_seconds="1").tick_seconds == 1
+
+
 class Keeping(State):
     """Keeps what it is told: a state that grows as big as a message makes it."""
 

@@ -1,5 +1,6 @@
-"""AWS Lambda's entry point, `handler.handler`: the portabot app behind Mangum, and
-`portabot maintain` when the template's schedule (an EventBridge rule) invokes the function."""
+"""AWS Lambda's entry point, `handler.handler`: the portabot app behind Mangum, `portabot tick`
+when the template's per-minute rule (`Tick`) invokes the function and `portabot maintain` when
+its hourly one (`Maintain`) does."""
 
 from __future__ import annotations
 
@@ -27,7 +28,13 @@ app = create_app(load_settings())
 serve = Mangum(app, lifespan="off")
 
 
+TICK = {"portabot": "tick"}
+"""The `Tick` rule's constant Input, which EventBridge sends as the whole event."""
+
+
 def handler(event: Any, context: Any) -> dict[str, Any]:
+    if event == TICK:
+        return tick()
     if is_scheduled(event):
         return maintain()
     if not is_request(event, context):
@@ -36,7 +43,7 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
 
 
 def is_scheduled(event: Any) -> bool:
-    """What an EventBridge schedule rule sends (the template's `Maintain` event, no Input)."""
+    """What an EventBridge schedule rule without an Input sends (the template's `Maintain`)."""
     return (
         isinstance(event, dict)
         and event.get("source") == "aws.events"
@@ -58,8 +65,8 @@ def is_request(event: Any, context: Any) -> bool:
 def ignore(event: Any) -> dict[str, Any]:
     """Another service's event (a custom EventBridge event, S3, SQS, a test invoke): logged and
     answered, so that nothing retries it."""
-    log.warning("Lambda event ignored (neither an HTTP request nor the schedule): %s", about(event))
-    return {"ignored": "neither an HTTP request nor the maintenance schedule"}
+    log.warning("Lambda event ignored (neither an HTTP request nor a schedule): %s", about(event))
+    return {"ignored": "neither an HTTP request nor the tick or maintenance schedule"}
 
 
 def about(event: Any) -> str:
@@ -96,3 +103,15 @@ def maintain() -> dict[str, Any]:
     )
     print("\n".join(lines))  # to CloudWatch
     return {"maintained": lines}
+
+
+def tick() -> dict[str, Any]:
+    """One `portabot tick` with the container's bot, connection and event loop (Mangum's)."""
+    from portabot.jobs import run_due  # not needed by requests, so not at cold start
+
+    bot = app.state.bot
+    loop = asyncio.get_event_loop()
+    loop.run_until_complete(bot.schema.ensure())  # says, once, when the database is behind
+    lines = loop.run_until_complete(run_due(bot))
+    print("\n".join(lines))  # to CloudWatch
+    return {"ran": lines}

@@ -9,6 +9,7 @@ CONFIG_DIR=/etc/portabot
 ENV_FILE="$CONFIG_DIR/portabot.env"
 UNIT_FILE=/etc/systemd/system/portabot.service
 MAINTENANCE_UNITS="portabot-maintain.service portabot-maintain.timer"
+TICK_UNITS="portabot-tick.service portabot-tick.timer"
 
 usage() {
 	cat <<EOF
@@ -17,7 +18,7 @@ Usage: sudo $0 [--source DIR|GIT-URL] [--domain NAME]
 Copies portabot to $APP, installs it in the virtualenv $VENV, writes $ENV_FILE
 (once: an existing one keeps its contents), (re)starts the systemd service portabot, which
 brings the database schema up to date before it serves, and enables the hourly
-portabot-maintain.timer.
+portabot-maintain.timer and portabot-tick.timer (what is due, every minute).
 
   --source DIR|GIT-URL  where the app comes from (env PORTABOT_SOURCE); default: the
                         repository this script is in
@@ -152,6 +153,9 @@ $public_url
 #LOG_LEVEL=INFO
 # Days the hourly portabot-maintain.timer keeps update ids and sent replies (at least 1).
 #KEEP_UPDATES_DAYS=7
+# Seconds between the runs of what is due in each gunicorn worker (0: only portabot-tick.timer's
+# minute).
+#TICK_SECONDS=15
 # gunicorn worker processes (2 suit a VPS with one or two cores).
 #WEB_CONCURRENCY=2
 
@@ -166,7 +170,7 @@ chown root:root "$ENV_FILE"
 chmod 0600 "$ENV_FILE"
 
 install -m 0644 "$APP/targets/vps/portabot.service" "$UNIT_FILE"
-for unit in $MAINTENANCE_UNITS; do
+for unit in $MAINTENANCE_UNITS $TICK_UNITS; do
 	install -m 0644 "$APP/targets/vps/$unit" "$(dirname "$UNIT_FILE")/$unit"
 done
 systemctl daemon-reload
@@ -181,6 +185,9 @@ say "portabot is running: curl http://127.0.0.1:8000/healthz; logs: journalctl -
 # Hourly `portabot maintain`; its first run comes at the next hour, after the migration above.
 systemctl enable --quiet --now portabot-maintain.timer
 say "maintenance runs hourly: systemctl list-timers portabot-maintain.timer"
+# `portabot tick` every minute (the bot's workers also run what is due every TICK_SECONDS).
+systemctl enable --quiet --now portabot-tick.timer
+say "what is due runs every minute: systemctl list-timers portabot-tick.timer"
 if [ "$created" = yes ]; then
 	say "next: fill in TELEGRAM_TOKEN (and VK's settings, PUBLIC_URL) in $ENV_FILE,"
 	say "      then: sudo systemctl restart portabot (targets/vps/README.md has the rest)"

@@ -21,6 +21,7 @@ from tests.conftest import SECRET, TOKEN, post_telegram, say_web, telegram_updat
 from tests.storage.test_tls import behind_tls
 from tests.targets.conftest import copy_checkout, installed, pins
 from tests.test_cli import environment
+from tests.test_runner import put_due
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -44,6 +45,7 @@ def test_the_procfile_releases_with_a_migration_and_serves_with_gunicorn() -> No
         "release": "portabot migrate",
         "web": "gunicorn --config targets/heroku/gunicorn.conf.py",
         "worker": "portabot poll",  # instead of the webhook: heroku ps:scale web=0 worker=1
+        "clock": "portabot tick --every 60",  # what is due, when no web dyno runs it
     }
 
 
@@ -68,6 +70,8 @@ def test_app_json_describes_every_setting_and_generates_secrets() -> None:
     assert any(plan.startswith("heroku-postgresql:") for plan in plans)
     assert "scheduler:standard" in plans  # runs `portabot maintain` (README)
     assert app["buildpacks"] == [{"url": "heroku/python"}]
+    # Only the web dyno starts: the worker and the clock stay at 0 until scaled up.
+    assert set(app["formation"]) == {"web"}
 
 
 def test_the_buildpack_finds_python_and_the_dependencies() -> None:
@@ -212,6 +216,32 @@ def test_the_worker_polls_telegram_under_honcho(
     assert fake_telegram.sent() == [{"chat_id": 9, "text": "Linked platforms: telegram."}]
     assert "stopped: 1 handled, 0 seen before" in output
     assert TOKEN not in output
+
+
+def test_the_clock_runs_what_is_due_under_honcho(
+    heroku_database_url: str, empty_postgres: str, fake_telegram: FakeTelegram
+) -> None:
+    """`heroku ps:scale clock=1`: `portabot tick --every 60`, from its first run at start."""
+    put_due(empty_postgres, "sent by the clock")
+    env = heroku_environment(
+        DATABASE_URL=heroku_database_url,
+        TELEGRAM_TOKEN=TOKEN,
+        TELEGRAM_API_URL=fake_telegram.url,
+    )
+    clock = honcho("start", "clock", env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while not fake_telegram.sent():
+            assert clock.poll() is None and time.monotonic() < deadline, "nothing sent"
+            time.sleep(0.05)
+    finally:
+        clock.send_signal(signal.SIGTERM)  # what Heroku does to a dyno it stops
+        output, _ = clock.communicate(timeout=60)
+    assert [call["text"] for call in fake_telegram.sent()] == ["sent by the clock"]
+    assert "what is due runs every 60 s on postgres" in output
+    assert "what is due: outbox: sent 1, failed 0" in output
+    assert "stopped after " in output
+    assert "Traceback" not in output and TOKEN not in output
 
 
 def test_the_release_refuses_sqlite_on_heroku() -> None:

@@ -174,6 +174,23 @@ def test_the_schedule_runs_maintenance_in_the_container(
     assert container.db._pool.get_size() == 1
 
 
+def test_the_tick_schedule_runs_what_is_due_in_the_container(
+    container: Container, empty_postgres: str, fake_telegram: FakeTelegram
+) -> None:
+    fill(empty_postgres, Backlog(due=2), time.time())
+    # What the template's Tick rule sends every minute: its constant Input, as the whole event.
+    event = stored_event("tick")
+    assert event == container.module.TICK == json.loads(tick_rule()["Input"])
+    assert container.invoke(event) == {"ran": ["outbox: sent 2, failed 0"]}
+    assert [p["text"] for p in fake_telegram.sent()] == ["due 1", "due 2"]
+    assert container.invoke(event) == {"ran": ["outbox: sent 0, failed 0"]}  # nothing twice
+    assert counts(empty_postgres)["updates"] > 0  # no maintenance ran: nothing was purged
+    # The same container then serves a webhook as before, on the same connection.
+    assert Answer.of(container.invoke(stored_event("function_url"))).status == 200
+    assert container.db._pool is not None
+    assert container.db._pool.get_size() == 1
+
+
 OTHER_EVENTS = {
     "custom-eventbridge-event": (
         {
@@ -224,6 +241,11 @@ OTHER_EVENTS = {
         },
         "source 'aws:sqs', detail-type none, keys Records",
     ),
+    "another-input": ({"portabot": "tock"}, "source none, detail-type none, keys portabot"),
+    "more-than-the-tick": (
+        {"portabot": "tick", "at": "secret"},
+        "source none, detail-type none, keys at, portabot",
+    ),
     "empty": ({}, "source none, detail-type none, keys none"),
     "a-string": ("secret ping", "a JSON str"),
     "a-list": ([{"secret": 1}], "a JSON list"),
@@ -244,9 +266,9 @@ def test_an_event_that_is_not_a_request_is_logged_and_answered(
         result = container.invoke(event)
     finally:
         portabot_log.removeHandler(caplog.handler)
-    assert result == {"ignored": "neither an HTTP request nor the maintenance schedule"}
+    assert result == {"ignored": "neither an HTTP request nor the tick or maintenance schedule"}
     [line] = [r.getMessage() for r in caplog.records if r.name == "portabot.lambda"]
-    assert line.startswith("Lambda event ignored (neither an HTTP request nor the schedule): ")
+    assert line.startswith("Lambda event ignored (neither an HTTP request nor a schedule): ")
     assert described in line and "secret" not in line and "\n" not in line
     assert telegram_updates(empty_postgres) == []
     # The container goes on serving as before.
@@ -487,9 +509,29 @@ def test_the_template_runs_the_handler_of_the_package() -> None:
     assert "      CodeUri: ../../dist/lambda.zip\n" in text  # portabot package lambda's output
     assert "        AuthType: NONE" in text
     # `portabot maintain` every hour: an EventBridge rule whose event the handler recognises.
-    assert "      Events:\n        Maintain:\n" in text
-    assert "          Type: Schedule\n" in text and "Input:" not in text
-    assert "            Schedule: rate(1 hour)\n" in text
+    maintain = schedule_rule("Maintain")
+    assert maintain["Schedule"] == "rate(1 hour)" and "Input" not in maintain
+    # `portabot tick` every minute, known by its Input, unless the Tick parameter says off.
+    tick = tick_rule()
+    assert tick["Schedule"] == "rate(1 minute)"
+    assert tick["State"] == "!If [Ticks, ENABLED, DISABLED]"
+    assert '  Ticks: !Equals [!Ref Tick, "on"]\n' in text
+    parameter = template_parameters()["Tick"]
+    assert (parameter["Default"], parameter["AllowedValues"]) == ("on", '["on", "off"]')
+
+
+def schedule_rule(name: str) -> dict[str, str]:
+    """The properties of one of the function's Schedule events, read from the template's text."""
+    events = TEMPLATE.read_text().split("\n      Events:\n", 1)[1].split("\n\nOutputs:", 1)[0]
+    [body] = re.findall(rf"^        {name}:\n((?:          .*\n|\s*#.*\n)+)", events + "\n", re.M)
+    assert "          Type: Schedule\n" in body
+    properties = body.split("          Properties:\n", 1)[1]
+    found = re.findall(r"^            (\w+): (.*)$", properties, re.MULTILINE)
+    return {key: value.strip().strip("'") for key, value in found}
+
+
+def tick_rule() -> dict[str, str]:
+    return schedule_rule("Tick")
 
 
 def test_the_template_sets_every_setting_and_hides_the_secrets() -> None:

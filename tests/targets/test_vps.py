@@ -36,12 +36,14 @@ from tests.conftest import (
     VK_TOKEN,
     post_telegram,
     post_vk,
+    query,
     say_web,
     telegram_update,
     vk_event,
 )
 from tests.targets.conftest import copy_checkout
 from tests.test_cli import environment as cli_environment
+from tests.test_runner import put_due, sent_texts, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 VPS = ROOT / "targets" / "vps"
@@ -113,6 +115,10 @@ MAINTENANCE = ("portabot-maintain.service", "portabot-maintain.timer")
 MAINTAIN_TEXT = (VPS / "portabot-maintain.service").read_text(encoding="utf-8")
 MAINTAIN = read_unit(MAINTAIN_TEXT)
 TIMER = read_unit((VPS / "portabot-maintain.timer").read_text(encoding="utf-8"))
+TICKING = ("portabot-tick.service", "portabot-tick.timer")
+TICK_TEXT = (VPS / "portabot-tick.service").read_text(encoding="utf-8")
+TICK = read_unit(TICK_TEXT)
+TICK_TIMER = read_unit((VPS / "portabot-tick.timer").read_text(encoding="utf-8"))
 INSTALL_SH = (VPS / "install.sh").read_text(encoding="utf-8")
 
 
@@ -146,7 +152,7 @@ def install_here(tmp_path: Path, settings: dict[str, str]) -> Path:
     env_file = tmp_path / "etc" / "portabot.env"
     env_file.write_text("".join(f"{k}={v}\n" for k, v in settings.items()), encoding="utf-8")
     env_file.chmod(0o600)
-    for name in ("portabot.service", *MAINTENANCE):
+    for name in ("portabot.service", *MAINTENANCE, *TICKING):
         text = (VPS / name).read_text(encoding="utf-8")
         (tmp_path / name).write_text(on_this_machine(text, tmp_path), encoding="utf-8")
     return tmp_path / "portabot.service"
@@ -180,7 +186,15 @@ def test_systemd_finds_nothing_wrong_with_the_maintenance_timer(tmp_path: Path) 
     assert (result.returncode, result.stdout + result.stderr) == (0, "")
 
 
-@pytest.mark.parametrize("name", ["portabot.service", "portabot-maintain.service"])
+def test_systemd_finds_nothing_wrong_with_the_tick_timer(tmp_path: Path) -> None:
+    install_here(tmp_path, {"SESSION_SECRET": "s"})
+    result = systemd_analyze("verify", *(str(tmp_path / name) for name in TICKING))
+    assert (result.returncode, result.stdout + result.stderr) == (0, "")
+
+
+@pytest.mark.parametrize(
+    "name", ["portabot.service", "portabot-maintain.service", "portabot-tick.service"]
+)
 def test_the_sandbox_exposure_is_low_and_the_readme_says_how_low(tmp_path: Path, name: str) -> None:
     install_here(tmp_path, {"SESSION_SECRET": "s"})
     result = systemd_analyze("security", "--offline=yes", str(tmp_path / name))
@@ -208,6 +222,63 @@ def test_maintenance_runs_hourly_as_the_bot_in_the_same_sandbox() -> None:
     for name in MAINTENANCE:  # installed beside the bot's unit, the timer started
         assert name in INSTALL_SH
     assert "systemctl enable --quiet --now portabot-maintain.timer" in INSTALL_SH
+
+
+def test_tick_runs_every_minute_as_the_bot_in_the_same_sandbox() -> None:
+    assert TICK_TIMER["OnCalendar"] == ["minutely"] and TICK_TIMER["AccuracySec"] == ["1s"]
+    assert TICK_TIMER["WantedBy"] == ["timers.target"]
+    assert TICK["Type"] == ["oneshot"]
+    assert TICK["ExecStart"] == [f"{install_locations()['VENV']}/bin/portabot tick"]
+    for same in ("DynamicUser", "User", "StateDirectory", "WorkingDirectory", "Environment"):
+        assert TICK[same] == UNIT[same], same
+    assert TICK["EnvironmentFile"] == UNIT["EnvironmentFile"]
+    assert sandbox(TICK_TEXT) == sandbox(UNIT_TEXT)
+    for name in TICKING:  # installed beside the bot's unit, the timer started
+        assert name in INSTALL_SH
+    assert "systemctl enable --quiet --now portabot-tick.timer" in INSTALL_SH
+
+
+def test_the_tick_command_runs_as_systemd_would(
+    tmp_path: Path, bot_settings: dict[str, str], fake_telegram: FakeTelegram
+) -> None:
+    """ExecStart of portabot-tick.service with the unit's environment and settings file: it sends
+    a reply that is due."""
+    with run_like_systemd(tmp_path, {**bot_settings, "TICK_SECONDS": "0"}):
+        pass  # the bot's start migrates the database
+    url = bot_settings.get("DATABASE_URL", f"sqlite:///{tmp_path}/state/portabot.db")
+    put_due(url, "sent by the timer")
+    unit = read_unit((tmp_path / "portabot-tick.service").read_text(encoding="utf-8"))
+    unit_env = dict(e.partition("=")[::2] for e in unit["Environment"])
+    [command] = unit["ExecStart"]
+    [cwd] = unit["WorkingDirectory"]
+    result = subprocess.run(
+        shlex.split(command),
+        cwd=cwd,
+        env=environment(**{**unit_env, **bot_settings}),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert (result.returncode, result.stdout) == (0, "outbox: sent 1, failed 0\n"), result.stderr
+    assert sent_texts(fake_telegram) == ["sent by the timer"]
+
+
+def test_the_bots_workers_run_what_is_due_by_themselves_once(
+    tmp_path: Path, bot_settings: dict[str, str], fake_telegram: FakeTelegram
+) -> None:
+    """Both gunicorn workers run what is due every TICK_SECONDS, with no request and no timer;
+    each reply goes out once."""
+    with run_like_systemd(tmp_path, {**bot_settings, "TICK_SECONDS": "1"}) as service:
+        url = bot_settings.get("DATABASE_URL", f"sqlite:///{tmp_path}/state/portabot.db")
+        texts = [f"due {n}" for n in range(20)]
+        put_due(url, *texts)
+        wait_for("every reply sent", lambda: len(fake_telegram.sent()) >= len(texts))
+        sql = "SELECT count(*) AS n FROM outbox WHERE sent_at IS NULL"
+        wait_for("every reply recorded as sent", lambda: query(url, sql)[0]["n"] == 0)
+    assert service.returncode == 0, service.output
+    assert sorted(sent_texts(fake_telegram)) == sorted(texts)
+    assert "what is due: outbox: sent " in service.output
+    assert "Traceback" not in service.output
 
 
 def test_the_maintenance_command_runs_as_systemd_would(
