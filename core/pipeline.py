@@ -85,6 +85,8 @@ async def run_update(bot: Bot, channel: Channel, update: Update) -> Outcome | No
         log.info(
             "%s update %s seen before: acknowledged %s", update.platform, update.update_id, again
         )
+    if outcome.calls and bot.runner is not None:  # a server runs them now, not at its next tick
+        bot.runner.poke()
     deadline = time.monotonic() + REPLY_BUDGET
     await bot.outbound.deliver(outcome.later, deadline=deadline)
     await bot.outbound.catch_up(deadline)

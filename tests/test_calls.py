@@ -28,6 +28,7 @@ from portabot.storage.jobs import claim_jobs
 from portabot.testing import Harness
 from portabot.testing.fakes import FakeTelegram, serve
 from tests.conftest import BotFactory, post_telegram, query, run, telegram_update
+from tests.test_runner import wait_for
 
 
 @dataclass
@@ -209,3 +210,24 @@ def test_a_call_whose_runner_keeps_dying_comes_to_an_end(service: AskService) ->
         assert bot.tick() == ["Sorry, I could not get an answer just now. Please ask again later."]
         assert service.questions == []
         assert job.name == "ask"
+
+
+def test_the_webhook_is_answered_before_a_slow_service_answers(
+    start_bot: BotFactory, fake_telegram: FakeTelegram, service: AskService
+) -> None:
+    """The service takes 20 s (a language model): the webhook answers "Thinking…" at once in
+    its response, and the server runs the call right after (its runner poked, not its next
+    tick an hour away); the answer arrives when the service gives it."""
+    service.delay = 20.0
+    client: httpx.Client = start_bot(ask_flow, tick_seconds=3600)
+    response = post_telegram(client, telegram_update(801, "/ask what now", user_id=1001))
+    assert response.status_code == 200
+    assert response.json()["text"] == "Thinking…"
+    assert not service.answered.is_set()  # answered before the service did
+    wait_for("the service asked", lambda: service.questions == ["what now"])
+    wait_for(
+        "the answer sent",
+        lambda: any(m.text == "what now? 42." for m in fake_telegram.messages(1001)),
+        timeout=60,
+    )
+    assert service.questions == ["what now"]
