@@ -32,6 +32,7 @@ class Storing:
     calls: int = 0
     """Outside calls stored: the runner is asked to run them once the transaction commits."""
     notes: list[str] = field(default_factory=list)
+    """What the pipeline logs about the storing (a platform with no channel here)."""
 
 
 class CoreEffect(Effect[None]):

@@ -106,8 +106,8 @@ async def process(bot: Bot, channel: Channel, update: Update) -> Outcome:
                 for readdress in (readdress_accounts, readdress_replies):
                     await readdress(conn, update.platform, moved.old_chat_id, moved.new_chat_id)
             return Outcome(duplicate=not fresh)
-        unsent = message.kind in UNSENT_KINDS
-        if unsent:  # an event, a timer, a call: the update's platform is not the account's
+        # An event, a timer, a call: the update's platform is not the account's.
+        if message.kind in UNSENT_KINDS:
             fresh = await record_update(conn, update.platform, update.update_id, now)
             found = await person_of(conn, message.account) if fresh else None
             if fresh and found is None:  # gone (merged, purged) since it was asked for
@@ -153,6 +153,7 @@ async def process(bot: Bot, channel: Channel, update: Update) -> Outcome:
                 replies.extend(resumed.replies)
                 effects.extend(resumed.effects)
         if message.kind is Kind.EVENT:  # no chat to answer: the replies go to the person
+            storing.person_id = person.id
             for position, reply in enumerate(replies):
                 storing.key = f"{base}:{position}"
                 await Tell(reply).store(storing)
