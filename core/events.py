@@ -37,6 +37,8 @@ if TYPE_CHECKING:
     from aiohttp import ClientSession
 
     from portabot.bot import Bot
+    from portabot.channels.base import ApiError
+    from portabot.storage.pacing import Pace
 
 log = logging.getLogger("portabot.events")
 
@@ -101,6 +103,12 @@ class ApiChannel:
 
     async def send(self, session: ClientSession, delivery: Delivery) -> None:
         raise NotImplementedError("nothing is sent to the api platform")
+
+    def paces(self, delivery: Delivery) -> tuple[Pace, ...]:
+        return ()
+
+    def held_back(self, delivery: Delivery, error: ApiError) -> tuple[Pace, ...]:
+        return ()
 
 
 CHANNEL = ApiChannel()

@@ -12,7 +12,11 @@ from starlette.responses import Response
 from portabot.messages import Delivery, Update
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from aiohttp import ClientSession
+
+    from portabot.storage.pacing import Pace
 
 MAX_BODY = 1024 * 1024
 Int64 = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
@@ -88,6 +92,14 @@ class Channel(Protocol):
 
     async def send(self, session: ClientSession, delivery: Delivery) -> None:
         """Send one reply through the platform's API; raises ApiError."""
+
+    def paces(self, delivery: Delivery) -> Sequence[Pace]:
+        """The schedules an API send of the delivery takes a slot in, which keep the platform's
+        rate limits across every sender (empty: none apply)."""
+
+    def held_back(self, delivery: Delivery, error: ApiError) -> Sequence[Pace]:
+        """Of the delivery's paces, those the refusal says are over their limit, for every
+        sender to hold until its retry_after (empty: the refusal is not about rates)."""
 
 
 async def read_json(request: Request, limit: int = MAX_BODY) -> Any:

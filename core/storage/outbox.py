@@ -27,6 +27,7 @@ _FAILED = Query(
     "UPDATE outbox SET attempts = attempts + 1, last_error = :error WHERE id = :id"
     " RETURNING attempts"
 )
+_POSTPONE = Query("UPDATE outbox SET due_at = :due_at WHERE id = :id AND sent_at IS NULL")
 _RETRY = Query("UPDATE outbox SET due_at = :due_at, gave_up_at = :gave_up_at WHERE id = :id")
 _DUE = "sent_at IS NULL AND gave_up_at IS NULL AND (due_at IS NULL OR due_at <= :now)"
 # Other senders skip what one has taken: FOR UPDATE SKIP LOCKED on PostgreSQL; SQLite has one
@@ -89,6 +90,12 @@ async def mark_failed(
             id=outbox_id,
         )
     return not gave_up
+
+
+async def postpone(db: Database, outbox_id: int, due_at: float) -> None:
+    """Give a reply back, due at `due_at` (not a failure: the platform's limits put it off)."""
+    async with db.autocommit() as conn:
+        await conn.execute(_POSTPONE, due_at=due_at, id=outbox_id)
 
 
 async def claim_due(db: Database, now: float, limit: int) -> list[Delivery]:
