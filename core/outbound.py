@@ -88,12 +88,17 @@ class Outbound:
             self._session = None
 
     async def deliver(
-        self, deliveries: list[Delivery], *, deadline: float | None = None
+        self,
+        deliveries: list[Delivery],
+        *,
+        deadline: float | None = None,
+        leased_at: float | None = None,
     ) -> tuple[int, int]:
         """Send in order; what cannot be sent (before `deadline`, on the monotonic clock) stays in
         the outbox with the error noted and a time to try again, and what the platforms' limits
-        let go only later stays due then. Returns (sent, failed); those put off count in neither."""
-        latest = time.time() + SEND_WITHIN
+        let go only later than SEND_WITHIN of their lease (`leased_at`, by default now) stays due
+        then. Returns (sent, failed); those put off count in neither."""
+        latest = (time.time() if leased_at is None else leased_at) + SEND_WITHIN
         if deadline is not None:
             latest = min(latest, time.time() + deadline - time.monotonic() - SEND_TIME)
         sent = failed = 0

@@ -23,7 +23,7 @@ import inspect
 import json
 import math
 import re
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, time, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeAlias, TypeVar
@@ -50,6 +50,10 @@ if TYPE_CHECKING:
     from portabot.settings import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
+Audience: TypeAlias = Callable[[str | None, dict[str, Any]], bool]
+"""Whom a broadcast reaches: a person's state (None before their first message) and data ->
+whether to send to them (`portabot broadcast --to NAME`)."""
+AUDIENCE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 MAX_NAME = 64
 """The longest state name: `people.state` is a String(64)."""
@@ -253,6 +257,9 @@ class Flow:
     (from `configure`). Passed, it stays whatever the setting says: the author who measured what
     the flow keeps has decided, and an operator's setting meant for flows that did not say should
     not undo that.
+
+    `audiences` name the filters `portabot broadcast --to NAME` selects people with (as
+    `@flow.audience(NAME)` adds one).
     """
 
     def __init__(
@@ -266,7 +273,11 @@ class Flow:
         name: str | None = None,
         max_state_bytes: int | None = None,
         initial: type[State] | State | str | None = None,
+        audiences: Mapping[str, Audience] | None = None,
     ) -> None:
+        self.audiences: dict[str, Audience] = {}
+        for audience_name, select in (audiences or {}).items():
+            self._add_audience(audience_name, select)
         self.features: tuple[Feature, ...] = tuple(features)
         self.failure_text = failure_text
         """The reply a person gets when an update of theirs is given up (the pipeline sends it)."""
@@ -346,6 +357,33 @@ class Flow:
 
     def result(self, kind: type) -> Callable[[F], F]:
         return self._adding(result_route(kind))
+
+    def audience(self, name: str | None = None) -> Callable[[F], F]:
+        """`@flow.audience("subscribers")` on `def subscribers(state, data) -> bool`: the people
+        `portabot broadcast --to subscribers` sends to (the name defaults to the function's)."""
+
+        def add(function: F) -> F:
+            self._add_audience(name if name is not None else function.__name__, function)
+            return function
+
+        return add
+
+    def audience_named(self, name: str) -> Audience:
+        """The audience of that name; a LookupError names the flow's own."""
+        found = self.audiences.get(name)
+        if found is None:
+            known = ", ".join(sorted(self.audiences)) or "none"
+            raise LookupError(f"no audience {name!r} in the flow (its audiences: {known})")
+        return found
+
+    def _add_audience(self, name: str, select: Audience) -> None:
+        if not isinstance(name, str) or not AUDIENCE_NAME.fullmatch(name):
+            raise FlowError(f"audience {name!r}: 1 to 64 letters, digits, _ or -")
+        if not callable(select):
+            raise FlowError(f"audience {name!r}: a function (state, data) -> bool")
+        if name in self.audiences:
+            raise FlowError(f"two audiences are named {name!r}")
+        self.audiences[name] = select
 
     def _adding(self, route: Route) -> Callable[[F], F]:
         def add(function: F) -> F:

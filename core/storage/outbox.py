@@ -51,8 +51,11 @@ def retry_delay(attempts: int) -> float:
     return float(min(3600, 10 * 2 ** (attempts - 1)))
 
 
-async def add_to_outbox(conn: Conn, deliveries: list[Delivery], now: float) -> list[Delivery]:
-    """Store the deliveries; returns them with their outbox ids."""
+async def add_to_outbox(
+    conn: Conn, deliveries: list[Delivery], now: float, *, leased: bool = True
+) -> list[Delivery]:
+    """Store the deliveries, leased to the caller (which sends them next) or, not `leased`, due
+    for any sender; returns them with their outbox ids."""
     stored = []
     for d in deliveries:
         extra = d.extra()
@@ -65,7 +68,7 @@ async def add_to_outbox(conn: Conn, deliveries: list[Delivery], now: float) -> l
             reply=None if extra is None else dumps(extra),
             key=d.key,
             now=now,
-            due_at=now + LEASE,  # the request that stored them sends them next
+            due_at=now + LEASE if leased else None,
         )
         stored.append(replace(d, outbox_id=outbox_id))
     return stored

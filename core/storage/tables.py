@@ -179,4 +179,5 @@ pace = sa.Table(
     sa.Column("step", sa.Float, nullable=False),  # seconds per send
 )
 """The send schedules shared by every sender (storage/pacing.py): per scope (a bot, a chat, a
-community), when its next send is due. `portabot maintain` drops those idle for a while."""
+community), when its next send is due. UNLOGGED on PostgreSQL (the migration says why).
+`portabot maintain` drops those idle for a while."""
