@@ -43,7 +43,8 @@ async def outbound_for(settings: Settings) -> AsyncIterator[Outbound]:
     from portabot.channels import platform_channels
 
     db = Database(settings.database_url, pool_size=1)
-    outbound = Outbound(db, {c.platform: c for c in platform_channels(settings, db)})
+    channels = {c.platform: c for c in platform_channels(settings, db)}
+    outbound = Outbound(db, channels, paced=settings.send_pacing)
     try:
         yield outbound
     finally:

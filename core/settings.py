@@ -266,6 +266,9 @@ class Settings(BaseSettings):
     database_url: str = Field(default=DEFAULT_DATABASE_URL, repr=False)  # may hold a password
     database_pool_size: int = Field(default=4, ge=1, le=100)
     outbox_retry_seconds: float = Field(default=60.0, ge=0)
+    send_pacing: bool = True
+    """SEND_PACING=off sends through the APIs without pacing them to the platforms' rate limits
+    (for an API that has none: a load test's fake)."""
     order_window_ms: int = Field(default=0, ge=0, le=5000)
     keep_updates_days: float = Field(default=7.0, ge=MIN_KEEP_DAYS, le=36500)
     telegram_token: SecretStr | None = None

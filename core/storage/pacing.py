@@ -120,11 +120,11 @@ async def reserve(db: Database, paces: Sequence[Pace], now: float, latest: float
     ordered = sorted({pace.scope: pace for pace in paces}.values(), key=lambda p: p.scope)
     if not ordered:
         return Slot(now, True)
-    by_scope = {pace.scope: pace for pace in ordered}
     params = _params(ordered)
+    if db.dialect == "sqlite":
+        return await _reserve_sqlite(db, ordered, params, now, latest)
+    by_scope = {pace.scope: pace for pace in ordered}
     for _ in range(RESERVE_TRIES):
-        if db.dialect == "sqlite":
-            return await _reserve_sqlite(db, ordered, params, now, latest)
         async with db.autocommit() as conn:
             rows = await conn.fetch_all(
                 _reserve(len(ordered)), now=float(now), latest=float(latest), **params
@@ -132,14 +132,16 @@ async def reserve(db: Database, paces: Sequence[Pace], now: float, latest: float
         at = float(rows[0]["at"])
         if rows[0]["scope"] is None:
             return Slot(at, False)
-        if all(
-            row["next_at"]
-            <= at + by_scope[row["scope"]].interval + by_scope[row["scope"]].slack + EPSILON
-            for row in rows
-        ):
+        if all(_within(by_scope[row["scope"]], row["next_at"], at) for row in rows):
             return Slot(at, True)
         now = max(now, at)
     raise RuntimeError("could not reserve a send time: the schedules kept changing")
+
+
+def _within(pace: Pace, next_at: float, at: float) -> bool:
+    """Whether a schedule written by a reservation at `at` shows it was within the pace (a
+    concurrent first send's write landing on ours shows as `next_at` further on)."""
+    return next_at <= at + pace.interval + pace.slack + EPSILON
 
 
 async def _reserve_sqlite(
