@@ -1,12 +1,12 @@
 """`portabot broadcast`: one message to every person (or a flow's audience) on every platform each
 linked, paced by the platforms' limits (outbound.py), resumable and safe to run twice at once.
 
-A person is told once per key: the mark `broadcast/KEY:<person id>` goes into `updates` in the
-transaction that stores their messages (a batch of people at a time), so a second run with the
-key skips whom the first stored, and one running beside it waits on the marks it is writing and
-then skips them too. The messages are keyed `broadcast:KEY:<person id>…` and due for any sender;
-each run sends what is due (its own, the other's, the outbox's other replies) until nothing of
-the key is waiting, so whatever a run stored and did not send, the next sends."""
+A person is told once per key: the mark `KEY:<person id>` goes into `updates` (platform
+`broadcast`) in the transaction that stores their messages (a batch of people at a time), so a
+second run with the key skips whom the first stored, and one running beside it waits on the marks
+it is writing and then skips them too. The messages are keyed `broadcast:KEY:<person id>…` and
+due for any sender; each run sends what is due (its own, the other's, the outbox's other replies)
+until nothing of the key is waiting, so whatever a run stored and did not send, the next sends."""
 
 from __future__ import annotations
 

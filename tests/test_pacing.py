@@ -221,3 +221,24 @@ def test_vk_sends_keep_the_communitys_limit(
     run(two_workers())
     assert sorted(text for _, text in fake_vk.texts()) == sorted(f"v{i}" for i in range(40))
     assert fake_vk.throttled == [] and fake_vk.fastest_second() <= 20
+
+
+def test_without_pacing_nothing_is_reserved(
+    database_url: str, fake_telegram: FakeTelegram, settings: Settings
+) -> None:
+    """SEND_PACING=off, for an API with no limits: sends go at once, and no schedule is kept."""
+    store(database_url, [Delivery("telegram", "42", f"quick {i}", f"q:{i}") for i in range(6)])
+
+    async def unpaced() -> None:
+        db = Database(database_url, pool_size=1)
+        channels = {c.platform: c for c in platform_channels(settings, db)}
+        outbound = Outbound(db, channels, paced=False)
+        try:
+            assert await outbound.deliver_all_due() == (6, 0)
+        finally:
+            await outbound.close()
+            await db.close()
+
+    run(unpaced())
+    assert len(fake_telegram.sent()) == 6
+    assert query(database_url, "SELECT count(*) AS n FROM pace") == [{"n": 0}]
