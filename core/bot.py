@@ -31,7 +31,9 @@ class Bot:
         self.flow.configure(settings)
         self.schema = Schema(self.db, self.flow.features)  # checked on first use
         self.channels = all_channels(settings, self.db)
-        self.outbound = Outbound(self.db, self.channels, settings.outbox_retry_seconds)
+        self.outbound = Outbound(
+            self.db, self.channels, settings.outbox_retry_seconds, paced=settings.send_pacing
+        )
         self.rejections = ThrottledLog(logging.getLogger("portabot.webhooks"))
         self.clock: Callable[[], float] = time.time
         """The time the pipeline stamps an update with (and the flow sees as `ctx.now`);

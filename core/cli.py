@@ -1,5 +1,5 @@
 """The `portabot` command: serve, poll, migrate, set-webhook, deliver, maintain, tick, show,
-notify, check, costs, package."""
+notify, broadcast, check, costs, package."""
 
 from __future__ import annotations
 
@@ -269,6 +269,34 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: a fresh random one, so each run sends)",
     )
     notify.set_defaults(command=cmd_notify)
+
+    broadcast = commands.add_parser(
+        "broadcast",
+        help="send a text to every person (or an audience) on every platform, paced, resumable",
+        description="Stores TEXT for every person (or those the flow's audience --to selects) "
+        "on every platform they linked, a batch of people at a time, and sends it paced by the "
+        "platforms' rate limits (shared with every other sender). With the same --id a second "
+        "run skips the people already stored and sends what is left; two runs at once share "
+        "the work. Progress goes to stderr, a summary to stdout; Ctrl-C stops cleanly.",
+    )
+    broadcast.add_argument("text", metavar="TEXT")
+    broadcast.add_argument(
+        "--id",
+        dest="key",
+        metavar="KEY",
+        help=f"what makes it once per person: up to {MAX_BROADCAST_KEY} characters, no spaces "
+        "(default: a fresh random one, printed so that the run can be resumed)",
+    )
+    broadcast.add_argument(
+        "--to", dest="audience", metavar="AUDIENCE", help="a named audience of the flow"
+    )
+    broadcast.add_argument(
+        "--platforms",
+        type=platform_names,
+        metavar="P[,P...]",
+        help="only these of telegram, vk, web (default: every one a person linked)",
+    )
+    broadcast.set_defaults(command=cmd_broadcast)
 
     check = commands.add_parser("check", help="say what configuration is missing or wrong")
     check.add_argument(
@@ -633,6 +661,80 @@ async def notify(
     if told.skipped:
         parts.append(f"not sent to {', '.join(told.skipped)}: not configured here")
     return "; ".join(parts) or f"person {person_id} has nothing linked to send to"
+
+
+MAX_BROADCAST_KEY = 40
+"""The longest --id of `portabot broadcast` (with a person's id it is kept as an update id)."""
+
+
+def platform_names(text: str) -> tuple[str, ...]:
+    from portabot.telling import PLATFORMS
+
+    names = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+    for name in names:
+        if name not in PLATFORMS:
+            raise argparse.ArgumentTypeError(f"{name!r} is not one of {', '.join(PLATFORMS)}")
+    if not names:
+        raise argparse.ArgumentTypeError(f"name at least one of {', '.join(PLATFORMS)}")
+    return names
+
+
+def cmd_broadcast(args: argparse.Namespace) -> int:
+    import secrets
+
+    from portabot.broadcast import MAX_TEXT, BroadcastError, Progress, Summary, broadcast
+    from portabot.replies import Reply, ReplyError
+
+    key = secrets.token_hex(8) if args.key is None else args.key
+    if not 0 < len(key) <= MAX_BROADCAST_KEY or not key.isprintable() or " " in key:
+        raise CommandError(
+            f"broadcast: --id is 1 to {MAX_BROADCAST_KEY} characters without spaces", status=2
+        )
+    if not args.text.strip():
+        raise CommandError("broadcast: the text is empty", status=2)
+    if len(args.text) > MAX_TEXT:
+        raise CommandError(
+            f"broadcast: the text is {len(args.text)} characters; at most {MAX_TEXT} "
+            "(one message on every platform)",
+            status=2,
+        )
+    try:
+        reply = Reply.of(args.text)
+    except ReplyError as exc:
+        raise CommandError(f"broadcast: {exc}", status=2) from None
+    settings = load_settings()
+    audience = None
+    if args.audience is not None:
+        from portabot.conversation.loader import load_flow
+
+        try:
+            audience = load_flow(settings).audience_named(args.audience)
+        except LookupError as exc:
+            raise CommandError(f"broadcast: {exc.args[0]}", status=2) from None
+    if args.key is None:
+        print(f"portabot: broadcast --id {key} (run again with it to resume)", file=sys.stderr)
+
+    async def work(outbound: Outbound) -> Summary | BroadcastError:
+        try:
+            return await broadcast(
+                outbound,
+                reply,
+                key,
+                audience=audience,
+                platforms=args.platforms,
+                progress=Progress(sys.stderr),
+            )
+        except BroadcastError as exc:  # the flow's fault, not the database's: said as such
+            return exc
+
+    summary = on_database(settings, "broadcast from", work)
+    if isinstance(summary, BroadcastError):
+        raise CommandError(f"broadcast: {summary}")
+    print(summary.line())
+    if summary.stopped:
+        print(f"portabot: broadcast stopped; run again with --id {key} to go on", file=sys.stderr)
+        return 130
+    return 0
 
 
 def timestamp(seconds: float) -> str:

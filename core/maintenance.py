@@ -21,6 +21,7 @@ from portabot.storage.purge import (
     purge_inline_replies,
     purge_limits,
     purge_outbox,
+    purge_pace,
     purge_updates,
     purge_web_updates,
 )
@@ -30,6 +31,9 @@ HOUR = 3_600.0
 GAVE_UP_KEPT = 30 * DAY
 """Replies a platform refused for good are kept at least a month: they are rare, and the only
 trace of a reply that never arrived."""
+PACE_IDLE = 600.0
+"""Seconds after its last send time that a send schedule is dropped: by then it holds nothing
+back (a margin above every pause a platform asks for, and any clock skew between senders)."""
 LOCKED = "another maintain run holds the lock; nothing done"
 
 
@@ -39,7 +43,8 @@ async def outbound_for(settings: Settings) -> AsyncIterator[Outbound]:
     from portabot.channels import platform_channels
 
     db = Database(settings.database_url, pool_size=1)
-    outbound = Outbound(db, {c.platform: c for c in platform_channels(settings, db)})
+    channels = {c.platform: c for c in platform_channels(settings, db)}
+    outbound = Outbound(db, channels, paced=settings.send_pacing)
     try:
         yield outbound
     finally:
@@ -77,6 +82,7 @@ async def maintain(
         visitors = await purge_idle_visitors(db, now - keep_visitors_days * DAY, owned)
         inbox = await purge_inbox(db, now - keep_visitors_days * DAY)  # after the visitors
         limits = await purge_limits(db, now - HOUR)  # the longest window is an hour
+        paces = await purge_pace(db, now - PACE_IDLE)
         purged = [line for f in features if (line := await f.purge(db, now)) is not None]
         delivered = await deliver_outbox(outbound)
     days = f"{keep_updates_days:g} day{'s' if keep_updates_days != 1 else ''}"
@@ -93,6 +99,7 @@ async def maintain(
         f"web inbox: {inbox} deleted (not collected within {visitor_days}, "
         "or its visitor forgotten)",
         f"limit counters: {limits} deleted (their window has ended)",
+        f"send schedules: {paces} deleted (idle more than {PACE_IDLE / 60:g} minutes)",
         *purged,
         f"outbox: {delivered}",
     ]

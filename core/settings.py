@@ -276,6 +276,9 @@ class Settings(BaseSettings):
     tick_seconds: float = Field(default=TICK_SECONDS, ge=0, le=3600)
     """How often a running server runs what is due by itself (core/runner.py); 0: never (an
     outside scheduler's `portabot tick` still does)."""
+    send_pacing: bool = True
+    """SEND_PACING=off sends through the APIs without pacing them to the platforms' rate limits
+    (for an API that has none: a load test's fake)."""
     order_window_ms: int = Field(default=0, ge=0, le=5000)
     keep_updates_days: float = Field(default=7.0, ge=MIN_KEEP_DAYS, le=36500)
     telegram_token: SecretStr | None = None

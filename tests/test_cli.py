@@ -59,6 +59,7 @@ def portabot(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[s
         ["set-webhook"],
         ["check"],
         ["deliver"],
+        ["broadcast"],
         ["maintain"],
         ["tick"],
         ["poll"],

@@ -45,6 +45,8 @@ class Backlog:
     idle_linked: int = 5  # idle more than 30 days, but with a Telegram account linked too
     old_limits: int = 70  # limit counters whose window (at most an hour) has ended
     recent_limits: int = 3
+    idle_paces: int = 45  # send schedules (one a chat) whose last send was long ago
+    recent_paces: int = 2
     old_web_updates: int = 40  # the web chat's, received more than a day ago
     recent_web_updates: int = 6
     old_inbox: int = 11  # web inbox messages no page collected for more than 30 days
@@ -112,6 +114,9 @@ def fill(url: str, backlog: Backlog, now: float) -> None:
     limits = "limits (key, window_start, count)"
     rows(url, backlog.old_limits, limits, f"'web:10.0.0.' || i, {now} - 3600 - i, 3")
     rows(url, backlog.recent_limits, limits, f"'web-new:10.0.1.' || i, {now} - 3000, 1")
+    pace = "pace (scope, next_at, step)"
+    rows(url, backlog.idle_paces, pace, f"'telegram:1:' || i, {now} - 3600 - i, 1")
+    rows(url, backlog.recent_paces, pace, f"'telegram:2:' || i, {now} - 60, 1")
     web = f"'web', 'web-old-' || i, {now} - {DAY} - i"
     rows(url, backlog.old_web_updates, updates, web)
     rows(url, backlog.recent_web_updates, updates, f"'web', 'web-new-' || i, {now} - 3600")
@@ -141,6 +146,7 @@ def counts(url: str) -> dict[str, int]:
             "accounts",
             "limits",
             "inbox",
+            "pace",
         )
     }
 
@@ -174,6 +180,7 @@ def test_maintain_brings_the_tables_back_to_the_retention_window(
         f"web inbox: {b.old_inbox + b.forgotten_inbox} deleted (not collected within 30 days, "
         "or its visitor forgotten)",
         f"limit counters: {b.old_limits} deleted (their window has ended)",
+        f"send schedules: {b.idle_paces} deleted (idle more than 10 minutes)",
         f"link codes: {b.spent_codes} deleted (used, or expired more than a day ago)",
         f"outbox: sent {b.due}, failed 0; 0 waiting for a later try",
     ]
@@ -188,13 +195,14 @@ def test_maintain_brings_the_tables_back_to_the_retention_window(
         "accounts": 1 + b.recent_visitors + 2 * b.idle_linked,
         "limits": b.recent_limits,
         "inbox": b.recent_inbox,
+        "pace": b.recent_paces + 2,  # and the bot's and chat 5's, which the due replies took
     }
     codes = {row["code"] for row in query(database_url, "SELECT code FROM link_codes")}
     assert "idle-code" not in codes
     assert [p["text"] for p in fake_telegram.sent()] == [f"due {i}" for i in range(1, b.due + 1)]
     # Idempotent: at once again, nothing is left to do.
     again = maintain(tmp_path, database_url, fake_telegram)
-    assert again.count(": 0 deleted") == 9 and "sent 0, failed 0" in again
+    assert again.count(": 0 deleted") == 10 and "sent 0, failed 0" in again
     assert len(fake_telegram.sent()) == b.due
 
 

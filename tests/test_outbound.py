@@ -103,7 +103,10 @@ def test_concurrent_senders_never_send_a_reply_twice(
         db = Database(database_url, pool_size=4)
         async with db.transaction() as conn:
             await add_to_outbox(
-                conn, [Delivery("telegram", "7", f"n{i}", f"u:{i}") for i in range(30)], 0.0
+                # Each to a chat of its own: one chat takes one a second (after a short burst).
+                conn,
+                [Delivery("telegram", str(70 + i), f"n{i}", f"u:{i}") for i in range(30)],
+                0.0,
             )
         senders = [Outbound(db, {c.platform: c for c in platform_channels(settings)}) for _ in "ab"]
         # Six batches of 7 at once: enough for all 30, if no two take the same reply.

@@ -12,7 +12,11 @@ from starlette.responses import Response
 from portabot.messages import Delivery, Update
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from aiohttp import ClientSession
+
+    from portabot.storage.pacing import Pace
 
 MAX_BODY = 1024 * 1024
 Int64 = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
@@ -89,6 +93,14 @@ class Channel(Protocol):
     async def send(self, session: ClientSession, delivery: Delivery) -> None:
         """Send one reply through the platform's API; raises ApiError."""
 
+    def paces(self, delivery: Delivery) -> Sequence[Pace]:
+        """The schedules an API send of the delivery takes a slot in, which keep the platform's
+        rate limits across every sender (empty: none apply)."""
+
+    def held_back(self, delivery: Delivery, error: ApiError) -> Sequence[Pace]:
+        """Of the delivery's paces, those the refusal says are over their limit, for every
+        sender to hold until its retry_after (empty: the refusal is not about rates)."""
+
 
 class Unanswered:
     """The channel of updates no platform waits on (an event from outside, a timer, a call's
@@ -116,6 +128,12 @@ class Unanswered:
 
     async def send(self, session: ClientSession, delivery: Delivery) -> None:
         raise AssertionError(f"replies go through their account's channel, not {self.platform}")
+
+    def paces(self, delivery: Delivery) -> Sequence[Pace]:
+        return ()
+
+    def held_back(self, delivery: Delivery, error: ApiError) -> Sequence[Pace]:
+        return ()
 
 
 async def read_json(request: Request, limit: int = MAX_BODY) -> Any:

@@ -26,6 +26,7 @@ from portabot.messages import (
 )
 from portabot.replies import Reply, length
 from portabot.settings import Settings
+from portabot.storage.pacing import Pace
 
 if TYPE_CHECKING:
     from aiohttp import ClientSession
@@ -45,6 +46,23 @@ CONTENT = frozenset(
 )  # fmt: skip
 """What a person can send without text; a message with none of it (and no text) is a service
 message: a pin, a forum topic, a title or photo change, a payment, … (the Bot API adds more)."""
+
+
+BOT_PER_SECOND = 25
+"""Sends a second for the bot as a whole: Telegram allows about 30. Paced sends reach it jittered
+by the network and by each sender's scheduling, so that a few may bunch into one second; 5 a
+second of margin keeps even those under its limit."""
+CHAT_INTERVAL, CHAT_BURST = 1.0, 3
+"""A private chat: one message a second, and a few at once (a reply in several pieces) after a
+quiet spell."""
+GROUP_INTERVAL = 3.5
+"""A group, supergroup or channel: Telegram allows 20 messages a minute; one every 3.5 s is 17,
+and with no burst (a burst on top of the rate could make 21 in some minute)."""
+
+
+def is_group(chat_id: str) -> bool:
+    """Groups and supergroups have negative ids; a channel may be addressed by its @username."""
+    return chat_id.startswith(("-", "@"))
 
 
 class _Model(BaseModel):
@@ -224,6 +242,8 @@ class TelegramChannel:
         self._secret = (settings.telegram_webhook_secret() or "").encode()
         self._api = settings.telegram_api_url
         self.bot_username = settings.telegram_bot_username
+        # The bot's id (the token's public part) names its schedules: a new bot has its own.
+        self._pace = Pace(f"telegram:{self._token.partition(':')[0]}", 1 / BOT_PER_SECOND)
 
     async def receive(self, request: Request) -> Update:
         given = request.headers.get(SECRET_HEADER)
@@ -321,6 +341,26 @@ class TelegramChannel:
         if delivery.answer is not None:
             return True
         return delivery.edit_id is None and delivery.content.image is None
+
+    def paces(self, delivery: Delivery) -> tuple[Pace, ...]:
+        if delivery.answer is not None:  # a press's answer is no message in the chat
+            return (self._pace,)
+        return (self._pace, self._chat_pace(delivery.chat_id))
+
+    def held_back(self, delivery: Delivery, error: ApiError) -> tuple[Pace, ...]:
+        """Telegram's 429 does not say which limit it is: in a group, most likely the group's
+        20 a minute (the chat waits, other chats go on); elsewhere the bot's own (all wait)."""
+        if not isinstance(error, TelegramError) or error.status != 429:
+            return ()
+        if delivery.answer is None and is_group(delivery.chat_id):
+            return (self._chat_pace(delivery.chat_id),)
+        return (self._pace,)
+
+    def _chat_pace(self, chat_id: str) -> Pace:
+        scope = f"{self._pace.scope}:{chat_id}"
+        if is_group(chat_id):
+            return Pace(scope, GROUP_INTERVAL)
+        return Pace(scope, CHAT_INTERVAL, CHAT_BURST)
 
     def respond(self, update: Update, inline: list[Delivery]) -> Response:
         if not inline:

@@ -51,6 +51,7 @@ from portabot.messages import (
 from portabot.replies import MAX_NOTICE, MAX_PAYLOAD, Button, Reply, dumps, length
 from portabot.settings import Settings
 from portabot.storage.media import remember_media, remembered_media
+from portabot.storage.pacing import Pace
 
 if TYPE_CHECKING:
     from aiohttp import ClientSession
@@ -68,7 +69,11 @@ EVENTS = (
     "message_event",
 )
 API_TIMEOUT = 10.0
-RETRYABLE_ERRORS = {1, 6, 9, 10}
+CALLS_PER_SECOND = 16
+"""API calls a second for the community: VK takes 20 with a community token (its error 6, "Too
+many requests per second", past that); 4 of margin for sends that bunch on the way."""
+TOO_MANY_REQUESTS = 6
+RETRYABLE_ERRORS = {1, TOO_MANY_REQUESTS, 9, 10}
 """VK error codes worth another try: unknown, too many requests, flood control, internal."""
 MENTION = re.compile(r"^\[club\d+\|[^\]]*\][\s,:]*")
 """How VK prefixes a message that mentions the community in a group chat."""
@@ -386,6 +391,20 @@ class VkChannel:
 
     def respond(self, update: Update, inline: list[Delivery]) -> Response:
         return PlainTextResponse("ok")
+
+    def paces(self, delivery: Delivery) -> tuple[Pace, ...]:
+        """The community's schedule, taking a slot per API call the delivery may make: an edit
+        may be followed by a send, an image by its upload's two calls (the first time only, but
+        that is not known here), buttons for a client without them by a second message."""
+        reply = delivery.content
+        calls = 1 + (delivery.edit_id is not None) + 2 * (reply.image is not None)
+        calls += delivery.keyboard == "none" and bool(reply.buttons)
+        return (Pace(f"vk:{self.group_id}", calls / CALLS_PER_SECOND),)
+
+    def held_back(self, delivery: Delivery, error: ApiError) -> tuple[Pace, ...]:
+        if isinstance(error, VkApiError) and error.code == TOO_MANY_REQUESTS:
+            return self.paces(delivery)
+        return ()
 
     async def send(self, session: ClientSession, delivery: Delivery) -> None:
         if delivery.answer is not None:

@@ -30,8 +30,10 @@ from portabot.storage.limits import Limit, hit_now
 if TYPE_CHECKING:
     from aiohttp import ClientSession
 
+    from portabot.channels.base import ApiError
     from portabot.settings import Settings
     from portabot.storage.database import Database
+    from portabot.storage.pacing import Pace
 
 COOKIE = "portabot_web"
 """The cookie's name over plain HTTP (localhost): browsers refuse `__Host-` without Secure."""
@@ -254,6 +256,12 @@ class WebChannel:
 
     def rides_inline(self, delivery: Delivery) -> bool:
         return True  # the response is all the page gets
+
+    def paces(self, delivery: Delivery) -> tuple[Pace, ...]:
+        return ()  # no API: the page collects what waits for it
+
+    def held_back(self, delivery: Delivery, error: ApiError) -> tuple[Pace, ...]:
+        return ()
 
     def respond(self, update: Update, inline: list[Delivery]) -> Response:
         response = JSONResponse(answer(inline))

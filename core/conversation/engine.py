@@ -55,6 +55,10 @@ if TYPE_CHECKING:
 
 F = TypeVar("F", bound=Callable[..., Any])
 S = TypeVar("S", bound=Service)
+Audience: TypeAlias = Callable[[str | None, dict[str, Any]], bool]
+"""Whom a broadcast reaches: a person's state (None before their first message) and data ->
+whether to send to them (`portabot broadcast --to NAME`)."""
+AUDIENCE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 MAX_NAME = 64
 """The longest state name: `people.state` is a String(64)."""
@@ -302,6 +306,9 @@ class Flow:
     (from `configure`). Passed, it stays whatever the setting says: the author who measured what
     the flow keeps has decided, and an operator's setting meant for flows that did not say should
     not undo that.
+
+    `audiences` name the filters `portabot broadcast --to NAME` selects people with (as
+    `@flow.audience(NAME)` adds one).
     """
 
     def __init__(
@@ -316,7 +323,11 @@ class Flow:
         max_state_bytes: int | None = None,
         initial: type[State] | State | str | None = None,
         services: Mapping[str, Service] | None = None,
+        audiences: Mapping[str, Audience] | None = None,
     ) -> None:
+        self.audiences: dict[str, Audience] = {}
+        for audience_name, select in (audiences or {}).items():
+            self._add_audience(audience_name, select)
         self.features: tuple[Feature, ...] = tuple(features)
         self.services: dict[str, Registration] = {}
         """The outside calls `ctx.call` may ask for, by name."""
@@ -428,6 +439,16 @@ class Flow:
 
         return add
 
+    def audience(self, name: str | None = None) -> Callable[[F], F]:
+        """`@flow.audience("subscribers")` on `def subscribers(state, data) -> bool`: the people
+        `portabot broadcast --to subscribers` sends to (the name defaults to the function's)."""
+
+        def add(function: F) -> F:
+            self._add_audience(name if name is not None else function.__name__, function)
+            return function
+
+        return add
+
     def calling(self, name: str, args: dict[str, Any]) -> Call:
         """The checked Call effect for `ctx.call` (FlowError or ReplyError naming what is
         wrong): the service is registered, the flow answers what it returns, the arguments are
@@ -453,6 +474,23 @@ class Flow:
             for table in tables
             for route in table.messages
         )
+
+    def audience_named(self, name: str) -> Audience:
+        """The audience of that name; a LookupError names the flow's own."""
+        found = self.audiences.get(name)
+        if found is None:
+            known = ", ".join(sorted(self.audiences)) or "none"
+            raise LookupError(f"no audience {name!r} in the flow (its audiences: {known})")
+        return found
+
+    def _add_audience(self, name: str, select: Audience) -> None:
+        if not isinstance(name, str) or not AUDIENCE_NAME.fullmatch(name):
+            raise FlowError(f"audience {name!r}: 1 to 64 letters, digits, _ or -")
+        if not callable(select):
+            raise FlowError(f"audience {name!r}: a function (state, data) -> bool")
+        if name in self.audiences:
+            raise FlowError(f"two audiences are named {name!r}")
+        self.audiences[name] = select
 
     def _adding(self, route: Route) -> Callable[[F], F]:
         def add(function: F) -> F:

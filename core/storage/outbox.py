@@ -27,6 +27,7 @@ _FAILED = Query(
     "UPDATE outbox SET attempts = attempts + 1, last_error = :error WHERE id = :id"
     " RETURNING attempts"
 )
+_POSTPONE = Query("UPDATE outbox SET due_at = :due_at WHERE id = :id AND sent_at IS NULL")
 _RETRY = Query("UPDATE outbox SET due_at = :due_at, gave_up_at = :gave_up_at WHERE id = :id")
 _DUE = "sent_at IS NULL AND gave_up_at IS NULL AND (due_at IS NULL OR due_at <= :now)"
 # Other senders skip what one has taken: FOR UPDATE SKIP LOCKED on PostgreSQL; SQLite has one
@@ -50,8 +51,11 @@ def retry_delay(attempts: int) -> float:
     return float(min(3600, 10 * 2 ** (attempts - 1)))
 
 
-async def add_to_outbox(conn: Conn, deliveries: list[Delivery], now: float) -> list[Delivery]:
-    """Store the deliveries; returns them with their outbox ids."""
+async def add_to_outbox(
+    conn: Conn, deliveries: list[Delivery], now: float, *, leased: bool = True
+) -> list[Delivery]:
+    """Store the deliveries, leased to the caller (which sends them next) or, not `leased`, due
+    for any sender; returns them with their outbox ids."""
     stored = []
     for d in deliveries:
         extra = d.extra()
@@ -64,7 +68,7 @@ async def add_to_outbox(conn: Conn, deliveries: list[Delivery], now: float) -> l
             reply=None if extra is None else dumps(extra),
             key=d.key,
             now=now,
-            due_at=now + LEASE,  # the request that stored them sends them next
+            due_at=now + LEASE if leased else None,
         )
         stored.append(replace(d, outbox_id=outbox_id))
     return stored
@@ -89,6 +93,12 @@ async def mark_failed(
             id=outbox_id,
         )
     return not gave_up
+
+
+async def postpone(db: Database, outbox_id: int, due_at: float) -> None:
+    """Give a reply back, due at `due_at` (not a failure: the platform's limits put it off)."""
+    async with db.autocommit() as conn:
+        await conn.execute(_POSTPONE, due_at=due_at, id=outbox_id)
 
 
 async def claim_due(db: Database, now: float, limit: int) -> list[Delivery]:

@@ -38,6 +38,7 @@ _INBOX = batch_delete(
     " WHERE accounts.platform = 'web' AND accounts.user_id = inbox.user_id)",
 )
 _LIMITS = batch_delete("limits", "key", "window_start < :before")
+_PACE = batch_delete("pace", "scope", "next_at < :before")
 _WEB_ONLY_IDLE = """SELECT id FROM people WHERE updated_at < :before
     AND EXISTS (SELECT 1 FROM accounts WHERE person_id = people.id AND platform = 'web')
     AND NOT EXISTS (SELECT 1 FROM accounts WHERE person_id = people.id AND platform <> 'web')"""
@@ -103,6 +104,12 @@ async def purge_inbox(db: Database, kept_before: float) -> int:
 async def purge_limits(db: Database, before: float) -> int:
     """Limit counters whose window started before the time."""
     return await delete_in_batches(db, _LIMITS, before=before)
+
+
+async def purge_pace(db: Database, before: float) -> int:
+    """Send schedules idle since before the time: a schedule whose next send is past is as good
+    as none, and one row per chat ever sent to would otherwise stay for good."""
+    return await delete_in_batches(db, _PACE, before=before)
 
 
 async def purge_idle_visitors(db: Database, idle_before: float, owned: Sequence[str] = ()) -> int:

@@ -171,3 +171,14 @@ jobs = sa.Table(
 )
 """Timers, replies sent later and outside calls, until done (then deleted). A person has one
 job per key: a timer asked for again replaces the one of its key."""
+
+pace = sa.Table(
+    "pace",
+    metadata,
+    sa.Column("scope", sa.String(128), primary_key=True),
+    sa.Column("next_at", Timestamp, nullable=False, index=True),
+    sa.Column("step", sa.Float, nullable=False),  # seconds per send
+)
+"""The send schedules shared by every sender (storage/pacing.py): per scope (a bot, a chat, a
+community), when its next send is due. UNLOGGED on PostgreSQL (the migration says why).
+`portabot maintain` drops those idle for a while."""

@@ -59,11 +59,14 @@ async def tell(
     now: float,
     channels: Mapping[str, Channel],
     platforms: Sequence[str] | None = None,
+    *,
+    leased: bool = True,
 ) -> Told:
     """Store `reply` for each of the person's accounts (on `platforms`, or all), cut to each
     channel's length. Keys start with `key`, so the same key always makes the same deliveries
     (the inbox keeps one key once; VK drops a repeated random_id). Raises TellError when the
-    person does not exist; a person with no account on the named platforms gets nothing."""
+    person does not exist; a person with no account on the named platforms gets nothing. The
+    outbox's deliveries are leased to the caller, to send next, unless not `leased`."""
     rows = await conn.fetch_all(_ACCOUNTS, person_id=person_id)
     if not rows and await conn.fetch_val(_EXISTS, person_id=person_id) is None:
         raise TellError(f"no person {person_id} to tell (a wrong id, or merged or purged since)")
@@ -92,7 +95,7 @@ async def tell(
             (told.kept if platform == "web" else outgoing).append(delivery)
             told.every.append(delivery)
     await add_to_inbox(conn, told.kept, now)
-    told.sent = await add_to_outbox(conn, outgoing, now)
+    told.sent = await add_to_outbox(conn, outgoing, now, leased=leased)
     ids = {d.key: d for d in told.sent}
     told.every = [ids.get(d.key, d) for d in told.every]
     return told

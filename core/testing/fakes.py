@@ -7,9 +7,11 @@ They need no pytest."""
 from __future__ import annotations
 
 import asyncio
+import bisect
 import email.parser
 import email.policy
 import json
+import math
 import re
 import socket
 import struct
@@ -40,7 +42,9 @@ __all__ = [
     "FakeTelegram",
     "FakeVk",
     "ImageServer",
+    "TelegramLimits",
     "TelegramMessage",
+    "VkLimits",
     "VkMessage",
     "free_port",
     "png",
@@ -75,6 +79,50 @@ def serve(app: ASGIApp) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+def in_window(times: list[float], span: float, now: float) -> int:
+    """How many of the (sorted) times fall in the `span` seconds up to `now`: (now - span, now]."""
+    return len(times) - bisect.bisect_right(times, now - span)
+
+
+def busiest(times: list[float], span: float = 1.0) -> int:
+    """The most of the (sorted) times that fall in any `span` seconds (a sliding window)."""
+    most, first = 0, 0
+    for last, at in enumerate(times):
+        while times[first] <= at - span:
+            first += 1
+        most = max(most, last - first + 1)
+    return most
+
+
+@dataclass(frozen=True)
+class TelegramLimits:
+    """The rate limits a FakeTelegram enforces when given them (`fake.limits = TelegramLimits()`),
+    as Telegram documents them for messages (sendMessage, sendPhoto, the edits): a send beyond
+    one is answered 429 with `parameters.retry_after`, as Telegram answers a flood."""
+
+    per_second: int = 30
+    """Messages of the bot in any sliding second, whichever chats they go to."""
+    chat_per_second: float = 1.0
+    chat_burst: int = 5
+    """A private chat: a bucket of `chat_burst` messages refilled at `chat_per_second`."""
+    group_per_minute: int = 20
+    """A group, supergroup or channel (a chat id starting with - or @): in any sliding minute."""
+
+
+@dataclass(frozen=True)
+class VkLimits:
+    """The rate limit a FakeVk enforces when given it (`fake.limits = VkLimits()`): API calls
+    with the community's token in any sliding second; beyond, VK's error 6."""
+
+    per_second: int = 20
+
+
+MESSAGE_METHODS = frozenset(
+    {"sendMessage", "sendPhoto", "editMessageText", "editMessageCaption", "editMessageReplyMarkup"}
+)
+"""The Bot API methods Telegram's message limits count."""
 
 
 @dataclass
@@ -379,6 +427,14 @@ class FakeTelegram:
     """URL prefix -> loopback prefix to fetch photos from, e.g.
     {"https://img.example/": "http://127.0.0.1:8001/"}. Empty: photo URLs are taken unfetched."""
     chats: dict[str, dict[int, TelegramMessage]] = field(default_factory=dict)
+    limits: TelegramLimits | None = None
+    """Rate limits to enforce (None, the default: none)."""
+    throttled: list[ApiCall] = field(default_factory=list)
+    """Calls answered 429 because they went beyond `limits`."""
+    send_times: list[float] = field(default_factory=list)
+    """When (time.monotonic) each message call within the limits arrived, while they are on."""
+    _chat_times: dict[str, list[float]] = field(default_factory=dict, repr=False)
+    _buckets: dict[str, tuple[float, float]] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def reset(self) -> None:
@@ -386,6 +442,11 @@ class FakeTelegram:
         self.failures.clear()
         self.failed.clear()
         self.refused.clear()
+        self.limits = None
+        self.throttled.clear()
+        self.send_times.clear()
+        self._chat_times.clear()
+        self._buckets.clear()
         with self._lock:
             self.pending.clear()
         self.webhook_url = ""
@@ -439,6 +500,12 @@ class FakeTelegram:
             if failure is not None:
                 self.failed.append(ApiCall(token, method, payload))
                 return JSONResponse(failure.body, failure.status)
+            wait = self.over_limits(method, str(payload.get("chat_id", "")), time.monotonic())
+            if wait is not None:
+                self.throttled.append(ApiCall(token, method, payload))
+                description = f"Too Many Requests: retry after {wait}"
+                body = {"ok": False, "error_code": 429, "description": description}
+                return JSONResponse({**body, "parameters": {"retry_after": wait}}, 429)
             if method == "getUpdates":
                 self.calls.append(ApiCall(token, method, payload))
                 return JSONResponse({"ok": True, "result": await self.updates(payload)})
@@ -465,6 +532,37 @@ class FakeTelegram:
             return dict(parse_qsl(body.decode()))
         parsed: dict[str, Any] = json.loads(body)
         return parsed
+
+    def fastest_second(self) -> int:
+        """The most message calls that arrived within the limits in any sliding second."""
+        return busiest(self.send_times)
+
+    def over_limits(self, method: str, chat_id: str, now: float) -> int | None:
+        """With limits on, whether a message call now goes beyond one: the seconds to retry
+        after (None: within them, and counted)."""
+        limits = self.limits
+        if limits is None or method not in MESSAGE_METHODS:
+            return None
+        waits = []
+        if in_window(self.send_times, 1.0, now) >= limits.per_second:
+            oldest = self.send_times[-limits.per_second]
+            waits.append(oldest + 1.0 - now)
+        chat = self._chat_times.setdefault(chat_id, [])
+        if chat_id.startswith(("-", "@")):
+            if in_window(chat, 60.0, now) >= limits.group_per_minute:
+                waits.append(chat[-limits.group_per_minute] + 60.0 - now)
+        else:
+            tokens, then = self._buckets.get(chat_id, (float(limits.chat_burst), now))
+            tokens = min(float(limits.chat_burst), tokens + (now - then) * limits.chat_per_second)
+            if tokens < 1.0:
+                waits.append((1.0 - tokens) / limits.chat_per_second)
+            else:
+                self._buckets[chat_id] = (tokens - 1.0, now)
+        if waits:
+            return max(1, math.ceil(max(waits)))
+        self.send_times.append(now)
+        chat.append(now)
+        return None
 
     def failure_for(self, method: str) -> Failure | None:
         for failure in self.failures:
@@ -732,8 +830,17 @@ class FakeVk:
     """The photos POSTed to the upload URL, in order."""
     saved: list[dict[str, Any]] = field(default_factory=list)
     """The photos saved with photos.saveMessagesPhoto."""
+    limits: VkLimits | None = None
+    """The rate limit to enforce (None, the default: none)."""
+    throttled: list[ApiCall] = field(default_factory=list)
+    """Calls answered with error 6 because they went beyond `limits`."""
+    call_times: list[float] = field(default_factory=list)
+    """When (time.monotonic) each call within the limit arrived, while it is on."""
 
     def reset(self) -> None:
+        self.limits = None
+        self.throttled.clear()
+        self.call_times.clear()
         self.calls.clear()
         self.dropped.clear()
         self.failures.clear()
@@ -748,6 +855,19 @@ class FakeVk:
 
     def sent(self, method: str = "messages.send") -> list[dict[str, Any]]:
         return [call.payload for call in self.calls if call.method == method]
+
+    def fastest_second(self) -> int:
+        """The most calls that arrived within the limit in any sliding second."""
+        return busiest(self.call_times)
+
+    def over_limit(self, now: float) -> bool:
+        """With the limit on, whether a call now goes beyond it (if not, it is counted)."""
+        if self.limits is None:
+            return False
+        if in_window(self.call_times, 1.0, now) >= self.limits.per_second:
+            return True
+        self.call_times.append(now)
+        return False
 
     def texts(self) -> list[tuple[str, str]]:
         """(peer_id, message) of every message VK delivered."""
@@ -781,6 +901,10 @@ class FakeVk:
                 return JSONResponse({"error": error})
             if self.failures:
                 return JSONResponse({"error": self.failures.pop(0)})
+            if self.over_limit(time.monotonic()):
+                self.throttled.append(ApiCall(token, method, params))
+                error = {"error_code": 6, "error_msg": "Too many requests per second"}
+                return JSONResponse({"error": error})
             if method == "messages.send" and self.repeated(params):
                 self.dropped.append(params)
                 return JSONResponse({"response": 0})

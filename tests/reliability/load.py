@@ -235,6 +235,9 @@ def gunicorn(
         VK_API_URL=f"{fakes_url}/vk",
         BOT_FLOW=flow,
         SESSION_SECRET="load-session-secret",
+        # The fakes take any rate; these loads are about every update once, not about pacing
+        # (tests/test_pacing.py), which would hold 1,000 replies a second to 25.
+        SEND_PACING="off",
     )
     with log.open("wb") as output:
         process = subprocess.Popen(
