@@ -109,8 +109,9 @@ async def run_logged(bot: Bot) -> None:
     except Exception as exc:  # the database away, say: the next run tries again
         log.warning("running what is due failed: %s", describe(exc))
         return
-    if did_something(lines):
-        log.info("what is due: %s", "; ".join(lines))
+    done = [line for line in lines if did_something([line])]  # the kinds of work it did
+    if done:
+        log.info("what is due: %s", "; ".join(done))
 
 
 def run_every(settings: Settings, seconds: float) -> int:

@@ -20,22 +20,32 @@ def telegram(fake: FakeTelegram, **more: str) -> dict[str, str]:
     return {"TELEGRAM_TOKEN": TOKEN, "TELEGRAM_API_URL": fake.url, **more}
 
 
+NO_JOBS = "timers: 0 fired; replies sent later: 0\ncalls: 0 answered, 0 failed, 0 to try again\n"
+"""What `tick` says first when no timer or call was due."""
+
+
 def test_tick_sends_the_replies_that_are_due_and_says_so(
     tmp_path: Path, empty_postgres: str, fake_telegram: FakeTelegram
 ) -> None:
     put_due(empty_postgres, "due 1", "due 2")
     env = telegram(fake_telegram, DATABASE_URL=empty_postgres)
     first = portabot(tmp_path, "tick", **env)
-    assert (first.returncode, first.stdout, first.stderr) == (0, "outbox: sent 2, failed 0\n", "")
+    assert (first.returncode, first.stdout, first.stderr) == (
+        0,
+        NO_JOBS + "outbox: sent 2, failed 0\n",
+        "",
+    )
     assert sent_texts(fake_telegram) == ["due 1", "due 2"]
     again = portabot(tmp_path, "tick", **env)
-    assert again.stdout == "outbox: sent 0, failed 0\n"
+    assert again.stdout == NO_JOBS + "outbox: sent 0, failed 0\n"
     assert len(fake_telegram.sent()) == 2
 
 
 def test_tick_migrates_a_new_sqlite_file_first(tmp_path: Path) -> None:
     result = portabot(tmp_path, "tick")
-    assert (result.returncode, result.stdout) == (0, "outbox: sent 0, failed 0\n"), result.stderr
+    assert (result.returncode, result.stdout) == (0, NO_JOBS + "outbox: sent 0, failed 0\n"), (
+        result.stderr
+    )
     assert (tmp_path / "portabot.db").exists()
 
 
