@@ -34,6 +34,7 @@ NOT_FOR_USERS = {
     "vk_api_version",
     "vk_image_hosts",
     "tick_seconds",
+    "send_pacing",
 }
 """Set by the handler, or only changed by tests; and TICK_SECONDS, a server's own loop, which
 Lambda never starts (the Tick rule runs what is due instead)."""

@@ -181,9 +181,9 @@ def test_the_tick_schedule_runs_what_is_due_in_the_container(
     # What the template's Tick rule sends every minute: its constant Input, as the whole event.
     event = stored_event("tick")
     assert event == container.module.TICK == json.loads(tick_rule()["Input"])
-    assert container.invoke(event) == {"ran": ["outbox: sent 2, failed 0"]}
+    assert container.invoke(event)["ran"][-1] == "outbox: sent 2, failed 0"
     assert [p["text"] for p in fake_telegram.sent()] == ["due 1", "due 2"]
-    assert container.invoke(event) == {"ran": ["outbox: sent 0, failed 0"]}  # nothing twice
+    assert container.invoke(event)["ran"][-1] == "outbox: sent 0, failed 0"  # nothing twice
     assert counts(empty_postgres)["updates"] > 0  # no maintenance ran: nothing was purged
     # The same container then serves a webhook as before, on the same connection.
     assert Answer.of(container.invoke(stored_event("function_url"))).status == 200
