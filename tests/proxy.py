@@ -1,5 +1,6 @@
-"""A TCP proxy on loopback whose connections the tests can cut, as a database outage would; it
-counts the connections it refused, so a test can wait until the other side has tried."""
+"""A TCP proxy on loopback whose connections the tests can cut, as a database outage would, or
+hold, as a server that has stopped answering would; it counts the connections it refused and the
+requests it held, so a test can wait until the other side has tried."""
 
 from __future__ import annotations
 
@@ -20,15 +21,27 @@ class CuttableProxy:
         self.down = False
         self.refused = 0
         """Connections closed at once because the proxy was down."""
+        self.held = 0
+        """Reads from a client kept back because the proxy was holding."""
+        self._holding = False
+        self._let_go: asyncio.Event | None = None
         self._refusal = threading.Condition()
         self._loop = asyncio.new_event_loop()
         self._writers: set[asyncio.StreamWriter] = set()
         self._server: asyncio.Server | None = None
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
 
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pipe(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, upstream: bool = False
+    ) -> None:
         try:
             while data := await reader.read(65536):
+                if upstream and self._holding:
+                    with self._refusal:
+                        self.held += 1
+                        self._refusal.notify_all()
+                    assert self._let_go is not None
+                    await self._let_go.wait()
                 writer.write(data)
                 await writer.drain()
         except (ConnectionError, OSError):
@@ -49,7 +62,9 @@ class CuttableProxy:
             writer.close()
             return
         self._writers |= {writer, up_writer}
-        await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+        await asyncio.gather(
+            self._pipe(reader, up_writer, upstream=True), self._pipe(up_reader, writer)
+        )
         self._writers -= {writer, up_writer}
 
     async def _start(self) -> None:
@@ -69,6 +84,32 @@ class CuttableProxy:
 
     def restore(self) -> None:
         self.down = False
+
+    @contextmanager
+    def holding(self) -> Iterator[None]:
+        """While the body runs, what clients send is kept back (they wait for an answer that
+        does not come); afterwards it goes on to the server."""
+
+        async def hold() -> None:
+            self._let_go = asyncio.Event()
+            self._holding = True
+
+        async def let_go() -> None:
+            self._holding = False
+            assert self._let_go is not None
+            self._let_go.set()
+
+        self._call(hold())
+        try:
+            yield
+        finally:
+            self._call(let_go())
+
+    def wait_held(self, count: int = 1, timeout: float = 60) -> None:
+        """Until `count` requests in all were held, or fail after `timeout` seconds."""
+        with self._refusal:
+            if not self._refusal.wait_for(lambda: self.held >= count, timeout):
+                raise AssertionError(f"{self.held} of {count} requests held")
 
     def wait_refused(self, count: int = 1, timeout: float = 60) -> None:
         """Until `count` connections in all were refused while down (the client tried and

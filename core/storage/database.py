@@ -372,9 +372,9 @@ class Database:
             raw = await pool.acquire()
             try:
                 await raw.execute("BEGIN")
-            except Exception:
+            except BaseException as exc:  # cancelled mid-BEGIN too: the pool gets it back
                 await pool.release(raw)
-                if attempt == 2:
+                if attempt == 2 or not isinstance(exc, Exception):
                     raise
                 await pool.expire_connections()
                 continue

@@ -74,3 +74,38 @@ def test_the_url_options_reach_the_pool_and_the_server(postgres_url: str) -> Non
         "&channel_binding=prefer"
     )
     assert run(_settings_seen_by_the_server(url)) == ("bot", "5s", "public")
+
+
+def test_a_transaction_cancelled_while_it_begins_gives_its_connection_back(
+    postgres_url: str,
+) -> None:
+    """A server's shutdown cancels the work in hand; a cancelled BEGIN must not keep its pooled
+    connection, or closing the pool waits for it for ever (asyncpg's "unreleased connections")."""
+    import asyncio
+    from urllib.parse import urlsplit
+
+    from portabot.storage.database import Database, Query
+    from tests.proxy import CuttableProxy
+
+    parts = urlsplit(postgres_url)
+    with CuttableProxy(parts.hostname or "127.0.0.1", parts.port or 5432).running() as proxy:
+        through = postgres_url.replace(parts.netloc, f"{parts.username}@127.0.0.1:{proxy.port}")
+
+        async def scenario() -> None:
+            db = Database(through, pool_size=1)
+            async with db.transaction() as conn:  # the pool's one connection, made and warm
+                await conn.fetch_val(Query("SELECT 1"))
+            with proxy.holding():
+                beginning = asyncio.ensure_future(db.transaction().__aenter__())
+                await asyncio.to_thread(proxy.wait_held)  # BEGIN sent, its answer held back
+                beginning.cancel()
+            with pytest.raises(asyncio.CancelledError):  # once asyncpg's cancel request is through
+                await beginning
+            try:
+                async with asyncio.timeout(20):  # kept by the cancelled BEGIN, it never comes
+                    async with db.transaction() as conn:  # the pool's one connection again
+                        assert await conn.fetch_val(Query("SELECT 2")) == 2
+            finally:
+                await asyncio.wait_for(db.close(), 20)
+
+        asyncio.run(scenario())
