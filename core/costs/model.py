@@ -59,6 +59,13 @@ class Workload:
     """A Lambda cold start's INIT phase, billed since 2025-08-01."""
     lambda_db_usd: float | None = None
     """A monthly figure for Lambda's PostgreSQL; None: Neon's free or Launch plan."""
+    workers: int = 2
+    """Worker processes per dyno or machine (WEB_CONCURRENCY; gunicorn.conf.py's default)."""
+    pool: int = 4
+    """Database connections per worker process (DATABASE_POOL_SIZE's default)."""
+    egress_kb: float = 2.0
+    """Bytes sent out of the host per update, in KB: the API call that carries the reply and
+    the webhook's answer, with their HTTP headers and TLS records."""
 
     @property
     def database_gb(self) -> float:
