@@ -7,6 +7,14 @@ import os
 import re
 from collections.abc import Iterator
 
+from portabot.capacity import (
+    DEFAULT_INSTANCES,
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_SCHEDULER_DYNOS,
+    DEFAULT_WORKER_DYNOS,
+    DEFAULT_WORKERS,
+    connections,
+)
 from portabot.settings import (
     HOST_MARKERS,
     ConfigurationError,
@@ -20,18 +28,6 @@ Finding = tuple[bool | None, str]
 """(True: fine, None: worth knowing, False: a problem) and what to say."""
 
 TARGETS = ("heroku", "lambda", "vps")
-DEFAULT_INSTANCES = {"heroku": 1, "lambda": 10, "vps": 1}
-"""Web dynos, Lambda's reserved concurrency (the SAM template's default), machines."""
-DEFAULT_MAX_CONNECTIONS = {"heroku": 20, "lambda": 100, "vps": 100}
-"""Heroku Postgres Essential-0's limit; PostgreSQL's own default (max_connections) elsewhere."""
-DEFAULT_WORKERS = 2
-"""gunicorn workers when WEB_CONCURRENCY is unset (both gunicorn.conf.py files)."""
-DEFAULT_WORKER_DYNOS = 0
-"""Heroku dynos of the Procfile's `worker:` type (`portabot poll`): off until scaled up."""
-DEFAULT_SCHEDULER_DYNOS = 1
-"""Heroku Scheduler's one-off dynos running `portabot maintain` at once (one hourly job)."""
-MAINTAIN_CONNECTIONS = 2
-"""`portabot maintain`: a pool of one, and its advisory lock's own connection."""
 TOKEN_SHAPE = re.compile(r"^\d+:[A-Za-z0-9_-]{30,}$")
 
 
@@ -168,44 +164,20 @@ def hosting(
         settings.database_url, pool_size=settings.database_pool_size, environ=there
     )
     yield from tls(connection, target)
-    pool = settings.database_pool_size
-    if target == "lambda":
-        terms = [(instances, f"{instances} concurrent Lambda containers × 1 connection")]
-    else:
-        workers = int(os.environ.get("WEB_CONCURRENCY") or DEFAULT_WORKERS)
-        unit = "web dyno" if target == "heroku" else "machine"
-        plural = "" if instances == 1 else "s"
-        terms = [
-            (
-                instances * workers * pool,
-                f"{instances} {unit}{plural} × {workers} workers × DATABASE_POOL_SIZE {pool}",
-            )
-        ]
-    if target == "heroku":
-        pollers = DEFAULT_WORKER_DYNOS if worker_dynos is None else worker_dynos
-        runs = DEFAULT_SCHEDULER_DYNOS if scheduler_dynos is None else scheduler_dynos
-        terms += [
-            (
-                pollers * pool,
-                f"{pollers} worker dyno{'' if pollers == 1 else 's'} (portabot poll) × {pool}",
-            ),
-            (
-                runs * MAINTAIN_CONNECTIONS,
-                f"{runs} Scheduler dyno{'' if runs == 1 else 's'} "
-                f"(portabot maintain) × {MAINTAIN_CONNECTIONS}",
-            ),
-        ]
-    needed = sum(count for count, _ in terms) + 1  # and one for `portabot migrate` or a console
-    verdict = needed <= limit
+    workers = int(os.environ.get("WEB_CONCURRENCY") or DEFAULT_WORKERS)
+    opened = connections(
+        target,
+        instances,
+        workers=workers,
+        pool=settings.database_pool_size,
+        worker_dynos=DEFAULT_WORKER_DYNOS if worker_dynos is None else worker_dynos,
+        scheduler_dynos=DEFAULT_SCHEDULER_DYNOS if scheduler_dynos is None else scheduler_dynos,
+    )
+    verdict = opened.needed <= limit
     advice = "WEB_CONCURRENCY, DATABASE_POOL_SIZE or the " + (
         "dynos" if target == "heroku" else "instances"
     )
-    yield (
-        verdict,
-        " + ".join(text for _, text in terms)
-        + f" + 1 = {needed} connections of the database's {limit}"
-        + ("" if verdict else f": lower {advice}"),
-    )
+    yield verdict, opened.sentence(limit) + ("" if verdict else f": lower {advice}")
 
 
 def tls(connection: PostgresConnection, target: str) -> Iterator[Finding]:
