@@ -2,6 +2,10 @@
 
 Traffic is taken as evenly random (Poisson) over a 730-hour month: from it follow how long an
 Eco dyno or a Neon database stays awake and how many Lambda invocations start a new container.
+Every option is priced as a list of charges (each from the price book), and checked against what
+its plan can carry: the database's storage and connections (counted as `portabot check
+--target` counts them, `portabot.capacity`), the memory of a dyno or machine, Lambda's
+concurrency. An option that needs more moves to the next plan up, or says why it does not fit.
 """
 
 from __future__ import annotations
@@ -9,32 +13,50 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 
+from portabot.capacity import DEFAULT_INSTANCES, DEFAULT_POOL_SIZE, DEFAULT_WORKERS, connections
 from portabot.costs.prices import PriceBook
 
 HOURS = 730.0
 """Hours in an average month, as the hosts bill them."""
 SECONDS = HOURS * 3600
+MONTH_DAYS = HOURS / 24
 ECO_IDLE = 30 * 60.0
 """An Eco web dyno sleeps after 30 minutes without a request."""
 NEON_IDLE = 5 * 60.0
 """Neon suspends compute after 5 minutes without a query."""
 NEON_MIN_CU = 0.25
+NEON_UPDATES_PER_CU = 2000.0
+"""Updates a second one Neon compute unit (1 vCPU) carries: an assumption, a third of what the
+benchmark's PostgreSQL did beside its worker on a 2-core machine."""
+NEON_WAKE_S = 0.5
+"""Neon's compute wakes in a few hundred milliseconds (Neon's docs): added to a first reply."""
+NEON_KB_PER_UPDATE = 1.0
+"""What Neon sends to Lambda per update (the person's row, the statements' answers): assumed."""
 LAMBDA_IDLE = 10 * 60.0
 """How long an idle Lambda container is kept: not published; observed to be minutes."""
 CONTAINER_LIFETIME = 2 * 3600.0
 """How long a busy container lives before Lambda replaces it: not published; observed hours."""
+TICKS = HOURS * 60
+"""The SAM template's `Tick` rule: what is due runs every minute (one invocation each)."""
+TICK_MS = 20.0
+"""A tick that finds little to do: a claim and an outbox query (assumed)."""
+MAINTAINS = HOURS
+"""The template's hourly `portabot maintain` (one invocation each)."""
+MAINTAIN_MS = 200.0
+MAINTAIN_AWAKE = NEON_IDLE / 3600
+"""Each hourly maintenance run keeps a sleeping Neon awake for its idle timeout."""
+LOG_RETENTION_DAYS = 14
+"""The SAM template's LogRetentionDays default: logs kept two weeks, then deleted."""
 KEPT_DAYS = 7.0
 """How long `portabot maintain` keeps update ids by default (KEEP_UPDATES_DAYS)."""
-MONTH_DAYS = HOURS / 24
 GB_PER_MILLION_UPDATES = 0.124
 """The `updates` table with its index, per million rows (PostgreSQL 15, measured)."""
 BASE_GB = 0.05
 """People, accounts, the schema and PostgreSQL's own overhead for a small bot."""
-HEROKU_DB = {
-    "heroku.postgres_essential_0": ("Essential-0", 1.0),
-    "heroku.postgres_essential_1": ("Essential-1", 10.0),
-}
-"""Name and storage (GB) of the Postgres plans; the storage is assumed (unconfirmed)."""
+VPS_SYSTEM_MB = 200
+"""What Debian, systemd and Caddy take of a machine's memory before the workers (assumed)."""
+HEROKU_BANDWIDTH_TB = 2.0
+"""Heroku's soft limit on an app's network traffic a month."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +66,7 @@ class Workload:
     ms: float = 30.0
     """Average handling time of one update, in milliseconds (Lambda bills it)."""
     memory_mb: int = 256
-    """Lambda's memory setting; also what one worker process needs."""
+    """Lambda's memory setting; also what one worker process may use on a dyno or machine."""
     peak: float = 1.0
     """Updates a second at the busiest moment."""
     db_gb: float | None = None
@@ -59,13 +81,16 @@ class Workload:
     """A Lambda cold start's INIT phase, billed since 2025-08-01."""
     lambda_db_usd: float | None = None
     """A monthly figure for Lambda's PostgreSQL; None: Neon's free or Launch plan."""
-    workers: int = 2
+    workers: int = DEFAULT_WORKERS
     """Worker processes per dyno or machine (WEB_CONCURRENCY; gunicorn.conf.py's default)."""
-    pool: int = 4
+    pool: int = DEFAULT_POOL_SIZE
     """Database connections per worker process (DATABASE_POOL_SIZE's default)."""
     egress_kb: float = 2.0
     """Bytes sent out of the host per update, in KB: the API call that carries the reply and
     the webhook's answer, with their HTTP headers and TLS records."""
+    tick: bool = True
+    """Lambda runs what is due every minute (the template's Tick=on), which also keeps a
+    scale-to-zero database awake."""
 
     @property
     def database_gb(self) -> float:
@@ -81,28 +106,65 @@ class Workload:
         """Average updates a second."""
         return self.updates / SECONDS
 
+    @property
+    def egress_gb(self) -> float:
+        return self.updates * self.egress_kb / 1e6
+
     def at(self, updates: float) -> Workload:
         """The same bot with another volume; the peak keeps its ratio to the average."""
         ratio = self.peak / self.rate if self.rate else 1.0
         return replace(self, updates=updates, peak=max(updates / SECONDS * ratio, 1e-9))
 
 
+@dataclass(frozen=True, slots=True)
+class Charge:
+    """One line of an option's bill."""
+
+    what: str
+    """What is billed, as a sentence names it: "Neon's compute", "CloudWatch Logs"."""
+    usd: float
+    detail: str = ""
+    """How it was worked out: "182 CU-hours × $0.106"."""
+
+
 @dataclass(slots=True)
 class Option:
     target: str
     plan: str
-    monthly_usd: float
+    charges: list[Charge]
     includes: str
     caveats: list[str] = field(default_factory=list)
     prices: list[str] = field(default_factory=list)
     """The ids of the prices used (each has its source and date in the price book)."""
     fits: bool = True
     """False when the plan cannot carry the workload (or no longer exists)."""
+    why: str = ""
+    """Why it does not fit, in a few words; empty when it fits."""
     machines: int = 1
+    latency: str = ""
+    """What the first reply may wait for on this option (a sleeping dyno, a cold start)."""
 
     @property
     def key(self) -> str:
         return f"{self.target}:{self.plan}"
+
+    @property
+    def monthly_usd(self) -> float:
+        return sum(charge.usd for charge in self.charges)
+
+    def refuse(self, why: str) -> None:
+        """Mark the option as unable to carry the workload; the first reason is the one kept."""
+        if self.fits:
+            self.fits, self.why = False, why
+
+
+NOT_INCLUDED = (
+    "your time: keeping a VPS's system up to date, its backups, watching any host",
+    "taxes (VAT or sales tax) and support plans",
+    "the region: AWS at us-east-1 prices, Hetzner in Germany and Finland, DigitalOcean in New York",
+    "the database's speed: Heroku's Essential plans and Neon's smallest compute share a server",
+)
+"""What the numbers leave out, printed under every comparison."""
 
 
 def awake_fraction(rate: float, idle: float) -> float:
@@ -122,198 +184,486 @@ def cheapest(found: list[Option]) -> Option | None:
     return min(fitting, key=lambda o: o.monthly_usd) if fitting else None
 
 
+def usd(value: float) -> str:
+    return f"${value:,.2f}" if value < 100 else f"${value:,.0f}"
+
+
+# Heroku ----------------------------------------------------------------------------------------
+
+HEROKU_DYNOS = {
+    "eco": ("Eco", False, 1),
+    "basic": ("Basic", False, 1),
+    "standard_1x": ("Standard-1X", True, 1),
+    "standard_2x": ("Standard-2X", True, 1),
+    "performance_m": ("Performance-M", True, 2),
+    "performance_l": ("Performance-L", True, 8),
+}
+"""Price id suffix: (name, whether more than one web dyno may run, vCPUs its workers use). A
+Standard-2X has twice a 1X's memory and CPU share, counted here as its memory only."""
+HEROKU_DATABASES = (
+    "essential_0",
+    "essential_1",
+    "essential_2",
+    "standard_0",
+    "standard_2",
+    "standard_3",
+    "standard_4",
+)
+"""Heroku Postgres plans from the smallest; each has a price, `_gb` and `_connections`."""
+
+
+def plan_name(suffix: str) -> str:
+    """essential_0 → Essential-0."""
+    kind, _, size = suffix.partition("_")
+    return f"{kind.title()}-{size.upper()}"
+
+
+def heroku_database(
+    book: PriceBook, gb: float, needed: int
+) -> tuple[str | None, list[str]]:
+    """The smallest Heroku Postgres plan with the storage and the connections, and the price
+    ids looked at (every plan up to it)."""
+    looked = []
+    for suffix in HEROKU_DATABASES:
+        key = f"heroku.postgres_{suffix}"
+        looked += [key, f"{key}_gb", f"{key}_connections"]
+        if gb <= book.value(f"{key}_gb") and needed <= book.value(f"{key}_connections"):
+            return suffix, looked
+    return None, looked
+
+
 def heroku(w: Workload, book: PriceBook) -> list[Option]:
-    database = next(
-        (key for key, (_, gb) in HEROKU_DB.items() if w.database_gb <= gb),
-        "heroku.postgres_essential_1",
+    return [heroku_plan(w, book, plan) for plan in HEROKU_DYNOS]
+
+
+def heroku_plan(w: Workload, book: PriceBook, plan: str) -> Option:
+    name, scales, vcpus = HEROKU_DYNOS[plan]
+    key = f"heroku.{plan}"
+    ram = book.value(f"{key}_mb")
+    workers = min(w.workers, int(ram // w.memory_mb))
+    dynos = max(1, math.ceil(w.peak / (w.throughput * max(1, min(workers, vcpus)))))
+    count = dynos if scales else 1
+    opened = connections("heroku", count, workers=max(workers, 1), pool=w.pool)
+    database, looked = heroku_database(book, w.database_gb, opened.needed)
+    charges = []
+    if plan == "eco":
+        charges.append(Charge("Eco dyno hours", book.value(key), "$5 for the account"))
+    else:
+        per = book.value(key)
+        charges.append(Charge(f"{name} dynos", per * count, f"{count} × {usd(per)}"))
+    db_text = "no Heroku Postgres plan"
+    if database is not None:
+        db_key = f"heroku.postgres_{database}"
+        db_text = f"Postgres {plan_name(database)}"
+        charges.append(Charge("Heroku Postgres", book.value(db_key), db_text))
+    option = Option(
+        "heroku",
+        plan.replace("_", "-"),
+        charges,
+        f"{count} {name} web dyno{'s' if count > 1 else ''}, {db_text}",
+        prices=[key, f"{key}_mb", *looked],
+        machines=count,
+        latency=f"always up: a reply waits only for its handling ({w.ms:g} ms)",
     )
-    db_name, db_gb = HEROKU_DB[database]
-    db_fits = w.database_gb <= db_gb
-    dynos = max(1, math.ceil(w.peak / w.throughput))
-    found = []
-    plans = (("eco", False), ("basic", False), ("standard_1x", True), ("standard_2x", True))
-    for plan, scales in plans:
-        key = f"heroku.{plan}"
-        count = dynos if scales else 1
-        per_dyno = book.value(key) if plan != "eco" else 0.0
-        cost = (book.value(key) if plan == "eco" else per_dyno * count) + book.value(database)
-        caveats = []
-        fits = db_fits
-        if not db_fits:
-            caveats.append(f"the database ({w.database_gb:g} GB) outgrows the Essential plans")
-        if dynos > 1 and not scales:
-            fits = False
-            caveats.append(f"peak {w.peak:g}/s needs {dynos} dynos; this plan runs one")
-        elif count > 1:
-            caveats.append(f"{count} dynos for a peak of {w.peak:g} updates/s")
-        if plan == "eco":
-            awake = awake_fraction(w.rate, ECO_IDLE)
-            hours = HOURS * awake
-            caveats.append(
+    if workers < 1:
+        option.refuse(
+            f"a worker needs {w.memory_mb:,} MB; a {name} dyno has {ram:,.0f} MB"
+        )
+    elif workers < w.workers:
+        option.caveats.append(
+            f"{workers} worker{'s' if workers > 1 else ''} of {w.memory_mb:,} MB fit a "
+            f"{ram:,.0f} MB dyno, not {w.workers}"
+        )
+    if dynos > 1 and not scales:
+        option.refuse(f"a peak of {w.peak:,.3g}/s needs {dynos} dynos; {name} runs one web dyno")
+    elif count > 1:
+        option.caveats.append(f"{count} dynos for a peak of {w.peak:,.3g} updates/s")
+    if database is None:
+        largest = f"heroku.postgres_{HEROKU_DATABASES[-1]}"
+        option.refuse(
+            f"needs {w.database_gb:,.3g} GB and {opened.needed} connections: more than Heroku "
+            f"Postgres {plan_name(HEROKU_DATABASES[-1])} "
+            f"({book.value(largest + '_gb'):,.0f} GB, {book.value(largest + '_connections'):,.0f})"
+        )
+    else:
+        limit = int(book.value(f"heroku.postgres_{database}_connections"))
+        option.caveats.append(opened.sentence(limit))
+    if w.egress_gb > HEROKU_BANDWIDTH_TB * 1000:
+        option.caveats.append(
+            f"{w.egress_gb / 1000:,.3g} TB out a month: above Heroku's soft limit of "
+            f"{HEROKU_BANDWIDTH_TB:g} TB an app"
+        )
+    if plan == "eco":
+        awake = awake_fraction(w.rate, ECO_IDLE)
+        hours = HOURS * awake
+        allowance = book.value("heroku.eco_hours")
+        option.prices.append("heroku.eco_hours")
+        option.caveats.append(
+            f"uses {hours:,.0f} of the account's {allowance:,.0f} Eco hours, which its other "
+            "Eco apps share; timers wait while the dyno sleeps"
+        )
+        if awake < 0.995:
+            option.latency = (
                 f"asleep {1 - awake:.0%} of the month: the first update after 30 quiet minutes "
                 "waits seconds for the dyno to wake (it is re-delivered, not lost)"
             )
-            if hours > book.value("heroku.eco_hours"):
-                fits = False
-                allowance = book.value("heroku.eco_hours")
-                caveats.append(f"needs {hours:.0f} dyno-hours; Eco has {allowance:g}")
-        size = "2X" if plan == "standard_2x" else "1X"
-        found.append(
-            Option(
-                "heroku",
-                plan.replace("_", "-"),
-                cost,
-                f"{count} {size} web dyno{'s' if count > 1 else ''}, Postgres {db_name}",
-                caveats,
-                [key, database] + (["heroku.eco_hours"] if plan == "eco" else []),
-                fits,
-                count,
-            )
-        )
-    return found
+    return option
 
 
-def lambda_database(w: Workload, book: PriceBook) -> tuple[float, str, list[str]]:
-    """Cost, description and price ids of Lambda's PostgreSQL (Neon unless the user gave one)."""
+# AWS Lambda ------------------------------------------------------------------------------------
+
+
+def neon_awake(w: Workload) -> float:
+    """The share of the month Neon's compute is up: after each update for its idle timeout,
+    all the time when the minute's tick queries it, and after each hourly maintenance run."""
+    if w.tick:
+        return 1.0
+    traffic = awake_fraction(w.rate, NEON_IDLE)
+    return traffic + (1 - traffic) * MAINTAIN_AWAKE
+
+
+def lambda_database(w: Workload, book: PriceBook) -> tuple[list[Charge], str, list[str], str]:
+    """Charges, description, price ids and a reason it cannot carry the peak ("" if it can) of
+    Lambda's PostgreSQL: Neon unless the user priced their own."""
     if w.lambda_db_usd is not None:
-        return w.lambda_db_usd, f"your PostgreSQL at ${w.lambda_db_usd:g}", []
-    cu_hours = HOURS * awake_fraction(w.rate, NEON_IDLE) * NEON_MIN_CU
-    if cu_hours <= book.value("neon.free_cu_hours") and w.database_gb <= 0.5:
-        return 0.0, f"Neon free ({cu_hours:.0f} of 100 CU-hours)", ["neon.free_cu_hours"]
-    cost = cu_hours * book.value("neon.cu_hour") + w.database_gb * book.value("neon.gb_month")
-    return (
-        cost,
-        f"Neon Launch ({cu_hours:.0f} CU-hours, {w.database_gb:g} GB)",
-        [
-            "neon.cu_hour",
-            "neon.gb_month",
-        ],
+        charge = Charge("your PostgreSQL", w.lambda_db_usd, "as given")
+        return [charge], f"your PostgreSQL at {usd(w.lambda_db_usd)}", [], ""
+    awake = neon_awake(w)
+    cu = max(NEON_MIN_CU, w.rate / NEON_UPDATES_PER_CU)
+    cu_hours = HOURS * awake * cu
+    peak_cu = w.peak / NEON_UPDATES_PER_CU
+    too_busy = ""
+    if peak_cu > book.value("neon.max_cu"):
+        too_busy = (
+            f"a peak of {w.peak:,.3g}/s needs {peak_cu:,.3g} Neon compute units; "
+            f"Launch autoscales to {book.value('neon.max_cu'):g}"
+        )
+    egress = w.updates * NEON_KB_PER_UPDATE / 1e6
+    free = (
+        cu_hours <= book.value("neon.free_cu_hours")
+        and w.database_gb <= 0.5
+        and egress <= book.value("neon.egress_free")
     )
+    ids = ["neon.free_cu_hours", "neon.max_cu"]
+    if free:
+        text = f"Neon free ({cu_hours:,.0f} of {book.value('neon.free_cu_hours'):g} CU-hours)"
+        return [Charge("Neon's compute", 0.0, text)], text, ids, too_busy
+    over = max(0.0, egress - book.value("neon.egress_free"))
+    charges = [
+        Charge(
+            "Neon's compute",
+            cu_hours * book.value("neon.cu_hour"),
+            f"{cu_hours:,.0f} CU-hours × ${book.value('neon.cu_hour'):g}",
+        ),
+        Charge(
+            "Neon's storage",
+            w.database_gb * book.value("neon.gb_month"),
+            f"{w.database_gb:,.3g} GB × ${book.value('neon.gb_month'):g}",
+        ),
+        Charge(
+            "Neon's data transfer",
+            over * book.value("neon.egress_gb"),
+            f"{egress:,.0f} GB, {book.value('neon.egress_free'):g} GB included",
+        ),
+    ]
+    ids += ["neon.cu_hour", "neon.gb_month", "neon.egress_free", "neon.egress_gb"]
+    text = f"Neon Launch ({cu_hours:,.0f} CU-hours, {w.database_gb:,.3g} GB)"
+    return charges, text, ids, too_busy
 
 
 def cold_starts(w: Workload) -> float:
-    """New containers a month: after every idle gap longer than LAMBDA_IDLE, and at least every
-    CONTAINER_LIFETIME for each container the peak keeps busy (no more than one per update)."""
+    """New containers a month: after every idle gap longer than LAMBDA_IDLE (none while the
+    minute's tick keeps one warm), and at least every CONTAINER_LIFETIME for each container the
+    peak keeps busy (no more than one per update)."""
     if not w.updates:
         return 0.0
-    after_gaps = w.updates * math.exp(-w.rate * LAMBDA_IDLE)
-    busy = max(1, math.ceil(w.peak * w.ms / 1000))
-    recycled = HOURS * 3600 / CONTAINER_LIFETIME * busy
+    after_gaps = 0.0 if w.tick else w.updates * math.exp(-w.rate * LAMBDA_IDLE)
+    recycled = SECONDS / CONTAINER_LIFETIME * concurrency(w)
     return min(w.updates, max(after_gaps, recycled))
 
 
-def lambda_compute(w: Workload, book: PriceBook, arch: str) -> tuple[float, float, float]:
-    """(requests cost, duration cost, cold starts a month) for one architecture."""
+def concurrency(w: Workload) -> int:
+    """Containers busy at once at the peak (Little's law: arrivals × time in the system)."""
+    return max(1, math.ceil(w.peak * w.ms / 1000))
+
+
+def invocations(w: Workload) -> float:
+    """Updates and the template's schedules: the minute's tick, the hourly maintenance."""
+    return w.updates + (TICKS if w.tick else 0.0) + MAINTAINS
+
+
+def lambda_compute(w: Workload, book: PriceBook, arch: str) -> list[Charge]:
+    """Requests and duration for one architecture, the free allowance taken off."""
     gb = w.memory_mb / 1024
     cold = cold_starts(w)
-    gb_seconds = gb * (w.updates * w.ms + cold * w.init_ms) / 1000
-    requests = w.updates
+    ms = w.updates * w.ms + cold * w.init_ms + (TICKS * TICK_MS if w.tick else 0) + (
+        MAINTAINS * MAINTAIN_MS
+    )
+    gb_seconds = gb * ms / 1000
+    requests = invocations(w)
     if w.free_tier:
         requests = max(0.0, requests - book.value("lambda.free_requests"))
         gb_seconds = max(0.0, gb_seconds - book.value("lambda.free_gb_seconds"))
-    return (
-        requests / 1e6 * book.value("lambda.requests"),
-        gb_seconds * book.value(f"lambda.gb_second_{arch}"),
-        cold,
+    rate = book.value(f"lambda.gb_second_{arch}")
+    return [
+        Charge(
+            "Lambda's requests",
+            requests / 1e6 * book.value("lambda.requests"),
+            f"{requests:,.0f} billed",
+        ),
+        Charge("Lambda's duration", gb_seconds * rate, f"{gb_seconds:,.0f} GB-s billed"),
+    ]
+
+
+def lambda_logs(w: Workload, book: PriceBook) -> Charge:
+    """CloudWatch Logs: Lambda's START, END and REPORT lines for every invocation, ingested and
+    kept LOG_RETENTION_DAYS (stored size taken as ingested: an upper bound)."""
+    ingested = invocations(w) * book.value("lambda.report_bytes") / 1e9
+    stored = ingested * LOG_RETENTION_DAYS / MONTH_DAYS
+    free = book.value("cloudwatch.logs_free") if w.free_tier else 0.0
+    billed = max(0.0, ingested - free)
+    cost = billed * book.value("cloudwatch.logs_ingest") + stored * book.value(
+        "cloudwatch.logs_storage"
     )
+    return Charge(
+        "CloudWatch Logs", cost, f"{ingested:,.2f} GB a month, kept {LOG_RETENTION_DAYS} days"
+    )
+
+
+def transfer_out(w: Workload, book: PriceBook) -> Charge:
+    free = book.value("aws.transfer_out_free")
+    billed = max(0.0, w.egress_gb - free)
+    return Charge(
+        "data transfer out",
+        billed * book.value("aws.transfer_out"),
+        f"{w.egress_gb:,.0f} GB, {free:g} GB free",
+    )
+
+
+LAMBDA_SETUPS = (
+    ("arm64", "function_url"),
+    ("x86_64", "function_url"),
+    ("arm64", "api_gateway_http"),
+    ("arm64", "api_gateway_rest"),
+)
 
 
 def aws_lambda(w: Workload, book: PriceBook) -> list[Option]:
-    db_cost, db_text, db_prices = lambda_database(w, book)
-    found = []
-    for arch, front in (
-        ("arm64", "function_url"),
-        ("x86_64", "function_url"),
-        ("arm64", "api_gateway_http"),
-        ("arm64", "api_gateway_rest"),
-    ):
-        requests, duration, cold = lambda_compute(w, book, arch)
-        front_cost = w.updates / 1e6 * book.value(f"lambda.{front}")
-        caveats = [
-            f"about {cold:,.0f} cold starts a month, each {w.init_ms:g} ms before the first reply"
-        ]
-        if w.free_tier:
-            caveats.append("counts the always-free allowance (1M requests, 400,000 GB-s)")
-        found.append(
-            Option(
-                "lambda",
-                f"{arch}+{front.replace('api_gateway_', 'apigw-').replace('_', '-')}",
-                requests + duration + front_cost + db_cost,
-                f"{w.memory_mb} MB, {w.ms:g} ms per update; {db_text}",
-                caveats,
-                [
-                    "lambda.requests",
-                    f"lambda.gb_second_{arch}",
-                    f"lambda.{front}",
-                    *(["lambda.free_requests", "lambda.free_gb_seconds"] if w.free_tier else []),
-                    *db_prices,
-                ],
-            )
+    db_charges, db_text, db_prices, too_busy = lambda_database(w, book)
+    logs = lambda_logs(w, book)
+    out = transfer_out(w, book)
+    busy = concurrency(w)
+    reserved = DEFAULT_INSTANCES["lambda"]
+    quota = book.value("lambda.account_concurrency")
+    cold = cold_starts(w)
+    latency = f"about {cold:,.0f} cold starts a month, each {w.init_ms:g} ms before its reply"
+    awake = neon_awake(w) if w.lambda_db_usd is None else 1.0
+    if awake < 0.995:
+        latency += (
+            f"; Neon asleep {1 - awake:.0%} of the month, its compute wakes in about "
+            f"{NEON_WAKE_S:g} s"
         )
+    found = []
+    for arch, front in LAMBDA_SETUPS:
+        front_cost = w.updates / 1e6 * book.value(f"lambda.{front}")
+        charges = [*lambda_compute(w, book, arch), logs, out, *db_charges]
+        if front != "function_url":
+            charges.insert(2, Charge("API Gateway", front_cost, f"{w.updates:,.0f} requests"))
+        option = Option(
+            "lambda",
+            f"{arch}+{front.replace('api_gateway_', 'apigw-').replace('_', '-')}",
+            charges,
+            f"{w.memory_mb} MB, {w.ms:g} ms per update; {db_text}",
+            prices=[
+                "lambda.requests",
+                f"lambda.gb_second_{arch}",
+                f"lambda.{front}",
+                "lambda.report_bytes",
+                "cloudwatch.logs_ingest",
+                "cloudwatch.logs_storage",
+                "aws.transfer_out",
+                "aws.transfer_out_free",
+                "lambda.account_concurrency",
+                *(
+                    ["lambda.free_requests", "lambda.free_gb_seconds", "cloudwatch.logs_free"]
+                    if w.free_tier
+                    else []
+                ),
+                *db_prices,
+            ],
+            latency=latency,
+        )
+        if w.free_tier:
+            option.caveats.append("counts the always-free allowance (1M requests, 400,000 GB-s)")
+        if w.tick:
+            option.caveats.append(
+                "the minute's Tick keeps the database awake; Tick=off saves that but timers "
+                "then wait for the next update"
+            )
+        if busy > quota:
+            option.caveats.append(
+                f"{busy:,} containers at once at the peak: above the account's default quota "
+                f"of {quota:,.0f} (ask AWS for more)"
+            )
+        elif busy > reserved:
+            option.caveats.append(
+                f"{busy:,} containers at once at the peak: set the template's "
+                f"ReservedConcurrency to {busy:,} or more (it reserves {reserved})"
+            )
+        if too_busy:
+            option.refuse(too_busy)
+        found.append(option)
     return found
 
 
-VPS_OFFERS = {
-    "vps.hetzner_cx23": ("hetzner-cx23", 2),
-    "vps.digitalocean_512": ("digitalocean-512mb", 1),
-    "vps.digitalocean_1g": ("digitalocean-1gb", 1),
+# VPS -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Provider:
+    included: str
+    """The price id suffix of the traffic a machine includes, and its unit in GB."""
+    included_gb: float
+    overage: str
+    """The price id of traffic beyond it, and that price's unit in GB."""
+    overage_gb: float
+    ipv4: str
+    balancer: str
+
+
+PROVIDERS = {
+    "hetzner": Provider("_traffic_tb", 1000.0, "vps.hetzner_traffic_tb", 1000.0,
+                        "vps.hetzner_ipv4", "vps.hetzner_lb"),
+    "digitalocean": Provider("_transfer_gb", 1.0, "vps.digitalocean_transfer_gb", 1.0,
+                             "vps.digitalocean_ipv4", "vps.digitalocean_lb"),
 }
-"""Price id: (plan name, vCPUs)."""
+VPS_OFFERS = {
+    "vps.hetzner_cx23": ("hetzner-cx23", "hetzner", 2),
+    "vps.digitalocean_512": ("digitalocean-512mb", "digitalocean", 1),
+    "vps.digitalocean_1g": ("digitalocean-1gb", "digitalocean", 1),
+}
+"""Price id: (plan name, provider, vCPUs); each has `_mb` and its provider's traffic entry."""
 
 
 def vps(w: Workload, book: PriceBook) -> list[Option]:
-    found = []
-    for key, (plan, vcpus) in VPS_OFFERS.items():
-        machines = max(1, math.ceil(w.peak / (w.throughput * vcpus)))
-        caveats = []
-        if machines == 1:
-            storage = "SQLite (or PostgreSQL) on the machine"
-        else:
-            machines += 1  # several app machines share a PostgreSQL on a machine of its own
-            storage = "PostgreSQL on one more machine"
-            caveats.append(f"{machines - 1} machines for a peak of {w.peak:g} updates/s")
-        caveats.append("you keep the system up to date and take the backups")
-        found.append(
-            Option(
-                "vps",
-                plan,
-                machines * book.value(key),
-                f"{machines} × {vcpus} vCPU; {storage}",
-                caveats,
-                [key] + ([f"fx.{book[key].currency}"] if book[key].currency != "USD" else []),
-                machines=machines,
-            )
+    return [vps_offer(w, book, key) for key in VPS_OFFERS]
+
+
+def vps_offer(w: Workload, book: PriceBook, key: str) -> Option:
+    plan, provider_name, vcpus = VPS_OFFERS[key]
+    provider = PROVIDERS[provider_name]
+    ram = book.value(f"{key}_mb")
+    workers = min(w.workers, int((ram - VPS_SYSTEM_MB) // w.memory_mb))
+    serving = max(1, math.ceil(w.peak / (w.throughput * max(1, min(workers, vcpus)))))
+    machines = serving + (1 if serving > 1 else 0)  # several share PostgreSQL on one more
+    price = book.value(key)
+    charges = [Charge("machines", machines * price, f"{machines} × {usd(price)}")]
+    ids = [key, f"{key}_mb", provider.ipv4, f"{key}{provider.included}", provider.overage]
+    ipv4 = book.value(provider.ipv4)
+    if ipv4:
+        charges.append(Charge("public IPv4", machines * ipv4, f"{machines} × {usd(ipv4)}"))
+    included = book.value(f"{key}{provider.included}") * provider.included_gb * machines
+    over = max(0.0, w.egress_gb - included)
+    charges.append(
+        Charge(
+            "traffic",
+            over / provider.overage_gb * book.value(provider.overage),
+            f"{w.egress_gb:,.0f} GB, {included:,.0f} GB included",
         )
-    return found
+    )
+    caveats = []
+    if serving > 1:
+        charges.append(Charge("load balancer", book.value(provider.balancer), provider_name))
+        ids.append(provider.balancer)
+        storage = "PostgreSQL on one more machine, a load balancer in front"
+        caveats.append(f"{serving} machines for a peak of {w.peak:,.3g} updates/s")
+        opened = connections("vps", serving, workers=max(workers, 1), pool=w.pool)
+        if opened.needed > 100:
+            caveats.append(opened.sentence(100) + ": raise PostgreSQL's max_connections")
+    else:
+        storage = "SQLite (or PostgreSQL) on the machine"
+    if provider.balancer.startswith("vps.hetzner"):
+        ids.append("fx.EUR")
+    caveats.append("you keep the system up to date and take the backups")
+    option = Option(
+        "vps",
+        plan,
+        charges,
+        f"{machines} × {vcpus} vCPU, {ram:,.0f} MB; {storage}",
+        caveats,
+        ids,
+        machines=machines,
+        latency=f"always up: a reply waits only for its handling ({w.ms:g} ms)",
+    )
+    if workers < 1:
+        option.refuse(
+            f"a worker needs {w.memory_mb:,} MB; the machine has {ram - VPS_SYSTEM_MB:,.0f} MB "
+            "beside its system"
+        )
+    elif workers < w.workers:
+        caveats.insert(
+            0,
+            f"{workers} worker{'s' if workers > 1 else ''} of {w.memory_mb:,} MB fit beside the "
+            f"system, not {w.workers}",
+        )
+    return option
 
 
 def heroku_free_2022(w: Workload, book: PriceBook) -> Option:
-    return Option(
+    option = Option(
         "heroku",
         "free-2022 (ended)",
-        0.0,
+        [Charge("free dyno hours", 0.0)],
         "550–1,000 dyno-hours, Postgres hobby-dev (10,000 rows)",
         ["ended on 2022-11-28: shown for comparison with the article, not on offer"],
         ["heroku.free_2022"],
-        fits=False,
     )
+    option.refuse("Heroku's free plans ended on 2022-11-28")
+    return option
 
 
-def best_per_target(w: Workload, book: PriceBook) -> dict[str, float]:
-    best: dict[str, float] = {}
+# Across volumes --------------------------------------------------------------------------------
+
+
+def best_per_target(w: Workload, book: PriceBook) -> dict[str, Option]:
+    """Each target's cheapest option that fits."""
+    best: dict[str, Option] = {}
     for option in options(w, book):
-        if option.fits:
-            best[option.target] = min(best.get(option.target, math.inf), option.monthly_usd)
+        if option.fits and (
+            option.target not in best or option.monthly_usd < best[option.target].monthly_usd
+        ):
+            best[option.target] = option
     return best
 
 
-def break_evens(
-    w: Workload, book: PriceBook, low: float = 1e3, high: float = 1e10
-) -> list[tuple[str, str, float]]:
-    """(cheaper below, cheaper above, monthly updates) where one target's cheapest plan stops
-    being cheaper than another's, for this bot at other volumes."""
+def best_costs(w: Workload, book: PriceBook) -> dict[str, float]:
+    return {t: o.monthly_usd for t, o in best_per_target(w, book).items()}
+
+
+@dataclass(frozen=True, slots=True)
+class BreakEven:
+    cheaper_below: str
+    cheaper_above: str
+    updates: float
+    why: str
+    """What changes there, in words: "Neon's free compute runs out"."""
+
+    @property
+    def sentence(self) -> str:
+        return (
+            f"{TARGET_NAMES[self.cheaper_below]} is cheaper below {self.updates:,.0f} updates a "
+            f"month, {TARGET_NAMES[self.cheaper_above]} above: {self.why}"
+        )
+
+
+TARGET_NAMES = {"heroku": "Heroku", "lambda": "Lambda", "vps": "a VPS"}
+
+
+def break_evens(w: Workload, book: PriceBook, low: float = 1e3, high: float = 1e10) -> list[BreakEven]:
+    """Where one target's cheapest plan stops being cheaper than another's, for this bot at
+    other volumes, each with the reason in words."""
     grid = [low * (high / low) ** (i / 120) for i in range(121)]
-    costs = [best_per_target(w.at(v), book) for v in grid]
+    costs = [best_costs(w.at(v), book) for v in grid]
     found = []
     targets = sorted({t for c in costs for t in c})
     for i, a in enumerate(targets):
@@ -324,13 +674,30 @@ def break_evens(
                 if math.isfinite(d0) and math.isfinite(d1) and (d0 < 0) != (d1 < 0) and d0 != d1:
                     volume = bisect(w, book, a, b, grid[k], grid[k + 1])
                     below, above = (a, b) if d0 < 0 else (b, a)
-                    found.append((below, above, volume))
-    return sorted(found, key=lambda f: f[2])
+                    found.append(BreakEven(below, above, volume, explain(w, book, below, volume)))
+    return sorted(found, key=lambda f: f.updates)
+
+
+def explain(w: Workload, book: PriceBook, below: str, volume: float) -> str:
+    """Why `below` stops being the cheaper one at `volume`: a charge that starts there (a free
+    allowance running out), a plan it has to move to, or the charge that grows fastest."""
+    before = best_per_target(w.at(volume / 1.01), book)[below]
+    after = best_per_target(w.at(volume * 1.01), book)[below]
+    was = {c.what: c.usd for c in before.charges}
+    if after.key != before.key or after.includes != before.includes:
+        return f"{TARGET_NAMES[below]} needs {after.includes} ({after.key})"
+    growth = {c.what: c.usd - was.get(c.what, 0.0) for c in after.charges}
+    started = [c for c in after.charges if c.usd > 0 and was.get(c.what, 0.0) == 0]
+    if started:
+        first = max(started, key=lambda c: c.usd)
+        return f"{first.what} starts to cost ({first.detail})"
+    what = max(growth, key=lambda name: growth[name])
+    return f"{what} grows with every update"
 
 
 def bisect(w: Workload, book: PriceBook, a: str, b: str, lo: float, hi: float) -> float:
     def gap(v: float) -> float:
-        best = best_per_target(w.at(v), book)
+        best = best_costs(w.at(v), book)
         return best[a] - best[b]
 
     sign = gap(lo) < 0
@@ -355,3 +722,17 @@ def curves(w: Workload, book: PriceBook, volumes: list[float]) -> dict[str, list
         for option in options(w.at(volume), book):
             result.setdefault(option.key, []).append(option.monthly_usd if option.fits else None)
     return result
+
+
+def endings(w: Workload, book: PriceBook, volumes: list[float]) -> dict[str, tuple[float, str]]:
+    """For each option whose line stops within `volumes`: the first volume it no longer fits at
+    after fitting below it, and why."""
+    ended: dict[str, tuple[float, str]] = {}
+    fitted: set[str] = set()
+    for volume in volumes:
+        for option in options(w.at(volume), book):
+            if option.fits:
+                fitted.add(option.key)
+            elif option.key in fitted and option.key not in ended:
+                ended[option.key] = (volume, option.why)
+    return ended
