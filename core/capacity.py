@@ -35,7 +35,7 @@ class Connections:
         return sum(count for count, _ in self.terms) + ONE_OFF
 
     def sentence(self, limit: int) -> str:
-        """"2 web dynos × 2 workers × DATABASE_POOL_SIZE 4 + … + 1 = 19 connections of the
+        """ "2 web dynos × 2 workers × DATABASE_POOL_SIZE 4 + … + 1 = 19 connections of the
         database's 20"."""
         parts = " + ".join(text for _, text in self.terms)
         return f"{parts} + {ONE_OFF} = {self.needed} connections of the database's {limit}"

@@ -14,14 +14,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from portabot import __version__
-from portabot.checks import (
+from portabot.capacity import (
     DEFAULT_INSTANCES,
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_SCHEDULER_DYNOS,
     DEFAULT_WORKER_DYNOS,
-    TARGETS,
-    describe,
 )
+from portabot.checks import TARGETS, describe
 from portabot.packaging import LAMBDA_PYTHON, MACHINES
 from portabot.settings import (
     MIN_KEEP_DAYS,

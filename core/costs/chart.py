@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from portabot.costs.model import Workload, best_per_target, break_evens, curves, volume_grid
+from portabot.costs.model import Workload, best_costs, break_evens, curves, volume_grid
 from portabot.costs.prices import PriceBook
 
 if TYPE_CHECKING:
@@ -45,19 +45,22 @@ class Crossing:
     updates: float
     monthly_usd: float
     """The cost where the two lines cross (at a jump, the cost of the line jumped across)."""
+    sentence: str
+    """The break-even in words, with what changes there."""
 
 
 def crossings(w: Workload, book: PriceBook) -> list[Crossing]:
     found = []
-    for below, above, volume in break_evens(w, book):
-        before = best_per_target(w.at(volume / 1.001), book)
-        after = best_per_target(w.at(volume * 1.001), book)
+    for mark in break_evens(w, book):
+        below, above, volume = mark.cheaper_below, mark.cheaper_above, mark.updates
+        before = best_costs(w.at(volume / 1.001), book)
+        after = best_costs(w.at(volume * 1.001), book)
         jump = {t: abs(after[t] - before[t]) for t in (below, above)}
         # A line that steps (a plan change, the end of a free tier) crosses the other one
         # somewhere on its vertical step: the point is on the line that does not step.
         steady = below if jump[below] <= jump[above] else above
         cost = (before[steady] + after[steady]) / 2
-        found.append(Crossing(below, above, volume, cost))
+        found.append(Crossing(below, above, volume, cost, mark.sentence))
     return found
 
 

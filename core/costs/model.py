@@ -212,15 +212,28 @@ HEROKU_DATABASES = (
 """Heroku Postgres plans from the smallest; each has a price, `_gb` and `_connections`."""
 
 
+def fitting_workers(w: Workload, vcpus: int, ram: float) -> int:
+    """Worker processes a dyno or machine runs: as asked, or one per vCPU if it has more
+    (WEB_CONCURRENCY set to match), but no more than its memory holds; 0: not even one."""
+    return min(max(w.workers, vcpus), int(ram // w.memory_mb))
+
+
+def workers_caveat(w: Workload, workers: int, where: str) -> str:
+    if workers > w.workers:
+        return f"WEB_CONCURRENCY={workers}: a worker for each vCPU"
+    return (
+        f"WEB_CONCURRENCY={workers}: {workers} worker{'s' if workers > 1 else ''} of "
+        f"{w.memory_mb:,} MB fit {where}, not {w.workers}"
+    )
+
+
 def plan_name(suffix: str) -> str:
     """essential_0 → Essential-0."""
     kind, _, size = suffix.partition("_")
     return f"{kind.title()}-{size.upper()}"
 
 
-def heroku_database(
-    book: PriceBook, gb: float, needed: int
-) -> tuple[str | None, list[str]]:
+def heroku_database(book: PriceBook, gb: float, needed: int) -> tuple[str | None, list[str]]:
     """The smallest Heroku Postgres plan with the storage and the connections, and the price
     ids looked at (every plan up to it)."""
     looked = []
@@ -240,7 +253,7 @@ def heroku_plan(w: Workload, book: PriceBook, plan: str) -> Option:
     name, scales, vcpus = HEROKU_DYNOS[plan]
     key = f"heroku.{plan}"
     ram = book.value(f"{key}_mb")
-    workers = min(w.workers, int(ram // w.memory_mb))
+    workers = fitting_workers(w, vcpus, ram)
     dynos = max(1, math.ceil(w.peak / (w.throughput * max(1, min(workers, vcpus)))))
     count = dynos if scales else 1
     opened = connections("heroku", count, workers=max(workers, 1), pool=w.pool)
@@ -266,14 +279,9 @@ def heroku_plan(w: Workload, book: PriceBook, plan: str) -> Option:
         latency=f"always up: a reply waits only for its handling ({w.ms:g} ms)",
     )
     if workers < 1:
-        option.refuse(
-            f"a worker needs {w.memory_mb:,} MB; a {name} dyno has {ram:,.0f} MB"
-        )
-    elif workers < w.workers:
-        option.caveats.append(
-            f"{workers} worker{'s' if workers > 1 else ''} of {w.memory_mb:,} MB fit a "
-            f"{ram:,.0f} MB dyno, not {w.workers}"
-        )
+        option.refuse(f"a worker needs {w.memory_mb:,} MB; a {name} dyno has {ram:,.0f} MB")
+    elif workers != w.workers:
+        option.caveats.append(workers_caveat(w, workers, f"a {ram:,.0f} MB dyno"))
     if dynos > 1 and not scales:
         option.refuse(f"a peak of {w.peak:,.3g}/s needs {dynos} dynos; {name} runs one web dyno")
     elif count > 1:
@@ -287,7 +295,9 @@ def heroku_plan(w: Workload, book: PriceBook, plan: str) -> Option:
         )
     else:
         limit = int(book.value(f"heroku.postgres_{database}_connections"))
-        option.caveats.append(opened.sentence(limit))
+        by_storage, _ = heroku_database(book, w.database_gb, 0)
+        if database != by_storage or opened.needed > 0.75 * limit:  # the connections count
+            option.caveats.append(opened.sentence(limit))
     if w.egress_gb > HEROKU_BANDWIDTH_TB * 1000:
         option.caveats.append(
             f"{w.egress_gb / 1000:,.3g} TB out a month: above Heroku's soft limit of "
@@ -396,8 +406,11 @@ def lambda_compute(w: Workload, book: PriceBook, arch: str) -> list[Charge]:
     """Requests and duration for one architecture, the free allowance taken off."""
     gb = w.memory_mb / 1024
     cold = cold_starts(w)
-    ms = w.updates * w.ms + cold * w.init_ms + (TICKS * TICK_MS if w.tick else 0) + (
-        MAINTAINS * MAINTAIN_MS
+    ms = (
+        w.updates * w.ms
+        + cold * w.init_ms
+        + (TICKS * TICK_MS if w.tick else 0)
+        + (MAINTAINS * MAINTAIN_MS)
     )
     gb_seconds = gb * ms / 1000
     requests = invocations(w)
@@ -497,8 +510,8 @@ def aws_lambda(w: Workload, book: PriceBook) -> list[Option]:
             option.caveats.append("counts the always-free allowance (1M requests, 400,000 GB-s)")
         if w.tick:
             option.caveats.append(
-                "the minute's Tick keeps the database awake; Tick=off saves that but timers "
-                "then wait for the next update"
+                "the minute's Tick keeps the database awake; Tick=off saves that, but then "
+                "nothing wakes a timer or runs an outside call"
             )
         if busy > quota:
             option.caveats.append(
@@ -532,10 +545,22 @@ class Provider:
 
 
 PROVIDERS = {
-    "hetzner": Provider("_traffic_tb", 1000.0, "vps.hetzner_traffic_tb", 1000.0,
-                        "vps.hetzner_ipv4", "vps.hetzner_lb"),
-    "digitalocean": Provider("_transfer_gb", 1.0, "vps.digitalocean_transfer_gb", 1.0,
-                             "vps.digitalocean_ipv4", "vps.digitalocean_lb"),
+    "hetzner": Provider(
+        "_traffic_tb",
+        1000.0,
+        "vps.hetzner_traffic_tb",
+        1000.0,
+        "vps.hetzner_ipv4",
+        "vps.hetzner_lb",
+    ),
+    "digitalocean": Provider(
+        "_transfer_gb",
+        1.0,
+        "vps.digitalocean_transfer_gb",
+        1.0,
+        "vps.digitalocean_ipv4",
+        "vps.digitalocean_lb",
+    ),
 }
 VPS_OFFERS = {
     "vps.hetzner_cx23": ("hetzner-cx23", "hetzner", 2),
@@ -553,7 +578,7 @@ def vps_offer(w: Workload, book: PriceBook, key: str) -> Option:
     plan, provider_name, vcpus = VPS_OFFERS[key]
     provider = PROVIDERS[provider_name]
     ram = book.value(f"{key}_mb")
-    workers = min(w.workers, int((ram - VPS_SYSTEM_MB) // w.memory_mb))
+    workers = fitting_workers(w, vcpus, ram - VPS_SYSTEM_MB)
     serving = max(1, math.ceil(w.peak / (w.throughput * max(1, min(workers, vcpus)))))
     machines = serving + (1 if serving > 1 else 0)  # several share PostgreSQL on one more
     price = book.value(key)
@@ -600,12 +625,8 @@ def vps_offer(w: Workload, book: PriceBook, key: str) -> Option:
             f"a worker needs {w.memory_mb:,} MB; the machine has {ram - VPS_SYSTEM_MB:,.0f} MB "
             "beside its system"
         )
-    elif workers < w.workers:
-        caveats.insert(
-            0,
-            f"{workers} worker{'s' if workers > 1 else ''} of {w.memory_mb:,} MB fit beside the "
-            f"system, not {w.workers}",
-        )
+    elif workers != w.workers:
+        caveats.insert(0, workers_caveat(w, workers, "the machine beside its system"))
     return option
 
 
@@ -659,7 +680,9 @@ class BreakEven:
 TARGET_NAMES = {"heroku": "Heroku", "lambda": "Lambda", "vps": "a VPS"}
 
 
-def break_evens(w: Workload, book: PriceBook, low: float = 1e3, high: float = 1e10) -> list[BreakEven]:
+def break_evens(
+    w: Workload, book: PriceBook, low: float = 1e3, high: float = 1e10
+) -> list[BreakEven]:
     """Where one target's cheapest plan stops being cheaper than another's, for this bot at
     other volumes, each with the reason in words."""
     grid = [low * (high / low) ** (i / 120) for i in range(121)]
@@ -680,19 +703,24 @@ def break_evens(w: Workload, book: PriceBook, low: float = 1e3, high: float = 1e
 
 def explain(w: Workload, book: PriceBook, below: str, volume: float) -> str:
     """Why `below` stops being the cheaper one at `volume`: a charge that starts there (a free
-    allowance running out), a plan it has to move to, or the charge that grows fastest."""
+    allowance running out), another plan or more machines, or the charges that grow fastest."""
     before = best_per_target(w.at(volume / 1.01), book)[below]
     after = best_per_target(w.at(volume * 1.01), book)[below]
     was = {c.what: c.usd for c in before.charges}
-    if after.key != before.key or after.includes != before.includes:
-        return f"{TARGET_NAMES[below]} needs {after.includes} ({after.key})"
-    growth = {c.what: c.usd - was.get(c.what, 0.0) for c in after.charges}
-    started = [c for c in after.charges if c.usd > 0 and was.get(c.what, 0.0) == 0]
+    started = [c for c in after.charges if c.usd > 0.005 and was.get(c.what, 0.0) <= 0.005]
     if started:
         first = max(started, key=lambda c: c.usd)
         return f"{first.what} starts to cost ({first.detail})"
-    what = max(growth, key=lambda name: growth[name])
-    return f"{what} grows with every update"
+    if after.key != before.key:
+        return f"{after.key} becomes {TARGET_NAMES[below]}'s cheapest ({after.includes})"
+    if after.machines != before.machines:
+        unit = "dynos" if below == "heroku" else "machines"
+        return f"{TARGET_NAMES[below]} needs {after.machines} {unit}"
+    new = [part for part in after.includes.split(", ") if part not in before.includes]
+    if new and below == "heroku":
+        return f"Heroku needs {new[-1]}"
+    growth = sorted(after.charges, key=lambda c: c.usd - was.get(c.what, 0.0), reverse=True)
+    return f"{' and '.join(c.what for c in growth[:2])} grow with every update"
 
 
 def bisect(w: Workload, book: PriceBook, a: str, b: str, lo: float, hi: float) -> float:

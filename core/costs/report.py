@@ -7,7 +7,7 @@ import io
 import json
 from typing import Any
 
-from portabot.costs.model import Option, Workload, break_evens, cheapest, options
+from portabot.costs.model import NOT_INCLUDED, Option, Workload, break_evens, cheapest, options
 from portabot.costs.prices import CURRENCY, PriceBook
 
 FORMATS = ("table", "json", "csv", "markdown")
@@ -33,10 +33,16 @@ def as_dict(option: Option, book: PriceBook, best: Option | None) -> dict[str, A
         "monthly_usd": round(option.monthly_usd, 2),
         "currency": CURRENCY,
         "fits": option.fits,
+        "why": option.why,
         "cheapest": option is best,
         "machines": option.machines,
         "includes": option.includes,
         "caveats": option.caveats,
+        "latency": option.latency,
+        "charges": [
+            {"what": c.what, "monthly_usd": round(c.usd, 2), "detail": c.detail}
+            for c in option.charges
+        ],
         "prices": [
             {
                 "id": key,
@@ -60,9 +66,9 @@ def render(w: Workload, book: PriceBook, fmt: str, *, historical: bool = False) 
     if fmt == "csv":
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(["target", "plan", "monthly_usd", "fits", "includes", "caveats"])
+        writer.writerow(["target", "plan", "monthly_usd", "fits", "why", "includes", "caveats"])
         for o in found:
-            row = [o.target, o.plan, f"{o.monthly_usd:.2f}", o.fits, o.includes]
+            row = [o.target, o.plan, f"{o.monthly_usd:.2f}", o.fits, o.why, o.includes]
             writer.writerow([*row, "; ".join(o.caveats)])
         return out.getvalue().rstrip("\n")
     rows: list[tuple[str, ...]] = [
@@ -70,7 +76,7 @@ def render(w: Workload, book: PriceBook, fmt: str, *, historical: bool = False) 
             f"{o.key}{' (cheapest)' if o is best else ''}{'' if o.fits else ' (does not fit)'}",
             f"${o.monthly_usd:,.2f}",
             o.includes,
-            "; ".join(o.caveats),
+            "; ".join(([] if o.fits else [o.why]) + o.caveats),
         )
         for o in found
     ]
@@ -80,10 +86,16 @@ def render(w: Workload, book: PriceBook, fmt: str, *, historical: bool = False) 
     lines.append("")
     if best is not None:
         lines.append(f"Cheapest for this workload: {best.key}, ${best.monthly_usd:,.2f} a month.")
-    for below, above, volume in result["break_evens"]:
-        lines.append(
-            f"Break-even at {volume:,.0f} updates a month: {below} is cheaper below, {above} above."
-        )
+    for mark in result["break_evens"]:
+        lines.append(f"Break-even: {mark.sentence}.")
+    lines += ["", "Before the first reply:"]
+    waits: dict[str, list[str]] = {}
+    for o in found:
+        if o.latency:
+            waits.setdefault(o.latency, []).append(o.key)
+    lines += [f"- {', '.join(keys)}: {latency}" for latency, keys in waits.items()]
+    lines += ["", "Not included:"]
+    lines += [f"- {item}" for item in NOT_INCLUDED]
     lines += ["", "Prices used (value, unit, source, when it was checked):"]
     for price in result["prices"]:
         currency = f" {price.currency}" if price.currency else ""
@@ -139,17 +151,24 @@ def render_volumes(w: Workload, volumes: list[float], book: PriceBook, fmt: str)
         return out.getvalue().rstrip("\n")
     header = ("option", *(f"{short(v)}/month" for v, _ in per_volume))
     keys = [o.key for o in per_volume[0][1]]
+    reasons: list[str] = []
     rows: list[tuple[str, ...]] = []
     for i, key in enumerate(keys):
         cells = []
         for _, found in per_volume:
             o = found[i]
-            mark = " *" if o is cheapest(found) else ""
-            cells.append(f"${o.monthly_usd:,.2f}{mark}" if o.fits else "does not fit")
+            if o.fits:
+                cells.append(f"${o.monthly_usd:,.2f}{' *' if o is cheapest(found) else ''}")
+                continue
+            why = f"{o.key}: {o.why}"
+            if why not in reasons:
+                reasons.append(why)
+            cells.append(f"does not fit ({reasons.index(why) + 1})")
         rows.append((key, *cells))
     table = markdown_table(header, rows) if fmt == "markdown" else text_table(header, rows)
-    note = "* the cheapest at that volume; costs in USD a month."
-    return "\n".join([describe_workload(w), "", *table, "", note])
+    notes = ["* the cheapest at that volume; costs in USD a month."]
+    notes += [f"({n}) {why}" for n, why in enumerate(reasons, 1)]
+    return "\n".join([describe_workload(w), "", *table, "", *notes])
 
 
 def short(volume: float) -> str:
