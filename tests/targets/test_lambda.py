@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from portabot.costs.prices import PriceBook
 from portabot.packaging import (
     LAMBDA_PYTHON,
     LOCK,
@@ -558,6 +559,35 @@ def test_no_concurrency_is_reserved_unless_asked() -> None:
         "      ReservedConcurrentExecutions: !If\n        - ReservesConcurrency\n"
         "        - !Ref ReservedConcurrency\n        - !Ref AWS::NoValue\n"
     ) in text
+
+
+def test_the_logs_are_kept_as_long_as_the_parameter_says() -> None:
+    """A log group Lambda makes on its own keeps, and bills, every line for ever."""
+    text = TEMPLATE.read_text()
+    assert (
+        "  BotLogGroup:\n"
+        "    # Made here so that it has a retention; one Lambda made on its own would keep logs"
+    ) in text
+    assert (
+        "    Type: AWS::Logs::LogGroup\n    Properties:\n"
+        "      LogGroupName: !Sub /aws/lambda/${AWS::StackName}\n"
+        "      RetentionInDays: !Ref LogRetentionDays\n"
+    ) in text
+    # The group bears the function's name and the function writes to it, so it exists first.
+    assert "      FunctionName: !Ref AWS::StackName\n" in text
+    assert "      LoggingConfig:\n        LogGroup: !Ref BotLogGroup\n" in text
+    retention = template_parameters()["LogRetentionDays"]
+    assert (retention["Type"], retention["Default"]) == ("Number", "14")
+    assert "14" in retention["AllowedValues"].strip("[]").split(", ")  # cfn-lint checks the rest
+
+
+def test_the_retention_parameter_says_what_logs_cost() -> None:
+    section = TEMPLATE.read_text().split("\n  LogRetentionDays:\n", 1)[1]
+    folded = section.split("    Description: >-\n", 1)[1]
+    description = " ".join(re.findall(r"^      (.*)$", re.split(r"\n  (?=\S)", folded)[0], re.M))
+    prices = PriceBook.load()
+    assert f"${prices.value('cloudwatch.logs_ingest'):.2f} a GB " in description
+    assert f"${prices.value('cloudwatch.logs_storage'):.2f} a GB-month" in description
 
 
 def test_the_architecture_is_the_one_the_package_was_built_for() -> None:
