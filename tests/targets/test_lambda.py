@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from portabot.costs.model import LOG_RETENTION_DAYS
 from portabot.costs.prices import PriceBook
 from portabot.packaging import (
     LAMBDA_PYTHON,
@@ -573,11 +574,12 @@ def test_the_logs_are_kept_as_long_as_the_parameter_says() -> None:
         "      LogGroupName: !Sub /aws/lambda/${AWS::StackName}\n"
         "      RetentionInDays: !Ref LogRetentionDays\n"
     ) in text
-    # The group bears the function's name and the function writes to it, so it exists first.
-    assert "      FunctionName: !Ref AWS::StackName\n" in text
+    # The function writes to it (so it exists first) and keeps its generated name: an existing
+    # stack's function, and its URL the webhooks point at, are not replaced.
     assert "      LoggingConfig:\n        LogGroup: !Ref BotLogGroup\n" in text
+    assert "FunctionName: !Ref AWS::StackName" not in text
     retention = template_parameters()["LogRetentionDays"]
-    assert (retention["Type"], retention["Default"]) == ("Number", "14")
+    assert (retention["Type"], retention["Default"]) == ("Number", str(LOG_RETENTION_DAYS))
     assert "14" in retention["AllowedValues"].strip("[]").split(", ")  # cfn-lint checks the rest
 
 
