@@ -176,12 +176,20 @@ def options(w: Workload, book: PriceBook, *, historical: bool = False) -> list[O
     found = heroku(w, book) + aws_lambda(w, book) + vps(w, book)
     if historical:
         found.append(heroku_free_2022(w, book))
+    for option in found:  # the exchange rates a price in another currency was converted at
+        rates = {f"fx.{book[key].currency}" for key in option.prices} - {"fx.USD", "fx."}
+        option.prices += sorted(rates)
     return found
 
 
 def cheapest(found: list[Option]) -> Option | None:
     fitting = [o for o in found if o.fits]
     return min(fitting, key=lambda o: o.monthly_usd) if fitting else None
+
+
+def per_second(rate: float) -> str:
+    """A rate as a person reads it: 3,805/s, 2.5/s, 0.0381/s."""
+    return f"{rate:,.0f}/s" if rate >= 100 else f"{rate:.3g}/s"
 
 
 def usd(value: float) -> str:
@@ -283,9 +291,10 @@ def heroku_plan(w: Workload, book: PriceBook, plan: str) -> Option:
     elif workers != w.workers:
         option.caveats.append(workers_caveat(w, workers, f"a {ram:,.0f} MB dyno"))
     if dynos > 1 and not scales:
-        option.refuse(f"a peak of {w.peak:,.3g}/s needs {dynos} dynos; {name} runs one web dyno")
+        peak = per_second(w.peak)
+        option.refuse(f"a peak of {peak} needs {dynos} dynos; {name} runs one web dyno")
     elif count > 1:
-        option.caveats.append(f"{count} dynos for a peak of {w.peak:,.3g} updates/s")
+        option.caveats.append(f"{count} dynos for a peak of {per_second(w.peak)}")
     if database is None:
         largest = f"heroku.postgres_{HEROKU_DATABASES[-1]}"
         option.refuse(
@@ -345,7 +354,7 @@ def lambda_database(w: Workload, book: PriceBook) -> tuple[list[Charge], str, li
     too_busy = ""
     if peak_cu > book.value("neon.max_cu"):
         too_busy = (
-            f"a peak of {w.peak:,.3g}/s needs {peak_cu:,.3g} Neon compute units; "
+            f"a peak of {per_second(w.peak)} needs {peak_cu:,.3g} Neon compute units; "
             f"Launch autoscales to {book.value('neon.max_cu'):g}"
         )
     egress = w.updates * NEON_KB_PER_UPDATE / 1e6
@@ -433,11 +442,10 @@ def lambda_logs(w: Workload, book: PriceBook) -> Charge:
     kept LOG_RETENTION_DAYS (stored size taken as ingested: an upper bound)."""
     ingested = invocations(w) * book.value("lambda.report_bytes") / 1e9
     stored = ingested * LOG_RETENTION_DAYS / MONTH_DAYS
-    free = book.value("cloudwatch.logs_free") if w.free_tier else 0.0
-    billed = max(0.0, ingested - free)
-    cost = billed * book.value("cloudwatch.logs_ingest") + stored * book.value(
-        "cloudwatch.logs_storage"
-    )
+    free = book.value("cloudwatch.logs_free") if w.free_tier else 0.0  # ingested and stored
+    cost = max(0.0, ingested - free) * book.value("cloudwatch.logs_ingest") + max(
+        0.0, stored - free
+    ) * book.value("cloudwatch.logs_storage")
     return Charge(
         "CloudWatch Logs", cost, f"{ingested:,.2f} GB a month, kept {LOG_RETENTION_DAYS} days"
     )
@@ -563,11 +571,13 @@ PROVIDERS = {
     ),
 }
 VPS_OFFERS = {
-    "vps.hetzner_cx23": ("hetzner-cx23", "hetzner", 2),
-    "vps.digitalocean_512": ("digitalocean-512mb", "digitalocean", 1),
-    "vps.digitalocean_1g": ("digitalocean-1gb", "digitalocean", 1),
+    "vps.hetzner_cx23": ("hetzner-cx23", "hetzner"),
+    "vps.hetzner_cx33": ("hetzner-cx33", "hetzner"),
+    "vps.digitalocean_512": ("digitalocean-512mb", "digitalocean"),
+    "vps.digitalocean_1g": ("digitalocean-1gb", "digitalocean"),
+    "vps.digitalocean_4g": ("digitalocean-4gb", "digitalocean"),
 }
-"""Price id: (plan name, provider, vCPUs); each has `_mb` and its provider's traffic entry."""
+"""Price id: (plan name, provider); each has `_mb`, `_vcpus` and its provider's traffic entry."""
 
 
 def vps(w: Workload, book: PriceBook) -> list[Option]:
@@ -575,15 +585,17 @@ def vps(w: Workload, book: PriceBook) -> list[Option]:
 
 
 def vps_offer(w: Workload, book: PriceBook, key: str) -> Option:
-    plan, provider_name, vcpus = VPS_OFFERS[key]
+    plan, provider_name = VPS_OFFERS[key]
     provider = PROVIDERS[provider_name]
     ram = book.value(f"{key}_mb")
+    vcpus = int(book.value(f"{key}_vcpus"))
     workers = fitting_workers(w, vcpus, ram - VPS_SYSTEM_MB)
     serving = max(1, math.ceil(w.peak / (w.throughput * max(1, min(workers, vcpus)))))
     machines = serving + (1 if serving > 1 else 0)  # several share PostgreSQL on one more
     price = book.value(key)
     charges = [Charge("machines", machines * price, f"{machines} × {usd(price)}")]
-    ids = [key, f"{key}_mb", provider.ipv4, f"{key}{provider.included}", provider.overage]
+    ids = [key, f"{key}_mb", f"{key}_vcpus", f"{key}{provider.included}", provider.overage]
+    ids.append(provider.ipv4)
     ipv4 = book.value(provider.ipv4)
     if ipv4:
         charges.append(Charge("public IPv4", machines * ipv4, f"{machines} × {usd(ipv4)}"))
@@ -601,14 +613,12 @@ def vps_offer(w: Workload, book: PriceBook, key: str) -> Option:
         charges.append(Charge("load balancer", book.value(provider.balancer), provider_name))
         ids.append(provider.balancer)
         storage = "PostgreSQL on one more machine, a load balancer in front"
-        caveats.append(f"{serving} machines for a peak of {w.peak:,.3g} updates/s")
+        caveats.append(f"{serving} machines for a peak of {per_second(w.peak)}")
         opened = connections("vps", serving, workers=max(workers, 1), pool=w.pool)
         if opened.needed > 100:
             caveats.append(opened.sentence(100) + ": raise PostgreSQL's max_connections")
     else:
         storage = "SQLite (or PostgreSQL) on the machine"
-    if provider.balancer.startswith("vps.hetzner"):
-        ids.append("fx.EUR")
     caveats.append("you keep the system up to date and take the backups")
     option = Option(
         "vps",
