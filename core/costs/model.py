@@ -361,9 +361,9 @@ def lambda_database(w: Workload, book: PriceBook) -> tuple[list[Charge], str, li
     free = (
         cu_hours <= book.value("neon.free_cu_hours")
         and w.database_gb <= 0.5
-        and egress <= book.value("neon.egress_free")
+        and egress <= book.value("neon.free_egress_gb")
     )
-    ids = ["neon.free_cu_hours", "neon.max_cu"]
+    ids = ["neon.free_cu_hours", "neon.free_egress_gb", "neon.max_cu"]
     if free:
         text = f"Neon free ({cu_hours:,.0f} of {book.value('neon.free_cu_hours'):g} CU-hours)"
         return [Charge("Neon's compute", 0.0, text)], text, ids, too_busy
@@ -385,7 +385,12 @@ def lambda_database(w: Workload, book: PriceBook) -> tuple[list[Charge], str, li
             f"{egress:,.0f} GB, {book.value('neon.egress_free'):g} GB included",
         ),
     ]
+    least = book.value("neon.launch_minimum")
+    used = sum(c.usd for c in charges)
+    if used < least:
+        charges.append(Charge("Neon's monthly minimum", least - used, f"Launch bills {usd(least)}"))
     ids += ["neon.cu_hour", "neon.gb_month", "neon.egress_free", "neon.egress_gb"]
+    ids.append("neon.launch_minimum")
     text = f"Neon Launch ({cu_hours:,.0f} CU-hours, {w.database_gb:,.3g} GB)"
     return charges, text, ids, too_busy
 
