@@ -21,6 +21,8 @@ from portabot.capacity import (
     DEFAULT_WORKER_DYNOS,
 )
 from portabot.checks import TARGETS, describe
+from portabot.costs.inputs import INPUTS, Input, InputError, parse, span, workload
+from portabot.costs.model import MONTH_DAYS
 from portabot.packaging import LAMBDA_PYTHON, MACHINES
 from portabot.settings import (
     MIN_KEEP_DAYS,
@@ -196,36 +198,20 @@ def build_parser() -> argparse.ArgumentParser:
         "price's source and date. Flags override what --from-bench gives.",
     )
     volume = costs.add_mutually_exclusive_group()
-    volume.add_argument(
-        "--updates",
-        type=volumes,
-        metavar="N[,N...]",
-        help="updates a month, e.g. 250000 or 10k,1M,100M to compare volumes (100k)",
-    )
-    volume.add_argument("--per-day", type=volumes, metavar="N[,N...]", help="updates a day")
-    costs.add_argument("--ms", type=positive, metavar="X", help="average handling time (30 ms)")
-    costs.add_argument("--memory", type=positive, metavar="MB", help="Lambda memory (256 MB)")
-    costs.add_argument(
-        "--peak", type=positive, metavar="R", help="updates a second at the busiest (10× average)"
-    )
-    costs.add_argument("--db-gb", type=positive, metavar="GB", help="database size (0.1 GB)")
+    for spec in INPUTS:
+        default = f"; default {spec.default}" if spec.default else ""
+        (volume if spec.counts else costs).add_argument(
+            spec.flag,
+            dest=spec.name,
+            type=partial(cost_input, spec),
+            metavar="N[,N...]" if spec.counts else "N",
+            help=f"{spec.help}: {span(spec)}{default}",
+        )
     costs.add_argument(
         "--free-tier",
         action=argparse.BooleanOptionalAction,
         default=True,
         help="count AWS's always-free allowance (on)",
-    )
-    costs.add_argument(
-        "--throughput", type=positive, metavar="R", help="updates a second per vCPU (200)"
-    )
-    costs.add_argument(
-        "--init-ms", type=positive, metavar="X", help="Lambda cold start INIT time (500 ms)"
-    )
-    costs.add_argument(
-        "--lambda-db-usd",
-        type=positive,
-        metavar="USD",
-        help="what Lambda's PostgreSQL costs a month (default: Neon's free or Launch plan)",
     )
     costs.add_argument(
         "--from-bench", type=Path, metavar="FILE", help="the benchmark's result file (JSON)"
@@ -786,29 +772,32 @@ def positive(text: str) -> float:
     return value
 
 
-def volumes(text: str) -> list[float]:
-    """`250000`, `2.5M` or `10k,1M,100M`."""
-    scale = {"k": 1e3, "m": 1e6, "g": 1e9}
-    found = []
-    for part in text.split(","):
-        part = part.strip().lower()
-        factor = scale.get(part[-1:], 1.0)
-        found.append(positive(part[:-1] if factor != 1.0 else part) * factor)
-    return found
+def cost_input(spec: Input, text: str) -> float | list[float]:
+    """A flag of the comparison, by the bounds the API has too; a count may be a list."""
+    try:
+        if spec.counts:
+            return [parse(spec, part) for part in text.split(",")]
+        return parse(spec, text)
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def cmd_costs(args: argparse.Namespace) -> int:
-    from portabot.costs.bench import BenchError, workload
+    from portabot.costs.bench import BenchError, from_bench
     from portabot.costs.prices import PriceBook, PriceError
     from portabot.costs.report import render, render_volumes
 
+    counts = [n * MONTH_DAYS for n in args.per_day] if args.per_day is not None else args.updates
+    flags = {spec.field: getattr(args, spec.name) for spec in INPUTS if not spec.counts}
+    flags["updates"] = counts[0] if counts else None
     try:
         book = PriceBook.load(args.prices)
-        w = workload(args)
-    except (PriceError, BenchError) as exc:
+        values = from_bench(args.from_bench) if args.from_bench else {}
+        values.update({field: value for field, value in flags.items() if value is not None})
+        w = workload(values, free_tier=args.free_tier)
+    except (PriceError, BenchError, InputError) as exc:
         raise CommandError(str(exc)) from None
-    counts = [n * 30.4167 for n in args.per_day] if args.per_day is not None else args.updates or []
-    if len(counts) > 1:
+    if counts is not None and len(counts) > 1:
         print(render_volumes(w, counts, book, args.format))
     else:
         print(render(w, book, args.format, historical=args.historical))

@@ -3,6 +3,7 @@ optional file of the user's that overrides or adds entries."""
 
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import dataclass
 from importlib.resources import files
@@ -11,6 +12,9 @@ from typing import Any
 
 CURRENCY = "USD"
 """Every cost is converted to this currency."""
+TEXTS = ("currency", "unit", "source", "checked", "note")
+REQUIRED = ("unit", "source", "checked")
+"""Every price says what it is per, where it comes from and when that was read."""
 
 
 class PriceError(Exception):
@@ -36,12 +40,15 @@ class PriceBook:
     def load(cls, overrides: Path | None = None) -> PriceBook:
         text = files("portabot.costs").joinpath("prices.toml").read_text(encoding="utf-8")
         prices = parse(tomllib.loads(text), "prices.toml")
+        check_currencies(prices, prices, "prices.toml")
         if overrides is not None:
             try:
                 data = tomllib.loads(overrides.read_text(encoding="utf-8"))
             except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
                 raise PriceError(f"cannot read {overrides}: {exc}") from None
-            prices.update(parse(data, str(overrides)))
+            added = parse(data, str(overrides))
+            prices.update(added)
+            check_currencies(prices, added, str(overrides))
         return cls(prices)
 
     def __getitem__(self, key: str) -> Price:
@@ -59,7 +66,8 @@ class PriceBook:
 
 
 def parse(data: dict[str, Any], where: str) -> dict[str, Price]:
-    """`[group.name]` tables with value, currency, unit, source, checked (and a note)."""
+    """`[group.name]` tables with value, currency, unit, source, checked (and a note); a value
+    is a finite number, 0 or more, so that no file makes an option cost less than nothing."""
     prices: dict[str, Price] = {}
     for group, entries in data.items():
         if not isinstance(entries, dict):
@@ -68,18 +76,28 @@ def parse(data: dict[str, Any], where: str) -> dict[str, Price]:
             key = f"{group}.{name}"
             if not isinstance(entry, dict):
                 raise PriceError(f"{where}: {key} must be a table")
-            try:
-                prices[key] = Price(
-                    id=key,
-                    value=float(entry["value"]),
-                    currency=str(entry.get("currency", "")),
-                    unit=str(entry["unit"]),
-                    source=str(entry["source"]),
-                    checked=str(entry["checked"]),
-                    note=str(entry.get("note", "")),
-                )
-            except KeyError as missing:
-                raise PriceError(f"{where}: {key} has no {missing.args[0]}") from None
-            except (TypeError, ValueError):
-                raise PriceError(f"{where}: {key}'s value must be a number") from None
+            value = entry.get("value")
+            if value is None:
+                raise PriceError(f"{where}: {key} has no value")
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise PriceError(f"{where}: {key}'s value must be a number")
+            if not (math.isfinite(value) and value >= 0):
+                raise PriceError(f"{where}: {key}'s value must be 0 or more, not {value:g}")
+            texts = {field: entry.get(field, "") for field in TEXTS}
+            for field, text in texts.items():
+                if not isinstance(text, str) or (field in REQUIRED and not text.strip()):
+                    raise PriceError(f"{where}: {key} has no {field} (a string)")
+            prices[key] = Price(id=key, value=float(value), **texts)
     return prices
+
+
+def check_currencies(prices: dict[str, Price], added: dict[str, Price], where: str) -> None:
+    """Every price of `added` is in a currency `prices` converts (USD, none for a quantity, or
+    one with an fx. entry, itself in USD): checked at loading, not when a report prints it."""
+    for key, price in added.items():
+        if key.startswith("fx.") and price.currency != CURRENCY:
+            raise PriceError(f"{where}: {key} must be in {CURRENCY}, not {price.currency!r}")
+        if price.currency not in ("", CURRENCY) and f"fx.{price.currency}" not in prices:
+            raise PriceError(
+                f"{where}: {key} is in {price.currency!r}, which has no fx.{price.currency} entry"
+            )

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import math
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import asdict
@@ -26,14 +25,6 @@ if TYPE_CHECKING:
     from portabot.costs.model import Workload
     from portabot.costs.prices import PriceBook
 
-LIMITS = {
-    "updates": (0.0, 1e11, "updates a month"),
-    "ms": (0.0, 900_000.0, "ms an update (Lambda stops at 15 minutes)"),
-    "memory": (128.0, 10_240.0, "MB (Lambda's range)"),
-    "peak": (0.0, 1e6, "updates a second"),
-    "db_gb": (0.0, 10_000.0, "GB"),
-}
-"""Query parameter: the smallest and largest value taken, and its unit."""
 FLAGS = {"free_tier"}
 SIGNIFICANT = 3
 """Significant figures a number is taken to: prices are known to no better, and queries that
@@ -60,56 +51,35 @@ def price_book() -> PriceBook:
     return PriceBook.load()
 
 
-def number(query: Mapping[str, str], name: str) -> float | None:
-    text = query.get(name, "").strip()
-    if not text:
-        return None
-    low, high, unit = LIMITS[name]
-    try:
-        value = float(text)
-    except ValueError:
-        raise QueryError(f"{name} must be a number, not {text[:40]!r}") from None
-    if not (math.isfinite(value) and low <= value <= high):
-        span = f"{readable(low)} to {readable(high)} {unit}"
-        raise QueryError(f"{name} must be from {span}, not {text[:40]}")
-    return significant(value)
-
-
 def significant(value: float) -> float:
     """`value` to SIGNIFICANT figures: 1,234,567 → 1,230,000; 0.04567 → 0.0457."""
     return float(f"{value:.{SIGNIFICANT - 1}e}")
 
 
-def readable(value: float) -> str:
-    return f"{value:,.0f}" if value == int(value) else f"{value:g}"
-
-
 def parse_workload(query: Mapping[str, str]) -> Workload:
-    """The workload a query describes; a missing or empty value takes the command's default."""
-    from portabot.costs.bench import DEFAULT_UPDATES, PEAK_TO_AVERAGE
-    from portabot.costs.model import SECONDS, Workload
+    """The workload a query describes, by the bounds the command's flags have (numbers taken to
+    SIGNIFICANT figures); a missing or empty value takes the command's default."""
+    from portabot.costs.inputs import INPUTS, InputError, parse, workload
 
-    unknown = sorted(set(query) - set(LIMITS) - FLAGS)
+    queried = {spec.query: spec for spec in INPUTS if spec.query is not None}
+    unknown = sorted(set(query) - set(queried) - FLAGS)
     if unknown:
         raise QueryError(f"unknown parameter {unknown[0]!r}")
-    updates = number(query, "updates")
-    updates = DEFAULT_UPDATES if updates is None else updates
-    average = updates / SECONDS
-    peak = number(query, "peak")
-    if peak is None:
-        peak = max(average * PEAK_TO_AVERAGE, 0.01)
-    elif peak < average:
-        raise QueryError(f"peak ({peak:g}/s) is below the average rate ({average:.3g}/s)")
+    values = {}
+    for name, spec in queried.items():
+        text = query.get(name, "").strip()
+        if text:
+            try:
+                values[spec.field] = significant(parse(spec, text))
+            except InputError as exc:
+                raise QueryError(f"{name} {exc}") from None
     flag = query.get("free_tier", "1")
     if flag not in ("0", "1"):
         raise QueryError(f"free_tier must be 0 or 1, not {flag[:40]!r}")
-    values: dict[str, Any] = {
-        "ms": number(query, "ms"),
-        "memory_mb": None if (mb := number(query, "memory")) is None else round(mb),
-        "db_gb": number(query, "db_gb"),
-    }
-    given = {k: v for k, v in values.items() if v is not None}
-    return Workload(updates=updates, peak=peak, free_tier=flag == "1", **given)
+    try:
+        return workload(values, free_tier=flag == "1")
+    except InputError as exc:
+        raise QueryError(str(exc)) from None
 
 
 def comparison(w: Workload) -> dict[str, Any]:

@@ -7,6 +7,9 @@ import io
 import json
 from pathlib import Path
 
+import pytest
+
+from portabot.costs.inputs import INPUTS, span
 from tests.test_cli import portabot
 
 
@@ -93,5 +96,90 @@ def test_bad_input_is_one_line(tmp_path: Path) -> None:
         result = portabot(tmp_path, "costs", *args)
         assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
         assert message in result.stderr and "Traceback" not in result.stderr
-    negative = portabot(tmp_path, "costs", "--updates", "-5")
-    assert negative.returncode == 2 and "must be 0 or more" in negative.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--throughput", "0"], "argument --throughput: must be from 1 to 1,000,000"),
+        (["--throughput", "1e-300"], "argument --throughput: must be from 1 to"),  # no overflow
+        (["--memory", "0"], "argument --memory: must be from 128 to 10,240 MB, not 0"),
+        (["--peak", "0"], "argument --peak: must be above 0"),
+        (["--ms", "0"], "argument --ms: must be above 0"),
+        (["--updates", "-5"], "argument --updates: must be from 0 to"),
+        (["--updates", "999999999999999k"], "must be from 0 to 100,000,000,000 updates a month"),
+        (["--per-day", "10k,1e12"], "argument --per-day: must be from 0 to"),
+        (["--workers", "0"], "argument --workers: must be from 1 to 64 processes, not 0"),
+        (["--pool-size", "101"], "argument --pool-size: must be from 1 to 100 connections"),
+        (["--egress-kb", "nan"], "argument --egress-kb: must be from 0 to 10,000 KB"),
+    ],
+)
+def test_a_flag_beyond_its_bounds_is_one_line(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    result = portabot(tmp_path, "costs", *args)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    [error] = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert message in error, result.stderr
+
+
+def test_a_peak_below_the_average_is_refused(tmp_path: Path) -> None:
+    result = portabot(tmp_path, "costs", "--updates", "1G", "--peak", "1")
+    assert result.returncode == 1 and result.stderr.count("\n") == 1
+    assert "peak (1/s) is below the average rate (381/s)" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ('value = 5.0\ncurrency = "GBP"', "vps.x is in 'GBP', which has no fx.GBP entry"),
+        ('value = nan\ncurrency = "USD"', "vps.x's value must be 0 or more, not nan"),
+        ('value = -100.0\ncurrency = "USD"', "vps.x's value must be 0 or more, not -100"),
+    ],
+)
+def test_a_price_the_book_cannot_use_is_refused_before_printing(
+    tmp_path: Path, entry: str, message: str
+) -> None:
+    prices = tmp_path / "prices.toml"
+    prices.write_text(f"[vps.x]\n{entry}\nunit = 'm'\nsource = 's'\nchecked = 'c'\n")
+    result = portabot(tmp_path, "costs", "--prices", str(prices))
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr == f"portabot: {prices}: {message}\n"
+
+
+def test_a_benchmark_file_beyond_the_bounds_is_one_line(tmp_path: Path) -> None:
+    bench = tmp_path / "bench.json"
+    bench.write_text(json.dumps({"updates_per_second": 0}))
+    result = portabot(tmp_path, "costs", "--from-bench", str(bench))
+    assert result.returncode == 1 and result.stderr.count("\n") == 1
+    assert f"{bench}: updates_per_second must be from 1 to" in result.stderr
+
+
+def test_zero_and_the_new_inputs_are_taken_where_they_mean_something(tmp_path: Path) -> None:
+    out = costs(
+        tmp_path,
+        "--lambda-db-usd",
+        "0",
+        "--init-ms",
+        "0",
+        "--egress-kb",
+        "0",
+        "--workers",
+        "3",
+        "--pool-size",
+        "5",
+        "--updates",
+        "0",
+    )
+    assert out.startswith("Workload: 0 updates a month")
+
+
+def test_help_shows_the_defaults_the_code_has(tmp_path: Path) -> None:
+    result = portabot(tmp_path, "costs", "--help")
+    shown = " ".join(result.stdout.split())  # argparse wraps the lines
+    for spec in INPUTS:
+        assert f"{spec.help}: {span(spec)}" in shown
+        if spec.default is not None:
+            assert f"default {spec.default}" in shown
+    assert "default 1000 updates a second" in shown and "(200)" not in shown
+    assert "default the update ids of 7 days" in shown and "0.1 GB" not in shown

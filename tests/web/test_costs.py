@@ -41,9 +41,19 @@ def test_the_api_answers_with_the_comparison_and_the_curves(bot: httpx.Client) -
         ({"updates": "-5"}, "updates must be from 0 to"),
         ({"updates": "1e12"}, "updates must be from 0 to"),
         ({"updates": "nan"}, "updates must be from 0 to"),
+        ({"updates": "999999999999999k"}, "updates must be from 0 to 100,000,000,000"),
         ({"memory": "64"}, "memory must be from 128 to"),
-        ({"ms": "inf"}, "ms must be from 0 to"),
+        ({"ms": "inf"}, "ms must be above 0 and at most 900,000 ms"),
+        ({"ms": "0"}, "ms must be above 0"),
+        ({"peak": "0"}, "peak must be above 0"),
         ({"db_gb": "1e9"}, "db_gb must be from 0 to"),
+        ({"throughput": "0"}, "throughput must be from 1 to 1,000,000"),
+        ({"init_ms": "-1"}, "init_ms must be from 0 to 10,000 ms"),
+        ({"lambda_db_usd": "nan"}, "lambda_db_usd must be from 0 to"),
+        ({"workers": "2.5"}, "workers must be a whole number of processes"),
+        ({"workers": "65"}, "workers must be from 1 to 64 processes"),
+        ({"pool": "0"}, "pool must be from 1 to 100 connections"),
+        ({"egress_kb": "1e5"}, "egress_kb must be from 0 to 10,000 KB an update"),
         ({"updates": "1e9", "peak": "1"}, "peak (1/s) is below the average rate"),
         ({"free_tier": "yes"}, "free_tier must be 0 or 1"),
         ({"update": "1000"}, "unknown parameter 'update'"),
@@ -55,6 +65,22 @@ def test_the_api_refuses_a_bad_value_with_a_reason(
     response = bot.get("/api/costs", params=params)
     assert response.status_code == 400
     assert reason in response.json()["error"]
+
+
+@on_sqlite
+def test_the_api_takes_every_input_the_command_takes(bot: httpx.Client) -> None:
+    params = {"updates": "2.5M", "throughput": "900", "init_ms": "0", "lambda_db_usd": "0"}
+    params |= {"workers": "3", "pool": "5", "egress_kb": "0"}
+    response = bot.get("/api/costs", params=params)
+    assert response.status_code == 200, response.text
+    workload = response.json()["workload"]
+    assert {k: workload[k] for k in ("updates", "throughput", "init_ms", "lambda_db_usd")} == {
+        "updates": 2.5e6,
+        "throughput": 900,
+        "init_ms": 0,
+        "lambda_db_usd": 0,
+    }
+    assert (workload["workers"], workload["pool"], workload["egress_kb"]) == (3, 5, 0)
 
 
 @on_sqlite
