@@ -21,7 +21,7 @@ from portabot.capacity import (
     DEFAULT_WORKER_DYNOS,
 )
 from portabot.checks import TARGETS, describe
-from portabot.costs.inputs import INPUTS, Input, InputError, parse, span, workload
+from portabot.costs.inputs import INPUTS, SWITCHES, Input, InputError, parse, span, workload
 from portabot.costs.model import MONTH_DAYS
 from portabot.packaging import LAMBDA_PYTHON, MACHINES
 from portabot.settings import (
@@ -207,12 +207,13 @@ def build_parser() -> argparse.ArgumentParser:
             metavar="N[,N...]" if spec.counts else "N",
             help=f"{spec.help}: {span(spec)}{default}",
         )
-    costs.add_argument(
-        "--free-tier",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="count AWS's always-free allowance (on)",
-    )
+    for name, text in SWITCHES.items():
+        costs.add_argument(
+            f"--{name.replace('_', '-')}",
+            action=argparse.BooleanOptionalAction,
+            default=True,
+            help=f"{text} (on)",
+        )
     costs.add_argument(
         "--from-bench", type=Path, metavar="FILE", help="the benchmark's result file (JSON)"
     )
@@ -794,7 +795,7 @@ def cmd_costs(args: argparse.Namespace) -> int:
         book = PriceBook.load(args.prices)
         values = from_bench(args.from_bench) if args.from_bench else {}
         values.update({field: value for field, value in flags.items() if value is not None})
-        w = workload(values, free_tier=args.free_tier)
+        w = workload(values, {name: getattr(args, name) for name in SWITCHES})
     except (PriceError, BenchError, InputError) as exc:
         raise CommandError(str(exc)) from None
     if counts is not None and len(counts) > 1:

@@ -206,6 +206,13 @@ INPUTS = (
     ),
 )
 INPUT = {spec.name: spec for spec in INPUTS}
+SWITCHES = {
+    "free_tier": "count AWS's always-free allowance (a new or otherwise idle account)",
+    "tick": "Lambda runs what is due every minute, as the template's Tick=on does (it keeps a "
+    "scale-to-zero database awake)",
+}
+"""The Workload's on/off inputs (both on by default): `--free-tier/--no-free-tier` and
+`free_tier=0|1` on the API, and the same for `tick`."""
 
 
 def parse(spec: Input, text: str) -> float:
@@ -243,7 +250,7 @@ def readable(value: float) -> str:
     return f"{value:,.0f}" if value >= 100 else f"{value:g}"
 
 
-def workload(values: Mapping[str, float], *, free_tier: bool) -> Workload:
+def workload(values: Mapping[str, float], switches: Mapping[str, bool]) -> Workload:
     """The workload of the given inputs (by Workload field, already checked), the others at their
     defaults: with no peak, PEAK_TO_AVERAGE times the average rate; a peak below it is refused."""
     given: dict[str, Any] = dict(values)
@@ -257,4 +264,4 @@ def workload(values: Mapping[str, float], *, free_tier: bool) -> Workload:
     for spec in INPUTS:
         if spec.whole and spec.field in given:
             given[spec.field] = int(given[spec.field])
-    return Workload(updates=updates, peak=peak, free_tier=free_tier, **given)
+    return Workload(updates=updates, peak=peak, **given, **switches)

@@ -25,7 +25,6 @@ if TYPE_CHECKING:
     from portabot.costs.model import Workload
     from portabot.costs.prices import PriceBook
 
-FLAGS = {"free_tier"}
 SIGNIFICANT = 3
 """Significant figures a number is taken to: prices are known to no better, and queries that
 differ beyond them share one answer (and one cache entry)."""
@@ -59,10 +58,10 @@ def significant(value: float) -> float:
 def parse_workload(query: Mapping[str, str]) -> Workload:
     """The workload a query describes, by the bounds the command's flags have (numbers taken to
     SIGNIFICANT figures); a missing or empty value takes the command's default."""
-    from portabot.costs.inputs import INPUTS, InputError, parse, workload
+    from portabot.costs.inputs import INPUTS, SWITCHES, InputError, parse, workload
 
     queried = {spec.query: spec for spec in INPUTS if spec.query is not None}
-    unknown = sorted(set(query) - set(queried) - FLAGS)
+    unknown = sorted(set(query) - set(queried) - set(SWITCHES))
     if unknown:
         raise QueryError(f"unknown parameter {unknown[0]!r}")
     values = {}
@@ -73,11 +72,14 @@ def parse_workload(query: Mapping[str, str]) -> Workload:
                 values[spec.field] = significant(parse(spec, text))
             except InputError as exc:
                 raise QueryError(f"{name} {exc}") from None
-    flag = query.get("free_tier", "1")
-    if flag not in ("0", "1"):
-        raise QueryError(f"free_tier must be 0 or 1, not {flag[:40]!r}")
+    switches = {}
+    for name in SWITCHES:
+        flag = query.get(name, "1")
+        if flag not in ("0", "1"):
+            raise QueryError(f"{name} must be 0 or 1, not {flag[:40]!r}")
+        switches[name] = flag == "1"
     try:
-        return workload(values, free_tier=flag == "1")
+        return workload(values, switches)
     except InputError as exc:
         raise QueryError(str(exc)) from None
 

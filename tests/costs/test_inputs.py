@@ -79,15 +79,15 @@ def test_counts_of_things_are_whole() -> None:
     for name, text in [("workers", "2.5"), ("pool", "101"), ("memory", "1769.5")]:
         with pytest.raises(InputError):
             parse(INPUT[name], text)
-    w = workload({"workers": 3.0, "pool": 5.0, "memory_mb": 512.0}, free_tier=True)
+    w = workload({"workers": 3.0, "pool": 5.0, "memory_mb": 512.0}, {"free_tier": True})
     assert (w.workers, w.pool, w.memory_mb) == (3, 5, 512)
     assert all(isinstance(n, int) for n in (w.workers, w.pool, w.memory_mb))
 
 
 def test_the_peak_defaults_to_a_multiple_of_the_average_and_is_not_below_it() -> None:
-    assert workload({"updates": 1e9}, free_tier=True).peak == 1e9 / SECONDS * PEAK_TO_AVERAGE
+    assert workload({"updates": 1e9}, {"free_tier": True}).peak == 1e9 / SECONDS * PEAK_TO_AVERAGE
     with pytest.raises(InputError, match=r"peak \(1/s\) is below the average rate"):
-        workload({"updates": 1e9, "peak": 1.0}, free_tier=True)
+        workload({"updates": 1e9, "peak": 1.0}, {"free_tier": True})
 
 
 def test_the_defaults_help_shows_are_the_code_s() -> None:

@@ -30,17 +30,55 @@ def test_json_is_a_list_of_options_in_one_currency(tmp_path: Path) -> None:
 
 
 def test_the_table_names_the_cheapest_the_break_evens_and_the_prices(tmp_path: Path) -> None:
-    out = costs(tmp_path, "--updates", "1M", "--ms", "40", "--peak", "5")
+    out = costs(tmp_path, "--updates", "1M", "--ms", "40", "--peak", "5", "--lambda-db-usd", "0")
     assert out.startswith("Workload: 1,000,000 updates a month, 40 ms")
-    assert "Cheapest for this workload: " in out
-    assert "Break-even at " in out
+    assert "Cheapest for this workload: lambda:arm64+function-url, $0.0" in out
+    assert (
+        "Break-even: Lambda is cheaper below " in out and " updates a month, a VPS above: " in out
+    )
     assert "- lambda.requests: 0.2 USD per million requests (https://aws.amazon.com/lambda/" in out
+    # What the first reply may wait for, one line for the options that wait alike, and what
+    # the numbers leave out.
+    assert "\nBefore the first reply:\n- heroku:eco, heroku:basic, " in out
+    assert "cold starts a month, each 500 ms before its reply" in out
+    assert "\nNot included:\n- your time: " in out and "- taxes" in out
+
+
+def test_one_command_prices_every_host_at_every_volume_or_says_why_not(tmp_path: Path) -> None:
+    out = costs(tmp_path, "--updates", "10k,1M,100M,1B")
+    assert "1G/month" in out
+    lines = out.splitlines()
+    targets = ("heroku:", "lambda:", "vps:")
+    rows = {line.split()[0]: line.split()[1:] for line in lines if line.startswith(targets)}
+    for target in ("heroku", "lambda", "vps"):
+        for column in range(4):
+            assert any(
+                cells[column].startswith("$")
+                for key, cells in rows.items()
+                if key.startswith(target)
+            ), (target, column)
+    # A cell that does not fit points at its reason under the table.
+    assert "does not fit (1)" in out
+    assert "(1) heroku:eco: a peak of 3,805/s needs 4 dynos; Eco runs one web dyno" in out
+
+
+def test_without_the_tick_lambda_s_database_may_sleep(tmp_path: Path) -> None:
+    def arm64(*flags: str) -> float:
+        found = json.loads(costs(tmp_path, "--updates", "2k", "--format", "json", *flags))
+        [option] = [o for o in found if o["plan"] == "arm64+function-url"]
+        return float(option["monthly_usd"])
+
+    # The tick every minute keeps Neon awake all month (182.5 CU-hours, beyond the free 100);
+    # without it, 2,000 updates and the hourly maintenance fit Neon's free plan.
+    assert arm64("--tick") == pytest.approx(182.5 * 0.106 + 0.05 * 0.35, abs=0.01)
+    assert arm64("--no-tick") == 0
 
 
 def test_csv_and_markdown(tmp_path: Path) -> None:
     rows = list(csv.DictReader(io.StringIO(costs(tmp_path, "--format", "csv"))))
     assert rows[0].keys() >= {"target", "plan", "monthly_usd", "fits"}
-    assert len(rows) == 11
+    assert len(rows) == 15  # 6 Heroku plans, 4 Lambda setups, 5 machines
+    assert rows[0].keys() >= {"why", "includes", "caveats"}
     markdown = costs(tmp_path, "--format", "markdown")
     assert "| option | monthly (USD) | includes | caveats |" in markdown
 

@@ -15,12 +15,15 @@ on_sqlite = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 @on_sqlite
 def test_the_api_answers_with_the_comparison_and_the_curves(bot: httpx.Client) -> None:
-    response = bot.get("/api/costs", params={"updates": "2e6", "ms": "40", "free_tier": "0"})
+    response = bot.get(
+        "/api/costs", params={"updates": "2e6", "ms": "40", "free_tier": "0", "tick": "0"}
+    )
     assert response.status_code == 200
     body = response.json()
     assert body.keys() == {"options", "cheapest", "break_evens", "curves", "workload"}
     assert body["workload"]["updates"] == 2e6 and body["workload"]["ms"] == 40
     assert body["workload"]["free_tier"] is False
+    assert body["workload"]["tick"] is False
     assert [o["cheapest"] for o in body["options"]].count(True) == 1
     best = next(o for o in body["options"] if o["cheapest"])
     assert body["cheapest"] == f"{best['target']}:{best['plan']}"
@@ -56,6 +59,7 @@ def test_the_api_answers_with_the_comparison_and_the_curves(bot: httpx.Client) -
         ({"egress_kb": "1e5"}, "egress_kb must be from 0 to 10,000 KB an update"),
         ({"updates": "1e9", "peak": "1"}, "peak (1/s) is below the average rate"),
         ({"free_tier": "yes"}, "free_tier must be 0 or 1"),
+        ({"tick": "off"}, "tick must be 0 or 1"),
         ({"update": "1000"}, "unknown parameter 'update'"),
     ],
 )
