@@ -16,6 +16,8 @@ DEFAULT_POOL_SIZE = 4
 """DATABASE_POOL_SIZE's default: connections one worker process may hold."""
 DEFAULT_WORKER_DYNOS = 0
 """Heroku dynos of the Procfile's `worker:` type (`portabot poll`): off until scaled up."""
+DEFAULT_CLOCK_DYNOS = 0
+"""Heroku dynos of the Procfile's `clock:` type (`portabot tick --every 60`): off until scaled up."""
 DEFAULT_SCHEDULER_DYNOS = 1
 """Heroku Scheduler's one-off dynos running `portabot maintain` at once (one hourly job)."""
 MAINTAIN_CONNECTIONS = 2
@@ -48,11 +50,13 @@ def connections(
     workers: int = DEFAULT_WORKERS,
     pool: int = DEFAULT_POOL_SIZE,
     worker_dynos: int = DEFAULT_WORKER_DYNOS,
+    clock_dynos: int = DEFAULT_CLOCK_DYNOS,
     scheduler_dynos: int = DEFAULT_SCHEDULER_DYNOS,
 ) -> Connections:
     """What `instances` web dynos, machines or concurrent Lambda containers open: each web
     worker its pool; a Lambda container one connection; on Heroku also the `worker:` dynos
-    (`portabot poll`) and the Scheduler's `portabot maintain`."""
+    (`portabot poll`), the `clock:` dynos (`portabot tick`; counted only when scaled up) and
+    the Scheduler's `portabot maintain`."""
     if target == "lambda":
         plural = "" if instances == 1 else "s"
         terms = [(instances, f"{instances} concurrent Lambda container{plural} × 1 connection")]
@@ -71,6 +75,16 @@ def connections(
                 worker_dynos * pool,
                 f"{worker_dynos} worker dyno{'' if worker_dynos == 1 else 's'} "
                 f"(portabot poll) × {pool}",
+            ),
+            *(
+                [
+                    (
+                        clock_dynos * pool,
+                        f"{clock_dynos} clock dyno{'' if clock_dynos == 1 else 's'} (portabot tick) × {pool}",
+                    )
+                ]
+                if clock_dynos
+                else []
             ),
             (
                 scheduler_dynos * MAINTAIN_CONNECTIONS,

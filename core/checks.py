@@ -8,6 +8,7 @@ import re
 from collections.abc import Iterator
 
 from portabot.capacity import (
+    DEFAULT_CLOCK_DYNOS,
     DEFAULT_INSTANCES,
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_SCHEDULER_DYNOS,
@@ -39,6 +40,7 @@ def configuration(
     max_connections: int | None = None,
     worker_dynos: int | None = None,
     scheduler_dynos: int | None = None,
+    clock_dynos: int | None = None,
 ) -> Iterator[Finding]:
     yield database(settings)
     if not settings.is_sqlite:
@@ -52,7 +54,7 @@ def configuration(
         yield None, "SESSION_SECRET unset: the web chat uses one kept in the database"
     if target is not None:
         yield from hosting(
-            settings, target, instances, max_connections, worker_dynos, scheduler_dynos
+            settings, target, instances, max_connections, worker_dynos, scheduler_dynos, clock_dynos
         )
 
 
@@ -146,6 +148,7 @@ def hosting(
     max_connections: int | None,
     worker_dynos: int | None = None,
     scheduler_dynos: int | None = None,
+    clock_dynos: int | None = None,
 ) -> Iterator[Finding]:
     """What one host needs: the database kind, TLS, and connections against the database's limit."""
     instances = DEFAULT_INSTANCES[target] if instances is None else instances
@@ -172,6 +175,7 @@ def hosting(
         pool=settings.database_pool_size,
         worker_dynos=DEFAULT_WORKER_DYNOS if worker_dynos is None else worker_dynos,
         scheduler_dynos=DEFAULT_SCHEDULER_DYNOS if scheduler_dynos is None else scheduler_dynos,
+        clock_dynos=DEFAULT_CLOCK_DYNOS if clock_dynos is None else clock_dynos,
     )
     verdict = opened.needed <= limit
     advice = "WEB_CONCURRENCY, DATABASE_POOL_SIZE or the " + (

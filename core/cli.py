@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from portabot import __version__
 from portabot.capacity import (
+    DEFAULT_CLOCK_DYNOS,
     DEFAULT_INSTANCES,
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_SCHEDULER_DYNOS,
@@ -304,6 +305,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help=f"Heroku: dynos of the Procfile's worker type, `portabot poll` "
         f"(default {DEFAULT_WORKER_DYNOS}: off until scaled up)",
+    )
+    check.add_argument(
+        "--clock-dynos",
+        type=count,
+        metavar="N",
+        help=f"Heroku: dynos of the Procfile's clock type, `portabot tick` "
+        f"(default {DEFAULT_CLOCK_DYNOS}: off until scaled up)",
     )
     check.add_argument(
         "--scheduler-dynos",
@@ -824,6 +832,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         max_connections=args.max_connections,
         worker_dynos=args.worker_dynos,
         scheduler_dynos=args.scheduler_dynos,
+        clock_dynos=args.clock_dynos,
     ):
         problems += ok is False
         print(f"{CHECK_LABELS[ok]} {text}")

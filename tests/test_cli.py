@@ -326,6 +326,11 @@ def test_check_target_heroku_counts_the_worker_and_scheduler_dynos(
     ) in result.stdout
     negative = portabot(tmp_path, "check", "--target", "heroku", "--worker-dynos", "-1")
     assert negative.returncode == 2 and "must be 0 or more: -1" in negative.stderr
+    # The clock dyno (`portabot tick --every 60`), once scaled up, keeps a pool of its own.
+    clock = portabot(tmp_path, "check", "--target", "heroku", "--clock-dynos", "1", **env)
+    assert (
+        "+ 1 clock dyno (portabot tick) × 3 + 1 Scheduler dyno (portabot maintain) × 2 + 1 = 12"
+    ) in clock.stdout
 
 
 def test_check_target_heroku_refuses_sslmode_disable(tmp_path: Path, empty_postgres: str) -> None:
