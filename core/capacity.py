@@ -17,7 +17,8 @@ DEFAULT_POOL_SIZE = 4
 DEFAULT_WORKER_DYNOS = 0
 """Heroku dynos of the Procfile's `worker:` type (`portabot poll`): off until scaled up."""
 DEFAULT_CLOCK_DYNOS = 0
-"""Heroku dynos of the Procfile's `clock:` type (`portabot tick --every 60`): off until scaled up."""
+"""Heroku dynos of the Procfile's `clock:` type (`portabot tick --every 60`): off until scaled
+up."""
 DEFAULT_SCHEDULER_DYNOS = 1
 """Heroku Scheduler's one-off dynos running `portabot maintain` at once (one hourly job)."""
 MAINTAIN_CONNECTIONS = 2
@@ -70,26 +71,15 @@ def connections(
             )
         ]
     if target == "heroku":
-        terms += [
-            (
-                worker_dynos * pool,
-                f"{worker_dynos} worker dyno{'' if worker_dynos == 1 else 's'} "
-                f"(portabot poll) × {pool}",
-            ),
-            *(
-                [
-                    (
-                        clock_dynos * pool,
-                        f"{clock_dynos} clock dyno{'' if clock_dynos == 1 else 's'} (portabot tick) × {pool}",
-                    )
-                ]
-                if clock_dynos
-                else []
-            ),
-            (
-                scheduler_dynos * MAINTAIN_CONNECTIONS,
-                f"{scheduler_dynos} Scheduler dyno{'' if scheduler_dynos == 1 else 's'} "
-                f"(portabot maintain) × {MAINTAIN_CONNECTIONS}",
-            ),
-        ]
+        terms.append(_dynos(worker_dynos, "worker", "portabot poll", pool))
+        if clock_dynos:
+            terms.append(_dynos(clock_dynos, "clock", "portabot tick", pool))
+        terms.append(
+            _dynos(scheduler_dynos, "Scheduler", "portabot maintain", MAINTAIN_CONNECTIONS)
+        )
     return Connections(tuple(terms))
+
+
+def _dynos(count: int, kind: str, command: str, each: int) -> tuple[int, str]:
+    """"2 worker dynos (portabot poll) × 4"."""
+    return count * each, f"{count} {kind} dyno{'' if count == 1 else 's'} ({command}) × {each}"
