@@ -172,7 +172,7 @@ def render_volumes(w: Workload, volumes: list[float], book: PriceBook, fmt: str)
 
 
 def short(volume: float) -> str:
-    for factor, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+    for factor, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
         if volume >= factor:
             return f"{volume / factor:g}{suffix}"
     return f"{volume:g}"
