@@ -170,6 +170,24 @@ def test_the_costs_page_follows_the_workload(start_bot: BotFactory, page: Page) 
     assert float(chart.locator("line.workload").get_attribute("x1") or "nan") > workload_x
     assert "updates=1000000000" in page.url  # the address keeps the workload, to share it
 
+    # What to pick at this volume, and where that changes, in words on the page and the chart.
+    page.fill("input[name=updates]", "1000000")
+    page.fill("input[name=memory]", "1024")
+    expect(page.locator("#summary")).to_contain_text("Lambda is cheaper below 58,")
+    answer = bot.get("/api/costs", params={"updates": "1000000", "memory": "1024"}).json()
+    expect(chart.locator("#cheapest-label")).to_have_text(answer["cheapest_label"])
+    assert answer["cheapest_label"].startswith("vps:")
+    (mark,) = answer["break_evens"]
+    expect(chart.locator(".break-even-label")).to_have_text(mark["label"].replace("\n", ""))
+    expect(chart.locator(".break-even-mark title")).to_have_text(mark["sentence"])
+    unfit = page.locator('tr[data-key="heroku:eco"] li.why')
+    expect(unfit).to_have_text(
+        "does not fit: " + next(o["why"] for o in answer["options"] if o["plan"] == "eco")
+    )
+    expect(page.locator("#notes li")).to_have_count(len(answer["not_included"]))
+    page.fill("input[name=memory]", "")
+    expect(page.locator("#notes p.ending")).to_have_count(2)  # Eco and Basic stop at one dyno
+
     page.fill("input[name=updates]", "lots")
     error = page.locator("#error")
     expect(error).to_be_visible()

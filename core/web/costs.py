@@ -85,30 +85,50 @@ def parse_workload(query: Mapping[str, str]) -> Workload:
 
 
 def comparison(w: Workload) -> dict[str, Any]:
-    """The comparison for one workload: 15 to 40 ms of arithmetic, so answers are remembered."""
-    from portabot.costs.chart import crossings, volumes
-    from portabot.costs.model import cheapest, curves, options
+    """The comparison for one workload and the chart's layout (as `portabot costs --chart`
+    draws it): 15 to 40 ms of arithmetic, so answers are remembered."""
+    from portabot.costs.chart import MARKERS, SCALE_NOTE, layout
+    from portabot.costs.model import NOT_INCLUDED
     from portabot.costs.report import as_dict
 
     book = price_book()
-    found = options(w, book)
-    best = cheapest(found)
-    marks = crossings(w, book)
-    grid = volumes(w, marks)
+    chart = layout(w, book)
     return {
-        "options": [as_dict(o, book, best) for o in found],
-        "cheapest": best.key if best is not None else None,
+        "options": [as_dict(o, book, chart.cheapest) for o in chart.options],
+        "cheapest": chart.cheapest.key if chart.cheapest is not None else None,
+        "cheapest_label": chart.cheapest_label,
         "break_evens": [
-            {**asdict(m), "updates": round(m.updates), "monthly_usd": round(m.monthly_usd, 2)}
-            for m in marks
+            {
+                **asdict(m),
+                "updates": round(m.updates),
+                "monthly_usd": round(m.monthly_usd, 2),
+                "label": m.label,
+            }
+            for m in chart.marks
+        ],
+        "endings": [
+            {**asdict(e), "updates": round(e.updates), "sentence": e.sentence}
+            for e in chart.endings
         ],
         "curves": {
-            "volumes": [round(v, 1) for v in grid],
+            "volumes": [round(v, 1) for v in chart.volumes],
             "options": {
                 key: [None if c is None else round(c, 2) for c in costs]
-                for key, costs in curves(w, book, grid).items()
+                for key, costs in chart.lines.items()
             },
         },
+        "styles": {
+            key: {
+                "colour": s.colour,
+                "dash": list(s.dash),
+                "marker": MARKERS[s.marker][1],
+                "marks_at": list(s.marks_at),
+                "note": s.note,
+            }
+            for key, s in chart.styles.items()
+        },
+        "scale_note": SCALE_NOTE,
+        "not_included": list(NOT_INCLUDED),
         "workload": asdict(w),
     }
 

@@ -20,7 +20,7 @@ def test_the_api_answers_with_the_comparison_and_the_curves(bot: httpx.Client) -
     )
     assert response.status_code == 200
     body = response.json()
-    assert body.keys() == {"options", "cheapest", "break_evens", "curves", "workload"}
+    assert {"options", "cheapest", "break_evens", "curves", "workload"} <= body.keys()
     assert body["workload"]["updates"] == 2e6 and body["workload"]["ms"] == 40
     assert body["workload"]["free_tier"] is False
     assert body["workload"]["tick"] is False
@@ -33,7 +33,7 @@ def test_the_api_answers_with_the_comparison_and_the_curves(bot: httpx.Client) -
     assert list(lines) == [f"{o['target']}:{o['plan']}" for o in body["options"]]
     assert all(len(costs) == len(volumes) for costs in lines.values())
     for mark in body["break_evens"]:
-        assert mark.keys() == {"cheaper_below", "cheaper_above", "updates", "monthly_usd"}
+        assert {"cheaper_below", "cheaper_above", "updates", "monthly_usd"} <= mark.keys()
 
 
 @on_sqlite
@@ -122,3 +122,35 @@ def test_costs_page_off_removes_the_page_and_the_api(start_bot: BotFactory) -> N
     home = bot.get("/")
     assert home.status_code == 200 and 'href="costs"' not in home.text
     assert 'href="costs"' in start_bot().get("/").text
+
+
+# The chart's layout in the answer ------------------------------------------------------------
+
+
+@on_sqlite
+def test_the_api_gives_the_charts_labels_endings_styles_and_what_is_left_out(
+    bot: httpx.Client,
+) -> None:
+    body = bot.get("/api/costs", params={"updates": "1e6", "memory": "1024"}).json()
+    best = next(o for o in body["options"] if o["cheapest"])
+    assert body["cheapest_label"] == f"{body['cheapest']} ${best['monthly_usd']:.2f}/month"
+    (mark,) = body["break_evens"]
+    assert mark["sentence"].startswith("Lambda is cheaper below 58,")
+    assert mark["sentence"].endswith(mark["why"]) and mark["label"].endswith(mark["why"])
+    unfit = [o for o in body["options"] if not o["fits"]]
+    assert unfit and all(o["why"] for o in unfit)  # 1 GB workers do not fit a 512 MB dyno
+    assert all(o["latency"] for o in body["options"])
+    assert body["not_included"] and all(isinstance(line, str) for line in body["not_included"])
+    assert "$0" in body["scale_note"]
+    styles = body["styles"]
+    assert list(styles) == list(body["curves"]["options"])
+    for target in ("heroku", "lambda", "vps"):
+        mine = [s for k, s in styles.items() if k.startswith(target + ":")]
+        for part in ("colour", "marker"):
+            assert len({s[part] for s in mine}) == len(mine)
+        assert len({tuple(s["dash"]) for s in mine}) == len(mine)
+
+    ended = bot.get("/api/costs", params={"updates": "1e6"}).json()["endings"]
+    assert [e["option"] for e in ended] == ["heroku:eco", "heroku:basic"]
+    assert ended[0]["number"] == 1 and ended[0]["updates"] > 1e8
+    assert "one web dyno" in ended[0]["why"] and ended[0]["sentence"].endswith(ended[0]["why"])
