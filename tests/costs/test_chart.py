@@ -159,7 +159,9 @@ def test_break_evens_are_told_in_words_short_on_the_chart_in_full_below(
         assert mark.sentence in " ".join(notes.split())  # the notes wrap long lines
         assert text_of(root, f"break-even-{n}") == mark.label
         assert "updates a month" not in mark.label and "(" not in mark.label
-    assert marks[0].label.startswith("Lambda cheaper below 17.8M, a VPS above:\n")
+    assert marks[0].label.startswith(
+        f"Lambda cheaper below {count_label(marks[0].updates)}, a VPS above:\n"
+    )
 
 
 def test_a_line_that_ends_is_marked_and_says_why(tmp_path: Path, book: PriceBook) -> None:
