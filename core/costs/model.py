@@ -28,6 +28,8 @@ NEON_MIN_CU = 0.25
 NEON_UPDATES_PER_CU = 2000.0
 """Updates a second one Neon compute unit (1 vCPU) carries: an assumption, a third of what the
 benchmark's PostgreSQL did beside its worker on a 2-core machine."""
+NEON_RESERVED_CONNECTIONS = 7
+"""Of a Neon compute's max_connections, what Neon keeps for itself."""
 NEON_WAKE_S = 0.5
 """Neon's compute wakes in a few hundred milliseconds (Neon's docs): added to a first reply."""
 NEON_KB_PER_UPDATE = 1.0
@@ -363,7 +365,7 @@ def lambda_database(w: Workload, book: PriceBook) -> tuple[list[Charge], str, li
         and w.database_gb <= 0.5
         and egress <= book.value("neon.free_egress_gb")
     )
-    ids = ["neon.free_cu_hours", "neon.free_egress_gb", "neon.max_cu"]
+    ids = ["neon.free_cu_hours", "neon.free_egress_gb", "neon.max_cu", "neon.cu_connections"]
     if free:
         text = f"Neon free ({cu_hours:,.0f} of {book.value('neon.free_cu_hours'):g} CU-hours)"
         return [Charge("Neon's compute", 0.0, text)], text, ids, too_busy
@@ -393,6 +395,15 @@ def lambda_database(w: Workload, book: PriceBook) -> tuple[list[Charge], str, li
     ids.append("neon.launch_minimum")
     text = f"Neon Launch ({cu_hours:,.0f} CU-hours, {w.database_gb:,.3g} GB)"
     return charges, text, ids, too_busy
+
+
+def neon_connections(w: Workload, book: PriceBook) -> float:
+    """The connections Neon's compute takes at the peak (max_connections grows with its size,
+    less the 7 Neon keeps); unlimited for a PostgreSQL the user priced."""
+    if w.lambda_db_usd is not None:
+        return math.inf
+    cu = max(NEON_MIN_CU, w.peak / NEON_UPDATES_PER_CU)
+    return book.value("neon.cu_connections") * cu - NEON_RESERVED_CONNECTIONS
 
 
 def cold_starts(w: Workload) -> float:
@@ -535,6 +546,11 @@ def aws_lambda(w: Workload, book: PriceBook) -> list[Option]:
             option.caveats.append(
                 f"{busy:,} containers at once at the peak: set the template's "
                 f"ReservedConcurrency to {busy:,} or more (it reserves {reserved})"
+            )
+        if busy > neon_connections(w, book):
+            option.caveats.append(
+                f"{busy:,} connections at the peak, more than Neon's compute takes: use its "
+                "pooled connection string (-pooler in the host name)"
             )
         if too_busy:
             option.refuse(too_busy)

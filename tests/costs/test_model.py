@@ -140,10 +140,16 @@ def test_neon_scales_with_the_traffic_and_stops_at_its_largest_compute() -> None
     cu = 1e10 / SECONDS / 2000
     option = priced(w, "lambda:arm64+function-url")
     assert charge(option, "Neon's compute") == pytest.approx(HOURS * cu * 0.106)
+    # 115 containers at a peak of 3,805/s × 30 ms: more than 0.25 CU's 104 − 7 connections, fewer
+    # than the 419 × 1.9 − 7 = 790 of the 1.9 CU it scales to for that peak; at 300 ms, 1,142.
+    busy = priced(bot(1e9), "lambda:arm64+function-url")
+    assert not any("pooled connection string" in c for c in busy.caveats)
+    crowded = priced(bot(1e9, ms=300), "lambda:arm64+function-url")
+    assert any(c.startswith("1,142 connections at the peak") for c in crowded.caveats)
     # A peak of 40,000/s needs 20 CU; Launch autoscales to 16.
-    busy = priced(Workload(updates=1e9, peak=40_000), "lambda:arm64+function-url")
-    assert not busy.fits
-    assert busy.why == "a peak of 40,000/s needs 20 Neon compute units; Launch autoscales to 16"
+    peak = priced(Workload(updates=1e9, peak=40_000), "lambda:arm64+function-url")
+    assert not peak.fits
+    assert peak.why == "a peak of 40,000/s needs 20 Neon compute units; Launch autoscales to 16"
 
 
 def test_an_eco_dyno_with_its_database() -> None:
