@@ -64,6 +64,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.status if isinstance(exc, CommandError) else 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `portabot costs | head`: the reader has what it wanted
+        # What is still buffered cannot be written either: send it nowhere, not to a traceback.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 def build_parser() -> argparse.ArgumentParser:

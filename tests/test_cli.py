@@ -521,3 +521,23 @@ def test_serve_reload_restarts_when_the_flow_changes(tmp_path: Path) -> None:
             except httpx.TransportError:
                 replies = []  # between the old server and the new one
     assert "flow echo:flow" in served.output and "restarting on changes" in served.output
+
+
+def test_a_reader_that_stops_early_gets_no_traceback(tmp_path: Path) -> None:
+    """`portabot costs … | head`: the JSON (some 200 KB) outgrows the pipe's buffer, so the
+    command is still writing when the reader goes away."""
+    args = ["costs", "--updates", "10k,1M,100M,1B", "--format", "json"]
+    with subprocess.Popen(
+        [PORTABOT, *args],
+        cwd=tmp_path,
+        env=environment(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as process:
+        assert process.stdout is not None and process.stderr is not None
+        assert process.stdout.readline() == "[\n"
+        process.stdout.close()
+        errors = process.stderr.read()
+        assert process.wait(60) == 1
+    assert errors == ""
