@@ -44,7 +44,8 @@ PER_UPDATE_HEADER = (
 DATABASES = {"postgres": "PostgreSQL", "sqlite": "SQLite"}
 PHASES = {
     "first_contact": "first contact of a new person",
-    "ordinary": "ordinary update of a known person",
+    "ordinary": "ordinary update of a known person (the worker remembers them)",
+    "cold": "ordinary update of a person the worker has not seen",
 }
 
 

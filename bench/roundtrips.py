@@ -1,6 +1,7 @@
 """Per update, on PostgreSQL: database round trips counted on the wire by our proxy, and outbound
 calls counted at the fake Bot API; updates sent one at a time to portabot under gunicorn, first
-the first contact of new people, then an ordinary update of each of them."""
+the first contact of new people, then an ordinary update of each of them (the worker remembers
+them: warm), then one more from each after a restart (a worker that has not seen them: cold)."""
 
 from __future__ import annotations
 
@@ -84,15 +85,26 @@ def measure(setup: Setup, updates: int) -> dict[str, Any]:
     with counting_proxy(address(setup.postgres_url)) as proxy:
         database_url = with_address(setup.postgres_url, "127.0.0.1", proxy.port)
         env = portabot_environment(database_url, setup.fake.url)
+        warm_up = range(FIRST_USER, FIRST_USER + WARM_UP_PEOPLE)
+        people = range(FIRST_USER + WARM_UP_PEOPLE, FIRST_USER + WARM_UP_PEOPLE + updates)
         with gunicorn("round-trips", setup, env) as server:
-            host, port = server.url.removeprefix("http://").split(":")
-            sender = Sender(http.client.HTTPConnection(host, int(port), timeout=30))
-            warm_up = range(FIRST_USER, FIRST_USER + WARM_UP_PEOPLE)
+            sender = Sender(connect(server.url))
             phase(sender, proxy, setup, warm_up)  # statements prepared, connections made
             phase(sender, proxy, setup, warm_up)
-            people = range(FIRST_USER + WARM_UP_PEOPLE, FIRST_USER + WARM_UP_PEOPLE + updates)
             first = phase(sender, proxy, setup, people)
             ordinary = phase(sender, proxy, setup, people)
             sender.connection.close()
             server.process.check_alive()
-    return {"first_contact": first, "ordinary": ordinary, "counted": COUNTED}
+        with gunicorn("round-trips", setup, env) as server:  # a worker that remembers no one
+            sender.connection = connect(server.url)  # update ids go on from the first worker's
+            phase(sender, proxy, setup, warm_up)  # its statements prepared too
+            phase(sender, proxy, setup, warm_up)
+            cold = phase(sender, proxy, setup, people)
+            sender.connection.close()
+            server.process.check_alive()
+    return {"first_contact": first, "ordinary": ordinary, "cold": cold, "counted": COUNTED}
+
+
+def connect(url: str) -> http.client.HTTPConnection:
+    host, port = url.removeprefix("http://").split(":")
+    return http.client.HTTPConnection(host, int(port), timeout=30)

@@ -16,6 +16,7 @@ from portabot.outbound import Outbound
 from portabot.settings import Settings
 from portabot.storage.database import Database
 from portabot.storage.schema import Schema
+from portabot.storage.steps import Remembered
 
 if TYPE_CHECKING:
     from portabot.runner import DueRunner
@@ -38,6 +39,8 @@ class Bot:
         self.clock: Callable[[], float] = time.time
         """The time the pipeline stamps an update with (and the flow sees as `ctx.now`);
         portabot.testing moves it forward."""
+        self.remembered = Remembered()
+        """The people this process stepped last: their ordinary updates take one statement."""
         self.runner: DueRunner | None = None
         """The loop that runs what is due while a server (its lifespan) or `portabot poll` runs:
         `poke()` it to have something run now. None elsewhere (commands, the harness, Lambda)

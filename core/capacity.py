@@ -38,8 +38,8 @@ class Connections:
         return sum(count for count, _ in self.terms) + ONE_OFF
 
     def sentence(self, limit: int) -> str:
-        """ "2 web dynos × 2 workers × DATABASE_POOL_SIZE 4 + … + 1 = 19 connections of the
-        database's 20"."""
+        """The sum in words, as in "2 web dynos × 2 workers × DATABASE_POOL_SIZE 4 + … + 1 = 19
+        connections of the database's 20"."""
         parts = " + ".join(text for _, text in self.terms)
         return f"{parts} + {ONE_OFF} = {self.needed} connections of the database's {limit}"
 
@@ -81,5 +81,5 @@ def connections(
 
 
 def _dynos(count: int, kind: str, command: str, each: int) -> tuple[int, str]:
-    """"2 worker dynos (portabot poll) × 4"."""
+    """The term for `count` dynos of a kind, as in "2 worker dynos (portabot poll) × 4"."""
     return count * each, f"{count} {kind} dyno{'' if count == 1 else 's'} ({command}) × {each}"

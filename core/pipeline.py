@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from portabot.channels.base import Channel
@@ -30,10 +31,12 @@ from portabot.storage.people import (
     admit,
     lock_person_of,
     person_of,
+    read_person_of,
     readdress_accounts,
     saving,
 )
 from portabot.storage.replies import forget_replies, remembering, take_replies
+from portabot.storage.steps import MOVED, save_step
 from portabot.storage.telling import Told
 from portabot.storage.updates import record_update
 from portabot.telling import Tell
@@ -94,8 +97,83 @@ async def run_update(bot: Bot, channel: Channel, update: Update) -> Outcome | No
 
 
 async def process(bot: Bot, channel: Channel, update: Update) -> Outcome:
-    """Everything an update changes, in one transaction; a re-delivery changes nothing. Raises
-    what the flow or the database raised, with nothing committed."""
+    """Everything an update changes, all or nothing; a re-delivery changes nothing. Raises what
+    the flow or the database raised, with nothing committed. An ordinary update on PostgreSQL
+    takes one statement (`in_one_statement`); the rest, and an ordinary one whose person moved
+    on meanwhile, one transaction with the person locked."""
+    message = update.message
+    if message is not None and message.kind not in UNSENT_KINDS and bot.db.dialect == "postgresql":
+        outcome = await in_one_statement(bot, channel, update, message)
+        if outcome is not None:
+            return outcome
+    return await in_a_transaction(bot, channel, update)
+
+
+async def in_one_statement(
+    bot: Bot, channel: Channel, update: Update, message: Message
+) -> Outcome | None:
+    """Step the person as this process remembers them (or as read, without a lock: one more
+    round trip) and save it all in one statement, which changes nothing if the person moved on
+    meanwhile. None: this update takes the transactional path (first contact, effects, a web
+    visitor's inbox, or the person moved on: their steps are pure, so stepping again is safe)."""
+    account = message.account
+    if bot.remembered.contended(account):
+        return None  # another worker keeps changing them: wait for the lock instead
+    now = bot.clock()
+    person = bot.remembered.get(account)
+    if person is None:
+        async with bot.db.autocommit() as conn:
+            person = await read_person_of(conn, account)
+        if person is None:
+            return None  # first contact: the transaction creates them
+    step = await bot.flow.step(person.conversation, message, platforms=person.platforms, now=now)
+    if step.effects:
+        return None  # effects read and write inside the transaction, with the person locked
+    inline, rest = address(channel, update, message, list(step.replies), notice=step.notice)
+    if any(d.platform == "web" for d in rest):
+        return None  # the web visitor's inbox
+    changed = step.conversation != person.conversation or person.updated_at < now - SEEN_EVERY
+    try:
+        async with bot.db.autocommit() as conn:
+            saved = await save_step(
+                conn,
+                update,
+                account,
+                person,
+                step.conversation if changed else None,
+                inline if channel.inline_replies else [],
+                rest,
+                now,
+            )
+            # Not fresh but its own: the first try committed (its connection was lost before
+            # the answer came), so what this step computed is what was saved.
+            if not saved.fresh and not saved.own:
+                late = channel.inline_replies and await take_replies(
+                    conn, update, now - RESEND_AFTER
+                )
+                return Outcome(duplicate=True, inline=late or [])
+    except Exception as exc:
+        if getattr(exc, "sqlstate", None) != MOVED:
+            raise
+        log.debug(
+            "%s update %s: its person moved on, stepping again", update.platform, update.update_id
+        )
+        bot.remembered.moved(account)
+        return None
+    bot.remembered.put(
+        account,
+        replace(
+            person,
+            conversation=step.conversation,
+            updated_at=now if changed else person.updated_at,
+            version=person.version + changed,
+        ),
+    )
+    return Outcome(inline=inline, later=saved.later)
+
+
+async def in_a_transaction(bot: Bot, channel: Channel, update: Update) -> Outcome:
+    """Everything an update changes, in one transaction, with its person locked."""
     now = bot.clock()
     async with bot.db.transaction() as conn:
         message = update.message
@@ -168,9 +246,22 @@ async def process(bot: Bot, channel: Channel, update: Update) -> Outcome:
         outcome.told = told.every
         outcome.calls = storing.calls
         seen_long_ago = person.updated_at < now - SEEN_EVERY
-        if person.id != first.id or conversation != first.conversation or seen_long_ago:
+        saved = person.id != first.id or conversation != first.conversation or seen_long_ago
+        if saved:
             last.append(saving(person.id, conversation, now))
         await conn.commit_with(*last)
+    if carried:  # a feature's effect may have changed who the person is (a merge)
+        bot.remembered.forget(message.account)
+    else:  # as saved, under the lock: the version is ours to count
+        bot.remembered.put(
+            message.account,
+            replace(
+                person,
+                conversation=conversation,
+                updated_at=now if saved else person.updated_at,
+                version=person.version + saved,
+            ),
+        )
     return outcome
 
 
@@ -227,22 +318,17 @@ async def keep_for_later(bot: Bot, update: Update, replies: list[Delivery]) -> N
         log.error("reply for a platform that stopped waiting not kept: %s", type(exc).__name__)
 
 
-async def store_replies(
-    conn: Conn,
+def address(
     channel: Channel,
     update: Update,
-    message: Message | None,
+    message: Message,
     replies: list[Reply],
-    now: float,
     *,
     notice: str | None = None,
-) -> tuple[Outcome, list[Statement]]:
+) -> tuple[list[Delivery], list[Delivery]]:
     """Address the replies to the chat the message came from, each cut to the channel's length
-    (a press answered first, with its notice; an edit of the pressed message where asked): those
-    the channel's response can carry stay inline (remembered for a late re-delivery, by the
-    statement returned to ride with the COMMIT), the rest go to the outbox."""
-    if message is None:
-        return Outcome(), []
+    (a press answered first, with its notice; an edit of the pressed message where asked), and
+    part them into those the channel's response can carry and the rest."""
     account = message.account
     platform, chat, thread = account.platform, account.chat_id, account.thread_id
     press, keyboard = message.press, message.keyboard
@@ -280,8 +366,26 @@ async def store_replies(
         if (delivery.reply or delivery.edit_id or delivery.answer) and not channel.rides_inline(
             delivery
         ):
-            inline, rest = [], deliveries
-            break
+            return [], deliveries
+    return inline, rest
+
+
+async def store_replies(
+    conn: Conn,
+    channel: Channel,
+    update: Update,
+    message: Message | None,
+    replies: list[Reply],
+    now: float,
+    *,
+    notice: str | None = None,
+) -> tuple[Outcome, list[Statement]]:
+    """The replies addressed (`address`): those the channel's response can carry stay inline
+    (remembered for a late re-delivery, by the statement returned to ride with the COMMIT), the
+    rest go to the outbox, or for a web visitor to the inbox."""
+    if message is None:
+        return Outcome(), []
+    inline, rest = address(channel, update, message, replies, notice=notice)
     # A web visitor's page collects what its own response did not carry (a timer's replies).
     waiting = [d for d in rest if d.platform == "web"]
     await add_to_inbox(conn, waiting, now)

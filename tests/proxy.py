@@ -22,8 +22,9 @@ class CuttableProxy:
         self.refused = 0
         """Connections closed at once because the proxy was down."""
         self.held = 0
-        """Reads from a client kept back because the proxy was holding."""
-        self._holding = False
+        """Reads kept back because the proxy was holding them."""
+        self._holding: str | None = None
+        """What is held: "requests" (client to server) or "answers" (server to client)."""
         self._let_go: asyncio.Event | None = None
         self._refusal = threading.Condition()
         self._loop = asyncio.new_event_loop()
@@ -32,11 +33,11 @@ class CuttableProxy:
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
 
     async def _pipe(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, upstream: bool = False
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, carries: str
     ) -> None:
         try:
             while data := await reader.read(65536):
-                if upstream and self._holding:
+                if self._holding == carries:
                     with self._refusal:
                         self.held += 1
                         self._refusal.notify_all()
@@ -63,7 +64,8 @@ class CuttableProxy:
             return
         self._writers |= {writer, up_writer}
         await asyncio.gather(
-            self._pipe(reader, up_writer, upstream=True), self._pipe(up_reader, writer)
+            self._pipe(reader, up_writer, carries="requests"),
+            self._pipe(up_reader, writer, carries="answers"),
         )
         self._writers -= {writer, up_writer}
 
@@ -75,27 +77,32 @@ class CuttableProxy:
         asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(10)
 
     def cut(self) -> None:
+        self.down = True
+        self.drop()
+
+    def restore(self) -> None:
+        self.down = False
+
+    def drop(self) -> None:
+        """Drop every connection, as a network that fails would; new ones are let through."""
+
         async def drop() -> None:
-            self.down = True
             for writer in list(self._writers):
                 writer.transport.abort()
 
         self._call(drop())
 
-    def restore(self) -> None:
-        self.down = False
-
     @contextmanager
-    def holding(self) -> Iterator[None]:
-        """While the body runs, what clients send is kept back (they wait for an answer that
-        does not come); afterwards it goes on to the server."""
+    def holding(self, what: str = "requests") -> Iterator[None]:
+        """While the body runs, what clients send ("requests") or what the server answers
+        ("answers") is kept back; afterwards it goes on."""
 
         async def hold() -> None:
             self._let_go = asyncio.Event()
-            self._holding = True
+            self._holding = what
 
         async def let_go() -> None:
-            self._holding = False
+            self._holding = None
             assert self._let_go is not None
             self._let_go.set()
 
@@ -106,10 +113,10 @@ class CuttableProxy:
             self._call(let_go())
 
     def wait_held(self, count: int = 1, timeout: float = 60) -> None:
-        """Until `count` requests in all were held, or fail after `timeout` seconds."""
+        """Until `count` reads in all were held, or fail after `timeout` seconds."""
         with self._refusal:
             if not self._refusal.wait_for(lambda: self.held >= count, timeout):
-                raise AssertionError(f"{self.held} of {count} requests held")
+                raise AssertionError(f"{self.held} of {count} reads held")
 
     def wait_refused(self, count: int = 1, timeout: float = 60) -> None:
         """Until `count` connections in all were refused while down (the client tried and

@@ -335,7 +335,10 @@ class Database:
     @contextlib.asynccontextmanager
     async def autocommit(self) -> AsyncIterator[Conn]:
         """A connection outside any transaction: each statement commits by itself (one round trip
-        where a transaction takes three). On SQLite, the writer's connection and turn."""
+        where a transaction takes three). On SQLite, the writer's connection and turn. Its first
+        statement is sent again on a new connection if the pooled one had died: a statement
+        whose effect must not happen twice must tell, when sent again, whether the first time
+        committed (`save_step` does)."""
         if self.dialect == "sqlite":
             async with self.transaction() as conn:
                 yield conn

@@ -17,6 +17,9 @@ class Person:
     platforms: tuple[str, ...]
     updated_at: float = 0.0
     """When the state was last written (at least daily while the person writes: webhooks.py)."""
+    version: int = 0
+    """Raised by every write of the state or of the accounts: what a remembered copy is
+    checked against (`save_step`)."""
 
 
 def _person(row: Row) -> Person:
@@ -25,10 +28,11 @@ def _person(row: Row) -> Person:
         conversation=Conversation(row["state"], json.loads(row["data"])),
         platforms=tuple(sorted(set((row["platforms"] or "").split(",")) - {""})),
         updated_at=row["updated_at"],
+        version=row["version"],
     )
 
 
-_COLUMNS = """people.id, people.state, people.data, people.updated_at, (
+_COLUMNS = """people.id, people.state, people.data, people.updated_at, people.version, (
     SELECT {aggregate}(platform, ',') FROM accounts WHERE person_id = people.id
 ) AS platforms"""
 _PG_COLUMNS = _COLUMNS.format(aggregate="string_agg")
@@ -45,11 +49,12 @@ _ADMIT = Query(
         ON CONFLICT DO NOTHING
         RETURNING 1
     ), me AS (
-        SELECT id, state, data, updated_at FROM people
+        SELECT id, state, data, updated_at, version FROM people
         WHERE id = ({_OWNER}) AND EXISTS (SELECT 1 FROM seen)
         FOR UPDATE
     )
-    SELECT EXISTS (SELECT 1 FROM seen) AS fresh, me.id, me.state, me.data, me.updated_at, (
+    SELECT EXISTS (SELECT 1 FROM seen) AS fresh, me.id, me.state, me.data, me.updated_at,
+        me.version, (
         SELECT string_agg(platform, ',') FROM accounts WHERE person_id = me.id
     ) AS platforms
     FROM (SELECT 1) AS one LEFT JOIN me ON true
@@ -73,7 +78,11 @@ _CLAIM = Query(
     " ON CONFLICT DO NOTHING RETURNING person_id"
 )
 _DELETE = Query("DELETE FROM people WHERE id = :id")
-_SAVE = Query("UPDATE people SET state = :state, data = :data, updated_at = :now WHERE id = :id")
+_SAVE = Query(
+    "UPDATE people SET state = :state, data = :data, updated_at = :now, version = version + 1"
+    " WHERE id = :id"
+)
+_BUMP = Query("UPDATE people SET version = version + 1 WHERE id = :id")
 _MOVE_ACCOUNTS = Query("UPDATE accounts SET person_id = :kept WHERE person_id = :absorbed")
 _MOVE_CHAT = Query(
     "UPDATE accounts SET chat_id = :new_chat_id"
@@ -99,6 +108,16 @@ async def admit(
 
 async def lock_person(conn: Conn, person_id: int) -> Person | None:
     row = await conn.fetch_one(_LOCK, id=person_id)
+    return None if row is None else _person(row)
+
+
+_READ_OWNER = Query(postgresql=f"SELECT {_PG_COLUMNS} FROM people WHERE people.id = ({_OWNER})")
+
+
+async def read_person_of(conn: Conn, account: Account) -> Person | None:
+    """The person who owns `account`, read without a lock (PostgreSQL): for a step that
+    `save_step` will save only if the person has not changed meanwhile."""
+    row = await conn.fetch_one(_READ_OWNER, platform=account.platform, user_id=account.user_id)
     return None if row is None else _person(row)
 
 
@@ -144,6 +163,7 @@ async def absorb(conn: Conn, kept: int, absorbed: int) -> None:
     await conn.execute(_MOVE_ACCOUNTS, kept=kept, absorbed=absorbed)
     await move_jobs(conn, kept, absorbed)
     await conn.execute(_DELETE, id=absorbed)
+    await conn.execute(_BUMP, id=kept)  # its platforms changed: a remembered copy is stale
 
 
 async def readdress_accounts(conn: Conn, platform: str, old_chat_id: str, new_chat_id: str) -> None:

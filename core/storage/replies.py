@@ -18,6 +18,7 @@ _TAKE = Query(
     "DELETE FROM inline_replies WHERE platform = :platform AND update_id = :update_id"
     " AND replied_at < :before RETURNING replies"
 )
+
 _FORGET = Query("DELETE FROM inline_replies WHERE platform = :platform AND update_id = :update_id")
 
 
@@ -29,10 +30,14 @@ def _kept(reply: Delivery) -> list[Any]:
     return kept if reply.thread_id is None else [*kept, reply.thread_id]
 
 
+def kept_json(replies: list[Delivery]) -> str:
+    """Inline replies as `inline_replies.replies` keeps them."""
+    return json.dumps([_kept(r) for r in replies], ensure_ascii=False)
+
+
 def remembering(update: Update, replies: list[Delivery], now: float) -> Statement:
-    kept = json.dumps([_kept(r) for r in replies], ensure_ascii=False)
     values = {"platform": update.platform, "update_id": update.update_id, "now": now}
-    return _REMEMBER, {**values, "replies": kept}
+    return _REMEMBER, {**values, "replies": kept_json(replies)}
 
 
 async def take_replies(conn: Conn, update: Update, before: float) -> list[Delivery]:
@@ -41,8 +46,10 @@ async def take_replies(conn: Conn, update: Update, before: float) -> list[Delive
     kept = await conn.fetch_val(
         _TAKE, platform=update.platform, update_id=update.update_id, before=before
     )
-    if kept is None:
-        return []
+    return [] if kept is None else _deliveries(update, kept)
+
+
+def _deliveries(update: Update, kept: str) -> list[Delivery]:
     return [
         Delivery(update.platform, chat, text, key, thread_id=rest[0] if rest else None).with_extra(
             rest[1] if len(rest) > 1 else None

@@ -19,6 +19,7 @@ people = sa.Table(
     sa.Column("data", sa.Text, nullable=False, server_default="{}"),
     sa.Column("created_at", Timestamp, nullable=False),
     sa.Column("updated_at", Timestamp, nullable=False),
+    sa.Column("version", sa.BigInteger, nullable=False, server_default="0"),
 )
 
 accounts = sa.Table(

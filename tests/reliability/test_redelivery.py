@@ -4,6 +4,7 @@ on VK; and one person's burst of messages spread over the workers loses none."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,10 +16,14 @@ from tests.reliability.load import (
     ECHO_FLOW,
     PLATFORMS,
     Gunicorn,
+    deliver,
     fake_platforms,
     gunicorn,
     measure,
     plan,
+    read_stored,
+    recorded,
+    tally,
 )
 
 WORKERS = 4
@@ -79,3 +84,39 @@ def test_one_persons_burst_over_every_worker_loses_no_update(
     # Had two workers read the same count, two replies would say the same number.
     assert (report.duplicates, report.lost, report.replies) == (0, 0, 2 * BURST)
     assert report.workers_used > 1, "the burst did not reach more than one worker"
+
+
+def test_two_workers_that_remember_one_person_race_on_their_updates(
+    fakes: str, empty_postgres: str, tmp_path: Path
+) -> None:
+    """Both workers step the person from what they remember and save in one statement that
+    holds only if the person's version has not moved: the one that lost the race finds it
+    moved, reads the person again and steps again, so no count is taken twice or skipped."""
+    warm, race = 40, 200
+    planned = plan("telegram", warm + race, per_person=warm + race)  # one person
+    log = tmp_path / "gunicorn.log"
+    with gunicorn(
+        empty_postgres, fakes, workers=2, flow=ECHO_FLOW, log=log, LOG_LEVEL="DEBUG"
+    ) as server:
+        first = asyncio.run(deliver(server.url, planned[:warm], copies=1, concurrency=4))
+        # Both workers have handled the person, so both remember them (one of them already
+        # out of date): the race below starts from warm memories on both sides.
+        assert server.workers_on_the_database(empty_postgres) == 2
+        then = asyncio.run(deliver(server.url, planned[warm:], copies=1, concurrency=race))
+        report = tally(
+            planned,
+            first + then,
+            read_stored(empty_postgres, planned),
+            recorded(fakes),
+            echo=True,
+            workers=2,
+        )
+    output = server.output()
+    assert "Traceback" not in output
+    assert "its person moved on, stepping again" in output  # the race was lost, and told
+    print(report.summary())
+    assert report.errors == 0
+    [person] = query(empty_postgres, "SELECT data, version FROM people")
+    assert json.loads(person["data"])["count"] == warm + race
+    assert person["version"] == warm + race  # each update saved the count once
+    assert (report.duplicates, report.lost, report.replies) == (0, 0, 2 * (warm + race))

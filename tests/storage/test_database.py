@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from portabot.settings import postgres_connection
-from tests.conftest import BotFactory, query, run, say_web
+from tests.conftest import BotFactory, post_telegram, query, run, say_web, telegram_update
 
 TERMINATE_OTHERS = (
     "SELECT pg_terminate_backend(pid) AS gone FROM pg_stat_activity "
@@ -109,3 +109,40 @@ def test_a_transaction_cancelled_while_it_begins_gives_its_connection_back(
                 await asyncio.wait_for(db.close(), 20)
 
         asyncio.run(scenario())
+
+
+def test_an_answer_lost_after_the_commit_is_recovered_by_the_statement_sent_again(
+    start_bot: BotFactory, postgres_url: str
+) -> None:
+    """An ordinary update is one statement on a connection outside a transaction, sent again on
+    a new connection when the first is lost. Lost after PostgreSQL committed it, the statement
+    finds its update recorded at its own moment: the reply it computed is the answer, not the
+    silence owed to a re-delivery."""
+    import threading
+    from urllib.parse import urlsplit
+
+    from tests.proxy import CuttableProxy
+
+    def me(update_id: int) -> list[str]:
+        response = post_telegram(bot, telegram_update(update_id, "/me", user_id=4242))
+        assert response.status_code == 200
+        return [response.json()["text"]] if response.content else []
+
+    parts = urlsplit(postgres_url)
+    with CuttableProxy(parts.hostname or "127.0.0.1", parts.port or 5432).running() as proxy:
+        through = postgres_url.replace(parts.netloc, f"{parts.username}@127.0.0.1:{proxy.port}")
+        bot = start_bot(database_url=through, database_pool_size=1)
+        assert me(1) == ["Linked platforms: telegram."]  # first contact: remembered
+        # In one statement, which the pool's one connection prepares here: what the proxy
+        # holds next is that statement's own answer, sent once it has committed.
+        assert me(2) == ["Linked platforms: telegram."]
+        answered: list[list[str]] = []
+        with proxy.holding("answers"):
+            asking = threading.Thread(target=lambda: answered.append(me(3)))
+            asking.start()
+            proxy.wait_held()  # committed; the answer will not arrive on this connection
+            proxy.drop()
+        asking.join(60)
+        assert answered == [["Linked platforms: telegram."]]
+        [row] = query(postgres_url, "SELECT count(*) AS n FROM updates WHERE platform = 'telegram'")
+        assert row["n"] == 3

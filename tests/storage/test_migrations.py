@@ -41,7 +41,7 @@ def test_the_migrated_schema_matches_the_tables(database_url: str) -> None:
 
 
 def test_migrating_twice_changes_nothing(database_url: str) -> None:
-    assert upgrade(database_url) == upgrade(database_url) == head_revision() == "0012"
+    assert upgrade(database_url) == upgrade(database_url) == head_revision() == "0013"
 
 
 def test_sqlite_uses_wal(database_url: str) -> None:
