@@ -18,6 +18,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import pytest
+from xdist.remote import Producer
+from xdist.scheduler import LoadScopeScheduling, Scheduling
 
 from portabot.app import create_app
 from portabot.conversation.engine import Flow
@@ -40,6 +42,36 @@ VK_SECRET = "vkCallbackSecret1"
 SECRET = "test-webhook-secret"
 BOT_USERNAME = "portabot_test_bot"
 TABLES = ", ".join(table.name for table in metadata.sorted_tables)
+
+
+ONE_WORKER = frozenset(
+    {
+        "tests/test_bench.py",  # its module fixture runs the bench (a minute or more)
+        "tests/test_browser.py",  # its module fixture launches Chromium
+        "tests/test_hostile_input.py",  # its last test counts what the others sent, in-process
+        "tests/targets/test_lambda.py",  # its module fixture builds the zip
+    }
+)
+"""Modules whose tests pytest-xdist gives to one worker, each as a whole: the rest go one test
+at a time to whichever worker is free. (An xdist_group mark would say it in the module, but
+pytest-xdist 3.8 cannot group under pytest 9.2: it renames a node id that pytest 9 no longer
+keeps in `_nodeid`.)"""
+
+
+class OneWorkerScheduling(LoadScopeScheduling):
+    """Each of ONE_WORKER's modules is one unit of work; every other test is a unit of its own."""
+
+    def _split_scope(self, nodeid: str) -> str:
+        module = nodeid.split("::", 1)[0]
+        return module if module in ONE_WORKER else nodeid
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Producer) -> Scheduling | None:
+    """With plain `-n` (pyproject's addopts), OneWorkerScheduling: the units of most tests go
+    first, so ONE_WORKER's modules start at once; another `--dist` is pytest-xdist's own."""
+    if config.getoption("dist") != "load":
+        return None
+    return OneWorkerScheduling(config, log)
 
 
 def run(coroutine: Any) -> Any:
