@@ -18,7 +18,10 @@ from portabot.storage.people import Person
 from portabot.storage.replies import kept_json
 
 REMEMBERED = 10_000
-"""People a process remembers (some 1 KB each)."""
+"""People a process remembers at most."""
+REMEMBERED_BYTES = 32 * 1024 * 1024
+"""And at most this much of their states, as JSON text: a state may hold up to
+STATE_MAX_BYTES (64 KB), and strangers on the web chat make people."""
 CONTENDED = 1.0
 """Seconds after a stale copy during which a person's updates take the transactional path."""
 MOVED = "PB409"
@@ -144,36 +147,47 @@ class Remembered:
     whose copy went stale is contended for CONTENDED seconds: their updates lock them instead
     (under a burst spread over workers, trying in one statement would mostly fail)."""
 
-    def __init__(self, size: int = REMEMBERED) -> None:
+    def __init__(
+        self, size: int = REMEMBERED, budget: int = REMEMBERED_BYTES, contended: float = CONTENDED
+    ) -> None:
         self.size = size
-        self._people: OrderedDict[tuple[str, str], Person] = OrderedDict()
+        self.budget = budget
+        self.contended_for = contended
+        self._people: OrderedDict[tuple[str, str], tuple[Person, int]] = OrderedDict()
+        self._bytes = 0
         self._contended: OrderedDict[tuple[str, str], float] = OrderedDict()
 
     def get(self, account: Account) -> Person | None:
         key = (account.platform, account.user_id)
-        person = self._people.get(key)
-        if person is not None:
-            self._people.move_to_end(key)
-        return person
+        found = self._people.get(key)
+        if found is None:
+            return None
+        self._people.move_to_end(key)
+        return found[0]
 
     def put(self, account: Account, person: Person) -> None:
         key = (account.platform, account.user_id)
-        self._people[key] = person
-        self._people.move_to_end(key)
-        if len(self._people) > self.size:
-            self._people.popitem(last=False)
+        self.forget(account)
+        size = len(json.dumps(person.conversation.data, ensure_ascii=False))
+        self._people[key] = (person, size)
+        self._bytes += size
+        while len(self._people) > self.size or self._bytes > self.budget:
+            _, (_, dropped) = self._people.popitem(last=False)
+            self._bytes -= dropped
 
     def moved(self, account: Account) -> None:
         """The remembered copy was stale: forgotten, and the person contended for a while."""
         key = (account.platform, account.user_id)
-        self._people.pop(key, None)
-        self._contended[key] = time.monotonic() + CONTENDED
+        self.forget(account)
+        self._contended[key] = time.monotonic() + self.contended_for
         self._contended.move_to_end(key)
         if len(self._contended) > self.size:
             self._contended.popitem(last=False)
 
     def forget(self, account: Account) -> None:
-        self._people.pop((account.platform, account.user_id), None)
+        found = self._people.pop((account.platform, account.user_id), None)
+        if found is not None:
+            self._bytes -= found[1]
 
     def contended(self, account: Account) -> bool:
         key = (account.platform, account.user_id)
