@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from portabot.messages import Account, Conversation
 from portabot.storage.database import Conn, Query, Row, Statement
-from portabot.storage.updates import RECORD_UPDATE
+from portabot.storage.updates import RECORD_UPDATE, SEEN
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,12 +43,7 @@ _OWNER = "SELECT person_id FROM accounts WHERE platform = :platform AND user_id 
 # The person is locked only after the update id is in (a concurrent twin waits on the id first).
 _ADMIT = Query(
     postgresql=f"""
-    WITH seen AS (
-        INSERT INTO updates (platform, update_id, received_at)
-        VALUES (:platform, :update_id, :now)
-        ON CONFLICT DO NOTHING
-        RETURNING 1
-    ), me AS (
+    WITH {SEEN}, me AS (
         SELECT id, state, data, updated_at, version FROM people
         WHERE id = ({_OWNER}) AND EXISTS (SELECT 1 FROM seen)
         FOR UPDATE

@@ -16,6 +16,7 @@ from portabot.storage.database import Conn, Query
 from portabot.storage.outbox import LEASE
 from portabot.storage.people import Person
 from portabot.storage.replies import kept_json
+from portabot.storage.updates import SEEN
 
 REMEMBERED = 10_000
 """People a process remembers at most."""
@@ -32,13 +33,8 @@ MOVED = "PB409"
 # the wait for a lock, PostgreSQL reads the person's row again: `me` then finds the version
 # that moved, and the final SELECT raises, which undoes the update id too.
 _SAVE_STEP = Query(
-    postgresql="""
-    WITH seen AS (
-        INSERT INTO updates (platform, update_id, received_at)
-        VALUES (:platform, :update_id, :now)
-        ON CONFLICT DO NOTHING
-        RETURNING 1
-    ), me AS (
+    postgresql=f"""
+    WITH {SEEN}, me AS (
         SELECT id FROM people
         WHERE id = :person_id AND version = :version AND EXISTS (SELECT 1 FROM seen)
             AND EXISTS (

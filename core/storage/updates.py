@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from portabot.storage.database import Conn, Query
 
-RECORD_UPDATE = Query(
+_RECORD = (
     "INSERT INTO updates (platform, update_id, received_at)"
     " VALUES (:platform, :update_id, :now) ON CONFLICT DO NOTHING RETURNING 1"
 )
+RECORD_UPDATE = Query(_RECORD)
+SEEN = f"seen AS ({_RECORD})"
+"""The update id recorded as a CTE: `seen` has a row when it is new (PostgreSQL)."""
 
 
 async def record_update(conn: Conn, platform: str, update_id: str, now: float) -> bool:
