@@ -83,6 +83,7 @@ async def run_update(bot: Bot, channel: Channel, update: Update) -> Outcome | No
             )
             return None
         outcome = given_up
+    bot.remembered.handled(update)
     if outcome.duplicate:
         again = "with the replies its first answer carried" if outcome.inline else "again"
         log.info(
@@ -102,7 +103,10 @@ async def process(bot: Bot, channel: Channel, update: Update) -> Outcome:
     takes one statement (`in_one_statement`); the rest, and an ordinary one whose person moved
     on meanwhile, one transaction with the person locked."""
     message = update.message
-    if message is not None and message.kind not in UNSENT_KINDS and bot.db.dialect == "postgresql":
+    ordinary = message is not None and message.kind not in UNSENT_KINDS
+    # A copy of an update this process has handled goes where its id is checked before any step.
+    if ordinary and bot.db.dialect == "postgresql" and not bot.remembered.seen(update):
+        assert message is not None
         outcome = await in_one_statement(bot, channel, update, message)
         if outcome is not None:
             return outcome
@@ -115,7 +119,9 @@ async def in_one_statement(
     """Step the person as this process remembers them (or as read, without a lock: one more
     round trip) and save it all in one statement, which changes nothing if the person moved on
     meanwhile. None: this update takes the transactional path (first contact, effects, a web
-    visitor's inbox, or the person moved on: their steps are pure, so stepping again is safe)."""
+    visitor's inbox, a step that raised, or the person moved on: steps are pure, so stepping
+    again is safe). A copy of an update another process handled is stepped here and found to be
+    a copy by the statement: its step changes nothing."""
     account = message.account
     if bot.remembered.contended(account):
         return None  # another worker keeps changing them: wait for the lock instead
@@ -126,7 +132,14 @@ async def in_one_statement(
             person = await read_person_of(conn, account)
         if person is None:
             return None  # first contact: the transaction creates them
-    step = await bot.flow.step(person.conversation, message, platforms=person.platforms, now=now)
+    try:
+        step = await bot.flow.step(
+            person.conversation, message, platforms=person.platforms, now=now
+        )
+    except Exception:
+        # Counted as a failure only where the update id is checked first: the update may be a
+        # copy of one given up (then acknowledged), and the flow's failure is told there.
+        return None
     if step.effects:
         return None  # effects read and write inside the transaction, with the person locked
     inline, rest = address(channel, update, message, list(step.replies), notice=step.notice)

@@ -152,6 +152,7 @@ class Remembered:
         self._people: OrderedDict[tuple[str, str], tuple[Person, int]] = OrderedDict()
         self._bytes = 0
         self._contended: OrderedDict[tuple[str, str], float] = OrderedDict()
+        self._handled: OrderedDict[tuple[str, str], None] = OrderedDict()
 
     def get(self, account: Account) -> Person | None:
         key = (account.platform, account.user_id)
@@ -192,3 +193,15 @@ class Remembered:
             del self._contended[key]
             return False
         return until is not None
+
+    def handled(self, update: Update) -> None:
+        """This process has answered `update` (or given it up): a copy of it is checked before
+        it is stepped."""
+        key = (update.platform, update.update_id)
+        self._handled[key] = None
+        self._handled.move_to_end(key)
+        if len(self._handled) > self.size:
+            self._handled.popitem(last=False)
+
+    def seen(self, update: Update) -> bool:
+        return (update.platform, update.update_id) in self._handled

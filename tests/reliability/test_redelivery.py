@@ -15,6 +15,7 @@ from tests.conftest import query
 from tests.reliability.load import (
     ECHO_FLOW,
     PLATFORMS,
+    Answer,
     Gunicorn,
     deliver,
     fake_platforms,
@@ -92,16 +93,22 @@ def test_two_workers_that_remember_one_person_race_on_their_updates(
     """Both workers step the person from what they remember and save in one statement that
     holds only if the person's version has not moved: the one that lost the race finds it
     moved, reads the person again and steps again, so no count is taken twice or skipped."""
-    warm, race = 40, 200
-    planned = plan("telegram", warm + race, per_person=warm + race)  # one person
+    most_warm, race = 200, 200
+    planned = plan("telegram", most_warm + race, per_person=most_warm + race)  # one person
     log = tmp_path / "gunicorn.log"
     with gunicorn(
         empty_postgres, fakes, workers=2, flow=ECHO_FLOW, log=log, LOG_LEVEL="DEBUG"
     ) as server:
-        first = asyncio.run(deliver(server.url, planned[:warm], copies=1, concurrency=4))
-        # Both workers have handled the person, so both remember them (one of them already
-        # out of date): the race below starts from warm memories on both sides.
-        assert server.workers_on_the_database(empty_postgres) == 2
+        # Until both workers have handled the person, so both remember them (one of them out of
+        # date): the race below starts from warm memories on both sides.
+        first: list[Answer] = []
+        warm = 0
+        while server.workers_on_the_database(empty_postgres) < 2:
+            assert warm < most_warm, "the kernel never gave the second worker an update"
+            chunk = planned[warm : warm + 10]
+            first += asyncio.run(deliver(server.url, chunk, copies=1, concurrency=5))
+            warm += len(chunk)
+        planned = planned[: warm + race]
         then = asyncio.run(deliver(server.url, planned[warm:], copies=1, concurrency=race))
         report = tally(
             planned,
