@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from portabot.channels.base import Channel
@@ -103,10 +102,13 @@ async def process(bot: Bot, channel: Channel, update: Update) -> Outcome:
     takes one statement (`in_one_statement`); the rest, and an ordinary one whose person moved
     on meanwhile, one transaction with the person locked."""
     message = update.message
-    ordinary = message is not None and message.kind not in UNSENT_KINDS
     # A copy of an update this process has handled goes where its id is checked before any step.
-    if ordinary and bot.db.dialect == "postgresql" and not bot.remembered.seen(update):
-        assert message is not None
+    if (
+        message is not None
+        and message.kind not in UNSENT_KINDS
+        and bot.db.dialect == "postgresql"
+        and not bot.remembered.seen(update)
+    ):
         outcome = await in_one_statement(bot, channel, update, message)
         if outcome is not None:
             return outcome
@@ -161,10 +163,7 @@ async def in_one_statement(
             # Not fresh but its own: the first try committed (its connection was lost before
             # the answer came), so what this step computed is what was saved.
             if not saved.fresh and not saved.own:
-                late = channel.inline_replies and await take_replies(
-                    conn, update, now - RESEND_AFTER
-                )
-                return Outcome(duplicate=True, inline=late or [])
+                return await copy_of_seen(conn, channel, update, now)
     except Exception as exc:
         if getattr(exc, "sqlstate", None) != MOVED:
             raise
@@ -173,16 +172,15 @@ async def in_one_statement(
         )
         bot.remembered.moved(account)
         return None
-    bot.remembered.put(
-        account,
-        replace(
-            person,
-            conversation=step.conversation,
-            updated_at=now if changed else person.updated_at,
-            version=person.version + changed,
-        ),
-    )
+    bot.remembered.saved(account, person, step.conversation, now, changed=changed)
     return Outcome(inline=inline, later=saved.later)
+
+
+async def copy_of_seen(conn: Conn, channel: Channel, update: Update, now: float) -> Outcome:
+    """A copy of an update already recorded: acknowledged, with the replies its first answer
+    carried when that answer has had time to arrive and did not (see RESEND_AFTER)."""
+    late = channel.inline_replies and await take_replies(conn, update, now - RESEND_AFTER)
+    return Outcome(duplicate=True, inline=late or [])
 
 
 async def in_a_transaction(bot: Bot, channel: Channel, update: Update) -> Outcome:
@@ -209,8 +207,7 @@ async def in_a_transaction(bot: Bot, channel: Channel, update: Update) -> Outcom
         if not fresh:
             # Only a platform that never got our answer delivers again, but a copy sent while
             # the first was still in hand is no proof of that: the first may yet answer.
-            late = channel.inline_replies and await take_replies(conn, update, now - RESEND_AFTER)
-            return Outcome(duplicate=True, inline=late or [])
+            return await copy_of_seen(conn, channel, update, now)
         first = person = found or await lock_person_of(conn, message.account, now, found_none=True)
         step = await bot.flow.step(first.conversation, message, platforms=first.platforms, now=now)
         replies = list(step.replies)
@@ -266,15 +263,7 @@ async def in_a_transaction(bot: Bot, channel: Channel, update: Update) -> Outcom
     if carried:  # a feature's effect may have changed who the person is (a merge)
         bot.remembered.forget(message.account)
     else:  # as saved, under the lock: the version is ours to count
-        bot.remembered.put(
-            message.account,
-            replace(
-                person,
-                conversation=conversation,
-                updated_at=now if saved else person.updated_at,
-                version=person.version + saved,
-            ),
-        )
+        bot.remembered.saved(message.account, person, conversation, now, changed=saved)
     return outcome
 
 

@@ -172,6 +172,23 @@ class Remembered:
             _, (_, dropped) = self._people.popitem(last=False)
             self._bytes -= dropped
 
+    def saved(
+        self,
+        account: Account,
+        person: Person,
+        conversation: Conversation,
+        now: float,
+        *,
+        changed: bool,
+    ) -> None:
+        """Remember `person` as a step left them: with `conversation` and, when the step wrote
+        them (`changed`), the next version and `now` as when."""
+        if changed:
+            person = replace(
+                person, conversation=conversation, updated_at=now, version=person.version + 1
+            )
+        self.put(account, person)
+
     def moved(self, account: Account) -> None:
         """The remembered copy was stale: forgotten, and the person contended for a while."""
         key = (account.platform, account.user_id)
