@@ -152,9 +152,7 @@ async def _send_later(bot: Bot, job: Job, done: DueRun) -> None:
         if not await finish_job(conn, job.id):
             return
         reply = Reply.from_json(job.data)
-        outcome, _ = await store_replies(
-            conn, channel, update, update.message, [reply], bot.clock()
-        )
+        outcome = await store_replies(conn, channel, update, update.message, [reply], bot.clock())
     done.outcomes.append(outcome)
     done.unsent.extend(outcome.later)
     done.replies += 1

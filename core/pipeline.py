@@ -20,7 +20,7 @@ from portabot.messages import UNSENT_KINDS, Conversation, Delivery, Kind, Messag
 from portabot.ordering import wait_turn
 from portabot.outbound import REPLY_BUDGET
 from portabot.replies import Reply, split
-from portabot.storage.database import Conn, Statement
+from portabot.storage.database import Conn
 from portabot.storage.failures import note_failure
 from portabot.storage.inbox import add_to_inbox
 from portabot.storage.outbox import add_to_outbox, readdress_replies
@@ -32,9 +32,9 @@ from portabot.storage.people import (
     person_of,
     read_person_of,
     readdress_accounts,
-    saving,
+    save_person,
 )
-from portabot.storage.replies import forget_replies, remembering, take_replies
+from portabot.storage.replies import forget_replies, remember_replies, take_replies
 from portabot.storage.steps import MOVED, save_step
 from portabot.storage.telling import Told
 from portabot.storage.updates import record_update
@@ -58,8 +58,8 @@ RESEND_AFTER = 2 * REPLY_BUDGET
 """Seconds after which a re-delivery proves that our answer never reached the platform: by then
 the first copy has answered (within REPLY_BUDGET), moved its reply to the API, or died."""
 SEEN_EVERY = 86_400.0
-"""A person's `updated_at` is written at least this often, with the state or alone (riding with
-the COMMIT), so that `portabot maintain` can tell idle web visitors from those who chat."""
+"""A person's `updated_at` is written at least this often, with the state or alone, so that
+`portabot maintain` can tell idle web visitors from those who chat."""
 
 
 async def run_update(bot: Bot, channel: Channel, update: Update) -> Outcome | None:
@@ -249,17 +249,14 @@ async def in_a_transaction(bot: Bot, channel: Channel, update: Update) -> Outcom
         for note in storing.notes:
             log.warning("%s update %s: %s", update.platform, update.update_id, note)
         told = storing.told
-        outcome, last = await store_replies(
-            conn, channel, update, message, replies, now, notice=notice
-        )
+        outcome = await store_replies(conn, channel, update, message, replies, now, notice=notice)
         outcome.later.extend(told.sent)
         outcome.told = told.every
         outcome.calls = storing.calls
         seen_long_ago = person.updated_at < now - SEEN_EVERY
         saved = person.id != first.id or conversation != first.conversation or seen_long_ago
         if saved:
-            last.append(saving(person.id, conversation, now))
-        await conn.commit_with(*last)
+            await save_person(conn, person.id, conversation, now)
     if carried:  # a feature's effect may have changed who the person is (a merge)
         bot.remembered.forget(message.account)
     else:  # as saved, under the lock: the version is ours to count
@@ -287,8 +284,7 @@ async def give_up(bot: Bot, channel: Channel, update: Update, exc: Exception) ->
             # An event's caller is told (the response); its person asked nothing.
             asked = message is not None and message.kind is not Kind.EVENT
             replies = [Reply(text)] if asked and text else []
-            outcome, last = await store_replies(conn, channel, update, message, replies, now)
-            await conn.commit_with(*last)
+            outcome = await store_replies(conn, channel, update, message, replies, now)
     except Exception as noting:
         log.error(
             "failure of %s update %s not noted: %s",
@@ -381,19 +377,20 @@ async def store_replies(
     now: float,
     *,
     notice: str | None = None,
-) -> tuple[Outcome, list[Statement]]:
+) -> Outcome:
     """The replies addressed (`address`): those the channel's response can carry stay inline
-    (remembered for a late re-delivery, by the statement returned to ride with the COMMIT), the
-    rest go to the outbox, or for a web visitor to the inbox."""
+    (remembered for a late re-delivery), the rest go to the outbox, or for a web visitor to the
+    inbox."""
     if message is None:
-        return Outcome(), []
+        return Outcome()
     inline, rest = address(channel, update, message, replies, notice=notice)
     # A web visitor's page collects what its own response did not carry (a timer's replies).
     waiting = [d for d in rest if d.platform == "web"]
     await add_to_inbox(conn, waiting, now)
     later = await add_to_outbox(conn, [d for d in rest if d.platform != "web"], now)
-    kept = [remembering(update, inline, now)] if channel.inline_replies and inline else []
-    return Outcome(inline=inline, later=later, kept=waiting), kept
+    if channel.inline_replies and inline:
+        await remember_replies(conn, update, inline, now)
+    return Outcome(inline=inline, later=later, kept=waiting)
 
 
 def key_base(update: Update) -> str:

@@ -51,7 +51,7 @@ from portabot.replies import (
 )
 from portabot.storage.database import Database
 from portabot.storage.migrate import _config, upgrade
-from portabot.storage.replies import remembering, take_replies
+from portabot.storage.replies import remember_replies, take_replies
 from portabot.testing import Harness
 from portabot.testing.fakes import FakeTelegram, FakeVk
 from tests.conftest import TOKEN, VK_GROUP, VK_TOKEN, make_settings, query, run
@@ -657,8 +657,7 @@ def test_inline_replies_kept_in_the_old_format_are_still_read(database_url: str)
         db = Database(database_url)
         try:
             async with db.transaction() as conn:
-                statement, values = remembering(Update("telegram", "6", None), [rich], 1.0)
-                await conn.commit_with((statement, values))
+                await remember_replies(conn, Update("telegram", "6", None), [rich], 1.0)
             async with db.transaction() as conn:
                 taken_old = await take_replies(conn, Update("telegram", "5", None), 2.0)
                 taken_new = await take_replies(conn, Update("telegram", "6", None), 2.0)

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import re
-import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from urllib.parse import urlsplit
@@ -34,10 +32,6 @@ _WORDS = {
     "sqlite": {"for_update": "", "skip_locked": ""},  # one writer at a time: nothing to lock
 }
 _PARAMETER = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
-_NOT_FOR_LITERALS = re.compile(r"--|/\*|-(?=:[A-Za-z_])|['\"$]")
-"""What a statement that takes its values as literals may not contain: a comment (a value's
-newline would end it, and what follows would run), a `-` that a value's sign could make into
-one, and quotes (a parameter inside them would put a literal inside a literal)."""
 
 
 class Row(Protocol):
@@ -50,12 +44,11 @@ class Query:
     """SQL with `:name` parameters. `{for_update}` and `{skip_locked}` become each database's
     words for row locks; `postgresql=`/`sqlite=` give a database its own text."""
 
-    __slots__ = ("_compiled", "_pieces", "_texts")
+    __slots__ = ("_compiled", "_texts")
 
     def __init__(self, text: str = "", **by_dialect: str) -> None:
         self._texts = {"postgresql": text, "sqlite": text, **by_dialect}
         self._compiled: dict[str, tuple[str, tuple[str, ...]]] = {}
-        self._pieces: dict[str, list[str]] = {}
 
     def compiled(self, dialect: str) -> tuple[str, tuple[str, ...]]:
         """The text for `dialect`, in its driver's style ($1 for asyncpg; sqlite3 takes :name),
@@ -77,48 +70,8 @@ class Query:
             self._compiled[dialect] = found
         return found
 
-    def with_values(self, dialect: str, params: dict[str, Any]) -> str:
-        """The text with the values written in as SQL literals, for the simple query protocol,
-        which takes several statements in one message but no parameters. The text is checked
-        on its first use here rather than in __init__: prepared statements may hold comments and
-        quotes, and a check kept with the split costs the hot path nothing."""
-        pieces = self._pieces.get(dialect)
-        if pieces is None:  # text, name, text, name, …, text; checked once, then kept
-            text = self._texts[dialect].format(**_WORDS[dialect])
-            if found := _NOT_FOR_LITERALS.search(text):
-                raise ValueError(
-                    f"a statement that takes literals may not contain {found[0]!r}"
-                    f" (at {found.start()}): {text[:60]!r}"
-                )
-            pieces = self._pieces[dialect] = _PARAMETER.split(text)
-        return "".join(
-            piece if i % 2 == 0 else literal(params[piece]) for i, piece in enumerate(pieces)
-        )
-
-
-def literal(value: Any) -> str:
-    """A value as an SQL literal. Text goes in dollar quotes whose tag does not occur in it, so
-    that nothing in the text can end the literal (whatever standard_conforming_strings says).
-    Numbers go in parentheses: a sign next to a `-` would make `--`, a comment."""
-    if value is None:
-        return "NULL"
-    if isinstance(value, bool):
-        return "TRUE" if value else "FALSE"
-    if isinstance(value, int):
-        return f"({value})"
-    if isinstance(value, float) and math.isfinite(value):
-        return f"({value!r})"
-    if isinstance(value, str) and "\x00" not in value:
-        tag = "$q$"
-        while tag in value + tag[:-1]:  # no closing tag may start inside the text
-            tag = f"$q{secrets.token_hex(4)}$"
-        return f"{tag}{value}{tag}"
-    raise ValueError(f"no SQL literal for {type(value).__name__} {value!r:.40}")
-
 
 T = TypeVar("T")
-Statement = tuple[Query, dict[str, Any]]
-"""A query with its values, to run later (`Conn.commit_with`)."""
 
 
 class Conn(Protocol):
@@ -134,18 +87,13 @@ class Conn(Protocol):
 
     async def execute(self, query: Query, **params: Any) -> None: ...
 
-    async def commit_with(self, *statements: Statement) -> None:
-        """The transaction's last statements, and its COMMIT: on PostgreSQL all in one round trip
-        (the simple query protocol, values as literals); nothing may follow."""
-
 
 class _PostgresConn:
     dialect = "postgresql"
-    __slots__ = ("_raw", "committed")
+    __slots__ = ("_raw",)
 
     def __init__(self, raw: asyncpg.Connection) -> None:
         self._raw = raw
-        self.committed = False
 
     async def fetch_all(self, query: Query, **params: Any) -> list[Row]:
         sql, names = query.compiled(self.dialect)
@@ -164,15 +112,6 @@ class _PostgresConn:
     async def execute(self, query: Query, **params: Any) -> None:
         sql, names = query.compiled(self.dialect)
         await self._raw.execute(sql, *[params[name] for name in names])
-
-    async def commit_with(self, *statements: Statement) -> None:
-        if statements:
-            # Each `;` at a line's start: no statement's last character can join what follows.
-            sql = "\n;".join(
-                query.with_values(self.dialect, params) for query, params in statements
-            )
-            await self._raw.execute(f"{sql}\n;COMMIT")
-            self.committed = True
 
 
 class _AutocommitConn(_PostgresConn):
@@ -254,10 +193,6 @@ class _SqliteConn:
         sql, _ = query.compiled(self.dialect)
         self._raw.execute(sql, params)
 
-    async def commit_with(self, *statements: Statement) -> None:
-        for query, params in statements:  # the writer commits the group (sqlite.py)
-            await self.execute(query, **params)
-
 
 def is_connection_lost(exc: BaseException) -> bool:
     """A dead or refused connection, as opposed to a problem with what we asked."""
@@ -327,8 +262,7 @@ class Database:
                 with contextlib.suppress(Exception):  # a dead connection: the pool drops it
                     await raw.execute("ROLLBACK")
                 raise
-            if not conn.committed:
-                await raw.execute("COMMIT")
+            await raw.execute("COMMIT")
         finally:
             await pool.release(raw)
 

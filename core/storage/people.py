@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 
 from portabot.messages import Account, Conversation
-from portabot.storage.database import Conn, Query, Row, Statement
+from portabot.storage.database import Conn, Query, Row
 from portabot.storage.updates import RECORD_UPDATE, SEEN
 
 
@@ -144,10 +144,10 @@ async def lock_person_of(
     raise RuntimeError("could not settle the owner of an account")
 
 
-def saving(person_id: int, conversation: Conversation, now: float) -> Statement:
-    """The statement that writes the person's state (for `Conn.commit_with`)."""
+async def save_person(conn: Conn, person_id: int, conversation: Conversation, now: float) -> None:
+    """Write the person's state (locked by us) and count a version."""
     data = json.dumps(conversation.data, ensure_ascii=False, separators=(",", ":"))
-    return _SAVE, {"state": conversation.state, "data": data, "now": now, "id": person_id}
+    await conn.execute(_SAVE, state=conversation.state, data=data, now=now, id=person_id)
 
 
 async def absorb(conn: Conn, kept: int, absorbed: int) -> None:

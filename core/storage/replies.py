@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 from portabot.messages import Delivery, Update
-from portabot.storage.database import Conn, Query, Statement
+from portabot.storage.database import Conn, Query
 
 _REMEMBER = Query(
     "INSERT INTO inline_replies (platform, update_id, replies, replied_at)"
@@ -35,9 +35,15 @@ def kept_json(replies: list[Delivery]) -> str:
     return json.dumps([_kept(r) for r in replies], ensure_ascii=False)
 
 
-def remembering(update: Update, replies: list[Delivery], now: float) -> Statement:
-    values = {"platform": update.platform, "update_id": update.update_id, "now": now}
-    return _REMEMBER, {**values, "replies": kept_json(replies)}
+async def remember_replies(conn: Conn, update: Update, replies: list[Delivery], now: float) -> None:
+    """Keep the replies that ride in the update's response, for a late re-delivery."""
+    await conn.execute(
+        _REMEMBER,
+        platform=update.platform,
+        update_id=update.update_id,
+        replies=kept_json(replies),
+        now=now,
+    )
 
 
 async def take_replies(conn: Conn, update: Update, before: float) -> list[Delivery]:
