@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import coldstart, load, markdown, report, roundtrips, throughput
+from bench import burst, chart, coldstart, load, markdown, report, roundtrips, throughput
 from bench.database import postgres_url
 from bench.fake_api import FakeApi
 from bench.machine import describe
@@ -30,9 +30,13 @@ SCENARIOS = (
     "cold-start",
     "peer-imports",
     "round-trips",
+    "burst",
 )
 NEEDS_WRK = {*throughput.THROUGHPUT, *throughput.PEER_SCENARIOS}
-EXTRAS = ("asyncpg", "gunicorn", "uvicorn_worker", "mangum")
+COMPARED = ("portabot-postgres", *throughput.PEER_SCENARIOS)
+"""Measured `Plan.runs` times, in turns (portabot, aiogram, ptb, portabot, …), so that what
+the machine does meanwhile falls on each alike: the ratios are judged run by run."""
+EXTRAS = ("asyncpg", "gunicorn", "uvicorn_worker", "mangum", "matplotlib")
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,8 @@ class Plan:
     warm_invocations: int
     round_trip_updates: int
     warm_up: bool
+    runs: int
+    burst_updates: int
 
 
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -55,6 +61,11 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, help="load per throughput scenario (default 10)")
     parser.add_argument("--only", help=f"comma-separated scenarios, of: {', '.join(SCENARIOS)}")
     parser.add_argument("--quick", action="store_true", help="a short smoke run (2 s loads)")
+    parser.add_argument(
+        "--runs",
+        type=int,
+        help=f"runs of each of {', '.join(COMPARED)}, in turns (default 3; --quick 1)",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument(
         "--postgres-url",
@@ -81,9 +92,15 @@ def selected(only: str | None) -> list[str]:
 
 
 def plan(args: argparse.Namespace) -> Plan:
+    if args.runs is not None and not 1 <= args.runs <= 20:
+        raise SystemExit("bench: --runs takes 1 to 20")
     if args.quick:
-        return Plan(args.seconds or 2, 2, 10, 50, warm_up=False)
-    return Plan(args.seconds or 10, 5, 50, 500, warm_up=True)
+        return Plan(
+            args.seconds or 2, 2, 10, 50, warm_up=False, runs=args.runs or 1, burst_updates=100
+        )
+    return Plan(
+        args.seconds or 10, 5, 50, 500, warm_up=True, runs=args.runs or 3, burst_updates=500
+    )
 
 
 def scenario(name: str, setup: throughput.Setup, how: Plan, index: int) -> dict[str, Any]:
@@ -96,6 +113,8 @@ def scenario(name: str, setup: throughput.Setup, how: Plan, index: int) -> dict[
         }
     if name == "peer-imports":
         return {peer: coldstart.peer_import(peer, setup, how.cold_runs) for peer in PEERS}
+    if name == "burst":
+        return burst.measure(setup, how.burst_updates)
     return roundtrips.measure(setup, how.round_trip_updates)
 
 
@@ -110,21 +129,36 @@ def one_line(name: str, found: dict[str, Any]) -> str:
     return f"bench: {name}: done"
 
 
+def run_one(name: str, setup: throughput.Setup, how: Plan, index: int) -> dict[str, Any]:
+    print(f"bench: {name} …", flush=True)
+    started = time.monotonic()
+    try:
+        found = scenario(name, setup, how, index)
+    except BenchError as exc:
+        found = {"error": str(exc)}
+    except Exception as exc:
+        found = {"error": f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=4)}"}
+    found["wall_seconds"] = round(time.monotonic() - started, 1)
+    print(one_line(name, found), flush=True)
+    return found
+
+
 def run_all(names: list[str], setup: throughput.Setup, how: Plan) -> dict[str, dict[str, Any]]:
+    """Every scenario once, those COMPARED `how.runs` times in turns after the rest; each of
+    those is then shown by its median run (by replies/s), with every run kept in `runs`."""
     results: dict[str, dict[str, Any]] = {}
+    compared = [name for name in names if name in COMPARED]
     for index, name in enumerate(names):
-        print(f"bench: {name} …", flush=True)
-        started = time.monotonic()
-        try:
-            found = scenario(name, setup, how, index)
-        except BenchError as exc:
-            found = {"error": str(exc)}
-        except Exception as exc:
-            found = {"error": f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=4)}"}
-        found["wall_seconds"] = round(time.monotonic() - started, 1)
-        results[name] = found
-        print(one_line(name, found), flush=True)
-    return results
+        if name not in compared:
+            results[name] = run_one(name, setup, how, index)
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in compared}
+    for turn in range(how.runs):
+        for name in compared:
+            index = len(names) + turn * len(compared) + compared.index(name)
+            runs[name].append(run_one(name, setup, how, index))
+    for name, measured in runs.items():
+        results[name] = throughput.median_run(measured)
+    return {name: results[name] for name in names}
 
 
 def with_fake_api(
@@ -174,6 +208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "threads": load.THREADS,
         "connections": load.CONNECTIONS,
         "people": load.PEOPLE,
+        "runs": how.runs,
         "scenarios": names,
         "wall_seconds": round(time.monotonic() - started, 1),
     }
@@ -182,9 +217,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     (args.out / "latest.json").write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
     text = markdown.render(document)
     (args.out / "latest.md").write_text(text)
+    chart.draw(document, args.out / chart.NAME)
     print(text)
     print(
-        f"bench: wrote {args.out / 'latest.json'} and latest.md in {settings['wall_seconds']:.0f} s"
+        f"bench: wrote {args.out / 'latest.json'}, latest.md and {chart.NAME}"
+        f" in {settings['wall_seconds']:.0f} s"
     )
     if document["errors"]:
         print(f"bench: {len(document['errors'])} scenario(s) failed; logs kept in {workdir}")

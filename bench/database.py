@@ -36,7 +36,7 @@ def address(url: str) -> tuple[str, int]:
     return parsed.host or "127.0.0.1", parsed.port or 5432
 
 
-async def _connect(url: str) -> Any:
+async def connect(url: str) -> Any:
     import asyncpg
 
     return await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"), timeout=5)
@@ -46,17 +46,17 @@ async def _reset(url: str) -> str:
     import asyncpg
 
     try:
-        connection = await _connect(url)
+        connection = await connect(url)
     except asyncpg.InvalidCatalogNameError:
         name = sa.engine.make_url(url).database
-        maintenance = await _connect(
+        maintenance = await connect(
             sa.engine.make_url(url).set(database="postgres").render_as_string(hide_password=False)
         )
         try:
             await maintenance.execute(f'CREATE DATABASE "{name}"')
         finally:
             await maintenance.close()
-        connection = await _connect(url)
+        connection = await connect(url)
     try:
         await connection.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
         version: str = await connection.fetchval("SHOW server_version")
@@ -100,7 +100,7 @@ def fresh_sqlite(directory: Path, name: str) -> str:
 
 def postgres_version(url: str) -> str | None:
     async def ask() -> str:
-        connection = await _connect(url)
+        connection = await connect(url)
         try:
             version: str = await connection.fetchval("SHOW server_version")
         finally:

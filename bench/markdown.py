@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from bench import chart
+
 THROUGHPUT_ROWS = {
     "fake-api": "fake Bot API alone (its capacity; wrk posts sendMessage)",
     "ceiling": 'bare Starlette endpoint: parses the JSON, answers "ok" (the ceiling)',
@@ -42,6 +44,7 @@ PER_UPDATE_HEADER = (
     "median time (via the proxy)",
 )
 DATABASES = {"postgres": "PostgreSQL", "sqlite": "SQLite"}
+
 PHASES = {
     "first_contact": "first contact of a new person",
     "ordinary": "ordinary update of a known person (the worker remembers them)",
@@ -126,6 +129,71 @@ def per_update_rows(scenarios: dict[str, Any]) -> list[list[Any]]:
     return rows
 
 
+BURST_HEADER = (
+    "updates of one person, at once",
+    "workers (connections)",
+    "conflicts per 1,000 (each retried once, under the lock)",
+    "took the lock at once, per 1,000 (contended)",
+    "in one statement, per 1,000",
+    "updates/s",
+    "count at the end",
+)
+
+
+def burst_rows(scenarios: dict[str, Any]) -> list[list[Any]]:
+    found = scenarios.get("burst")
+    if not found or "error" in found:
+        return []
+    return [
+        [
+            number(found["updates"]),
+            f"{found['workers']} ({found['connections']})",
+            number(found["conflicts_per_1000"], 1),
+            number(found["locked_at_once_per_1000"], 1),
+            number(found["one_statement_per_1000"], 1),
+            number(found["updates_per_second"]),
+            f"{found['count']:,} of {found['expected']:,}",
+        ]
+    ]
+
+
+def turns(document: dict[str, Any]) -> list[str]:
+    """Each turn's replies/s of portabot on PostgreSQL and the peers, and the ratios."""
+    scenarios, compared = document["scenarios"], document.get("comparison") or {}
+    ours = (scenarios.get("portabot-postgres") or {}).get("runs") or []
+    peers = [peer for peer in ("aiogram", "ptb") if peer in compared]
+    if len(ours) < 2 or not peers:
+        return []
+    header = ["run", "portabot on PostgreSQL, replies/s (p99)"]
+    for peer in peers:
+        header += [f"{peer}, replies/s (p99)", f"ratio to {peer}"]
+    rows = []
+    for turn, run in enumerate(ours):
+        row = [str(turn + 1), f"{run['replies_per_second']:,} ({run['p99_ms']:.0f} ms)"]
+        for peer in peers:
+            theirs = scenarios[peer]["runs"]
+            if turn < len(theirs):
+                other = theirs[turn]
+                row += [
+                    f"{other['replies_per_second']:,} ({other['p99_ms']:.0f} ms)",
+                    f"{compared[peer]['ratios'][turn]:.2f}×",
+                ]
+        rows.append(row)
+    summary = "; ".join(
+        f"against {peer}: median {compared[peer]['median']:.2f}×, range "
+        f"{compared[peer]['min']:.2f}–{compared[peer]['max']:.2f}×"
+        for peer in peers
+    )
+    return [
+        "",
+        f"## Against the peers, run by run ({len(ours)} runs in turns)",
+        "",
+        *table(header, rows),
+        "",
+        f"Ratios of replies/s {summary}.",
+    ]
+
+
 def margin(goal: dict[str, Any]) -> str:
     ratio, met = goal.get("ratio"), goal.get("met")
     if met is None:
@@ -183,7 +251,9 @@ def preamble(machine: dict[str, Any], settings: dict[str, Any]) -> list[str]:
         f"{settings['seconds']:g} s per server, Telegram updates with distinct update_ids from "
         f"{settings['people']:,} people, the secret header on each. Replies/s = replies "
         "counted (in webhook responses and at the fake Bot API) / time between the first "
-        "and the last reply.",
+        "and the last reply. portabot on PostgreSQL and the peers are measured "
+        f"{settings.get('runs', 1)} time(s) each, in turns; the table shows each one's median "
+        "run.",
         "",
         f"Versions: {stack}; peers {peers}.",
     ]
@@ -197,8 +267,11 @@ def render(document: dict[str, Any]) -> str:
     lines = [
         *preamble(document["machine"], document["settings"]),
         *section("Throughput and latency", throughput, THROUGHPUT_HEADER),
+        *(["", f"![replies/s and p99 of each server]({chart.NAME})"] if throughput else []),
+        *turns(document),
         *section("Cold start and warm invocations", cold_start_rows(scenarios), COLD_HEADER),
         *section("Per update", per_update_rows(scenarios), PER_UPDATE_HEADER),
+        *section("One person's burst across workers", burst_rows(scenarios), BURST_HEADER),
         *section(
             "Goals",
             goal_rows(document["goals"]),

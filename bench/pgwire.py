@@ -1,6 +1,8 @@
 """A TCP proxy between the app and PostgreSQL that reads the frontend protocol and counts what the
 client sends by message type. Every Sync ('S') and simple Query ('Q') makes the client wait for
-the server's answer: each is one round trip (BEGIN and COMMIT included).
+the server's answer: each is one round trip (BEGIN and COMMIT included). It also counts the
+transactions begun (a simple Query of BEGIN) and, from the server's side, the errors it sends by
+SQLSTATE.
 
 SSL is refused at the proxy (it answers the client's SSLRequest with 'N' itself), so the rest
 of the conversation is plain and readable."""
@@ -17,6 +19,38 @@ from contextlib import contextmanager
 SSL_REQUEST = 80877103
 GSSENC_REQUEST = 80877104
 ROUND_TRIPS = ("S", "Q")
+BEGIN = "BEGIN"
+"""The key under which `CountingProxy.events` counts the transactions begun."""
+
+
+def _messages(buffer: bytearray) -> list[bytes]:
+    """The whole typed messages at the start of `buffer` (type, length, body), taken from it."""
+    taken = []
+    while len(buffer) >= 5:
+        (length,) = struct.unpack("!i", buffer[1:5])
+        if len(buffer) < 1 + length:
+            break
+        taken.append(bytes(buffer[: 1 + length]))
+        del buffer[: 1 + length]
+    return taken
+
+
+class BackendCounter:
+    """Parses the server's byte stream as it passes, counting its errors by SQLSTATE."""
+
+    def __init__(self) -> None:
+        self.errors: Counter[str] = Counter()
+        self.buffer = bytearray()
+
+    def feed(self, data: bytes) -> None:
+        self.buffer += data
+        for message in _messages(self.buffer):
+            if message[:1] != b"E":
+                continue
+            # Fields: a code byte, a NUL-terminated string; 'C' is the SQLSTATE.
+            for field in message[5:].split(b"\0"):
+                if field[:1] == b"C":
+                    self.errors[field[1:].decode()] += 1
 
 
 class FrontendCounter:
@@ -24,6 +58,7 @@ class FrontendCounter:
 
     def __init__(self) -> None:
         self.counts: Counter[str] = Counter()
+        self.begins = 0
         self.buffer = bytearray()
         self.started = False
 
@@ -47,14 +82,12 @@ class FrontendCounter:
                     forward += message
                     self.started = True  # the StartupMessage: typed messages from here on
                 continue
-            if len(self.buffer) < 5:
-                break
-            (length,) = struct.unpack("!i", self.buffer[1:5])
-            if len(self.buffer) < 1 + length:
-                break
-            self.counts[chr(self.buffer[0])] += 1
-            forward += self.buffer[: 1 + length]
-            del self.buffer[: 1 + length]
+            for typed in _messages(self.buffer):
+                self.counts[chr(typed[0])] += 1
+                if typed[:1] == b"Q" and typed[5:].lstrip().upper().startswith(b"BEGIN"):
+                    self.begins += 1
+                forward += typed
+            break
         return bytes(forward), bytes(answer)
 
 
@@ -64,6 +97,8 @@ class CountingProxy:
     def __init__(self, upstream: tuple[str, int]) -> None:
         self.upstream = upstream
         self.counts: Counter[str] = Counter()
+        self.events: Counter[str] = Counter()
+        """Transactions begun (BEGIN) and the server's errors, by SQLSTATE."""
         self.port = 0
         self._lock = threading.Lock()
 
@@ -71,8 +106,12 @@ class CountingProxy:
         with self._lock:
             return Counter(self.counts)
 
+    def events_snapshot(self) -> Counter[str]:
+        with self._lock:
+            return Counter(self.events)
+
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        parser = FrontendCounter()
+        parser, backend = FrontendCounter(), BackendCounter()
         try:
             up_reader, up_writer = await asyncio.open_connection(*self.upstream)
         except OSError:
@@ -90,11 +129,18 @@ class CountingProxy:
                     await up_writer.drain()
                 with self._lock:
                     self.counts.update(parser.counts)
+                    self.events[BEGIN] += parser.begins
                 parser.counts.clear()
+                parser.begins = 0
             up_writer.close()
 
         async def server_to_client() -> None:
             while data := await up_reader.read(65536):
+                backend.feed(data)
+                if backend.errors:
+                    with self._lock:
+                        self.events.update(backend.errors)
+                    backend.errors.clear()
                 writer.write(data)
                 await writer.drain()
             writer.close()

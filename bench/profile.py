@@ -6,6 +6,7 @@ portabot's own functions."""
 from __future__ import annotations
 
 import subprocess
+import sys
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -46,7 +47,11 @@ def _frame(raw: str) -> str:
     """`function (path:line)` → `function (package/module.py)`, lines merged."""
     function, _, where = raw.partition(" (")
     path = where.rstrip(")").rpartition(":")[0]
-    for marker in ("site-packages/", "/lib/python3.11/", "/work/main/"):
+    for marker in (
+        "site-packages/",
+        f"/lib/python{sys.version_info[0]}.{sys.version_info[1]}/",
+        "/work/main/",
+    ):
         if marker in path:
             path = path.split(marker, 1)[1]
             break

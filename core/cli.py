@@ -363,6 +363,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         log_level=settings.log_level.lower(),
+        access_log=settings.access_log is not False,
         http="h11",
         # Above MAX_HEADERS, so that headers between the two get the app's clearer 431.
         h11_max_incomplete_event_size=4 * MAX_HEADERS,

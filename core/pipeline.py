@@ -159,6 +159,7 @@ async def in_one_statement(
                 inline if channel.inline_replies else [],
                 rest,
                 now,
+                data_json=step.data_json,
             )
             # Not fresh but its own: the first try committed (its connection was lost before
             # the answer came), so what this step computed is what was saved.
@@ -172,7 +173,9 @@ async def in_one_statement(
         )
         bot.remembered.moved(account)
         return None
-    bot.remembered.saved(account, person, step.conversation, now, changed=changed)
+    bot.remembered.saved(
+        account, person, step.conversation, now, changed=changed, data_json=step.data_json
+    )
     return Outcome(inline=inline, later=saved.later)
 
 

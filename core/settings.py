@@ -303,6 +303,9 @@ class Settings(BaseSettings):
     endpoint does not exist (404)."""
     public_url: str | None = None
     log_level: str = "INFO"
+    access_log: bool | None = None
+    """A line for each request from the server: `portabot serve` writes them unless off; under
+    gunicorn (Heroku, a VPS) only when on, since Heroku's router and Caddy write one already."""
     bot_name: str = "portabot"
     body_timeout_seconds: float = Field(default=BODY_TIMEOUT_SECONDS, gt=0, le=300)
     costs_page: bool = True

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING
 
@@ -48,11 +49,23 @@ async def handle(bot: Bot, channel: Channel, request: Request) -> Response:
     outcome = await run_update(bot, channel, update)
     if outcome is None:  # nothing committed: a 5xx makes the platform deliver it again
         return JSONResponse(RETRY, status_code=503)
-    if outcome.inline and channel.inline_replies and await request.is_disconnected():
+    if outcome.inline and channel.inline_replies and await gone(request):
         # The platform gave up waiting: the reply that would have ridden in the response goes
         # through the API instead, and the re-delivery will not carry it.
         await keep_for_later(bot, update, outcome.inline)
     return channel.respond(update, outcome.inline)
+
+
+async def gone(request: Request) -> bool:
+    """Whether the client has hung up, as Starlette's `Request.is_disconnected` tells (a message
+    waiting now, or none), without anyio's cancel scope, which writes the task's repr into its
+    reason: that was 8% of a worker's CPU under load."""
+    try:
+        async with asyncio.timeout(0):
+            message = await request.receive()
+    except TimeoutError:
+        return False
+    return bool(message.get("type") == "http.disconnect")
 
 
 async def handle_inbox(bot: Bot, channel: WebChannel, request: Request) -> Response:

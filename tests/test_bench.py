@@ -18,7 +18,7 @@ from portabot.costs.bench import from_bench
 from tests.conftest import REQUIRE_POSTGRES
 
 ROOT = Path(__file__).resolve().parents[1]
-SCENARIOS = ("portabot-sqlite", "portabot-postgres", "cold-start", "round-trips")
+SCENARIOS = ("portabot-sqlite", "portabot-postgres", "cold-start", "round-trips", "burst")
 
 
 def unavailable(reason: str) -> None:
@@ -47,6 +47,7 @@ def results(
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     document: dict[str, Any] = json.loads((out / "latest.json").read_text())
     document["markdown"] = (out / "latest.md").read_text()
+    document["chart"] = (out / "throughput.svg").read_text()
     document["path"] = out / "latest.json"
     return document
 
@@ -95,3 +96,25 @@ def test_the_results_file_prices_hosting(results: dict[str, Any]) -> None:
         name = f"database round trips per ordinary update (PostgreSQL), {memory}"
         assert judged[name]["met"] is not None
     assert "## Goals" in results["markdown"] and "## Per update" in results["markdown"]
+
+
+@pytest.mark.postgres
+def test_one_persons_burst_across_four_workers_counts_every_update_once(
+    results: dict[str, Any],
+) -> None:
+    found = results["scenarios"]["burst"]
+    assert found["workers"] == 4 and found["updates"] > 0
+    assert found["count"] == found["expected"]  # the bench refuses any other count too
+    # Every update is one of: in one statement, locked at once, or conflicted and retried.
+    parts = ("conflicts_per_1000", "locked_at_once_per_1000", "one_statement_per_1000")
+    assert abs(sum(found[part] for part in parts) - 1000) < 1
+    assert "One person's burst across workers" in results["markdown"]
+
+
+@pytest.mark.postgres
+def test_the_chart_shows_each_server_measured(results: dict[str, Any]) -> None:
+    chart = results["chart"]
+    assert chart.startswith("<?xml") and "<svg" in chart
+    for label in ("SQLite", "PostgreSQL", "replies per second", "p99"):
+        assert label in chart
+    assert "](throughput.svg)" in results["markdown"]

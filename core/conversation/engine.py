@@ -219,6 +219,8 @@ class Step:
     replies: list[Reply]
     effects: list[Effect[Any]]
     notice: str | None = None
+    data_json: str | None = None
+    """`conversation.data` as JSON, as the size check wrote it (None: not written yet)."""
 
 
 class State:
@@ -598,12 +600,13 @@ class Flow:
         handler = route.handler if route is not None else ctx.state.resume
         return await self._finish(ctx, handler, await _call(handler, ctx, result))
 
-    def check(self, data: dict[str, Any]) -> None:
-        """Raise StateError unless `data` comes back from JSON as it is and fits the limit."""
+    def check(self, data: dict[str, Any]) -> str:
+        """`data` as JSON; raise StateError unless it comes back from JSON as it is and fits the
+        limit."""
         check_json(data)
         encoded = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
         if len(encoded) * 4 <= self.max_state_bytes:
-            return  # even all four-byte characters would fit
+            return encoded  # even all four-byte characters would fit
         size = len(encoded.encode())
         if size > self.max_state_bytes:
             sizes = {k: len(json.dumps(v, ensure_ascii=False).encode()) for k, v in data.items()}
@@ -614,6 +617,7 @@ class Flow:
                 f"({self.max_state_bytes}); the biggest part is ctx.data[{biggest!r}] "
                 f"({sizes[biggest]} bytes): keep big or growing data in a table of its own"
             )
+        return encoded
 
     # The step's machinery.
 
@@ -656,10 +660,9 @@ class Flow:
             await _call(state.leave, ctx)
             ctx.state = following
             await _call(following.enter, ctx)
-        self.check(ctx.data)
-        return Step(
-            Conversation(ctx.state.name, ctx.data), ctx.replies, ctx.effects, ctx.notice_text
-        )
+        encoded = self.check(ctx.data)
+        conversation = Conversation(ctx.state.name, ctx.data)
+        return Step(conversation, ctx.replies, ctx.effects, ctx.notice_text, encoded)
 
     def _target(self, state: State, handler: Callable[..., Any], target: Any) -> State:
         if target is None:

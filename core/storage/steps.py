@@ -95,14 +95,17 @@ async def save_step(
     inline: list[Delivery],
     later: list[Delivery],
     now: float,
+    *,
+    data_json: str | None = None,
 ) -> Saved:
     """Everything an ordinary update changes, in one round trip (an autocommit connection):
-    `conversation` None leaves the state as it is. Raises asyncpg's error with MOVED when
-    `person` is no longer at its version (or no longer owns the account)."""
+    `conversation` None leaves the state as it is (`data_json`: its data as JSON, if already
+    written). Raises asyncpg's error with MOVED when `person` is no longer at its version (or
+    no longer owns the account)."""
     state = data = None
     if conversation is not None:
         state = conversation.state
-        data = json.dumps(conversation.data, ensure_ascii=False, separators=(",", ":"))
+        data = data_json or json.dumps(conversation.data, ensure_ascii=False, separators=(",", ":"))
     queued = [
         {
             "platform": d.platform,
@@ -162,10 +165,14 @@ class Remembered:
         self._people.move_to_end(key)
         return found[0]
 
-    def put(self, account: Account, person: Person) -> None:
+    def put(self, account: Account, person: Person, *, size: int | None = None) -> None:
+        """Remember `person`, whose data is `size` characters as JSON (None: not known yet)."""
         key = (account.platform, account.user_id)
         self.forget(account)
-        size = len(json.dumps(person.conversation.data, ensure_ascii=False))
+        if size is None:
+            size = len(
+                json.dumps(person.conversation.data, ensure_ascii=False, separators=(",", ":"))
+            )
         self._people[key] = (person, size)
         self._bytes += size
         while len(self._people) > self.size or self._bytes > self.budget:
@@ -180,14 +187,16 @@ class Remembered:
         now: float,
         *,
         changed: bool,
+        data_json: str | None = None,
     ) -> None:
-        """Remember `person` as a step left them: with `conversation` and, when the step wrote
-        them (`changed`), the next version and `now` as when."""
+        """Remember `person` as a step left them: with `conversation` (its data as `data_json`,
+        if written already) and, when the step wrote them (`changed`), the next version and
+        `now` as when."""
         if changed:
             person = replace(
                 person, conversation=conversation, updated_at=now, version=person.version + 1
             )
-        self.put(account, person)
+        self.put(account, person, size=None if data_json is None else len(data_json))
 
     def moved(self, account: Account) -> None:
         """The remembered copy was stale: forgotten, and the person contended for a while."""

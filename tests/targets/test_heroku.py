@@ -56,7 +56,10 @@ def test_gunicorn_config(monkeypatch: pytest.MonkeyPatch) -> None:
     assert config["bind"] == "0.0.0.0:5123" and config["workers"] == 3
     assert config["worker_class"] == "portabot.worker.Worker"
     assert config["timeout"] < 30  # Heroku's router gives up at 30 s
-    assert config["accesslog"] == config["errorlog"] == "-"
+    assert config["errorlog"] == "-" and config["accesslog"] is None  # the router logs requests
+    monkeypatch.setenv("ACCESS_LOG", "on")
+    config = runpy.run_path(str(ROOT / "targets/heroku/gunicorn.conf.py"))
+    assert config["accesslog"] == "-"
 
 
 def test_app_json_describes_every_setting_and_generates_secrets() -> None:
