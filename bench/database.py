@@ -66,9 +66,14 @@ async def _reset(url: str) -> str:
 
 
 def migrate(url: str) -> None:
-    portabot = Path(sys.executable).parent / "portabot"
+    # `portabot migrate` of the checkout the bench is in (cwd), whatever the venv installed.
     done = subprocess.run(
-        [str(portabot), "migrate"],
+        [
+            sys.executable,
+            "-c",
+            "import sys; from portabot.cli import main; sys.exit(main())",
+            "migrate",
+        ],
         cwd=ROOT,
         env=bench_environment(DATABASE_URL=url),
         capture_output=True,

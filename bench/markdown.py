@@ -22,6 +22,7 @@ THROUGHPUT_HEADER = (
     "replies/s",
     "p50",
     "p99",
+    "worker CPU per reply",
     "replies (inline + API)",
     "not replied at end",
     "errors",
@@ -81,6 +82,7 @@ def throughput_row(name: str, found: dict[str, Any]) -> list[Any]:
         number(found.get("replies_per_second")) if bot else "—",
         number(found["latency_ms"]["p50"], 1, "ms"),
         number(found["latency_ms"]["p99"], 1, "ms"),
+        number(found.get("cpu_ms_per_reply"), 3, "ms") if bot else "—",
         f"{replies.get('inline', 0):,} + {replies.get('api', 0):,}" if bot else "—",
         number(found.get("not_replied_at_end")) if bot else "—",
         number(found["failed"] + found["socket_errors"]),
@@ -157,6 +159,12 @@ def burst_rows(scenarios: dict[str, Any]) -> list[list[Any]]:
     ]
 
 
+def _run(run: dict[str, Any]) -> str:
+    cpu = run.get("cpu_ms_per_reply")
+    spent = f"; {cpu:.2f} ms" if cpu is not None else ""
+    return f"{run['replies_per_second']:,} ({run['p99_ms']:.0f} ms{spent})"
+
+
 def turns(document: dict[str, Any]) -> list[str]:
     """Each turn's replies/s of portabot on PostgreSQL and the peers, and the ratios."""
     scenarios, compared = document["scenarios"], document.get("comparison") or {}
@@ -164,20 +172,16 @@ def turns(document: dict[str, Any]) -> list[str]:
     peers = [peer for peer in ("aiogram", "ptb") if peer in compared]
     if len(ours) < 2 or not peers:
         return []
-    header = ["run", "portabot on PostgreSQL, replies/s (p99)"]
+    header = ["run", "portabot on PostgreSQL, replies/s (p99; CPU per reply)"]
     for peer in peers:
-        header += [f"{peer}, replies/s (p99)", f"ratio to {peer}"]
+        header += [f"{peer}, replies/s (p99; CPU per reply)", f"ratio to {peer}"]
     rows = []
     for turn, run in enumerate(ours):
-        row = [str(turn + 1), f"{run['replies_per_second']:,} ({run['p99_ms']:.0f} ms)"]
+        row = [str(turn + 1), _run(run)]
         for peer in peers:
             theirs = scenarios[peer]["runs"]
             if turn < len(theirs):
-                other = theirs[turn]
-                row += [
-                    f"{other['replies_per_second']:,} ({other['p99_ms']:.0f} ms)",
-                    f"{compared[peer]['ratios'][turn]:.2f}×",
-                ]
+                row += [_run(theirs[turn]), f"{compared[peer]['ratios'][turn]:.2f}×"]
         rows.append(row)
     summary = "; ".join(
         f"against {peer}: median {compared[peer]['median']:.2f}×, range "

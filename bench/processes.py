@@ -122,6 +122,12 @@ def memory_mb(pid: int) -> dict[str, float]:
     return values
 
 
+def cpu_seconds(pid: int) -> float:
+    """The CPU time a process has used, user and system (its threads included)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def bench_environment(**values: str) -> dict[str, str]:
     """The caller's environment without anything that would configure the bot or gunicorn
     behind our back, plus `values`."""

@@ -22,6 +22,7 @@ from bench.processes import (
     Process,
     bench_environment,
     children,
+    cpu_seconds,
     free_port,
     memory_mb,
     running,
@@ -155,11 +156,17 @@ def measure(name: str, setup: Setup, first_update: int) -> dict[str, Any]:
             hit(server, setup, first_update + 5_000_000, 1)
             drain(setup.fake, 10)
         setup.fake.reset()
+        cpu = cpu_seconds(server.worker)
         load = hit(server, setup, first_update, setup.seconds)
         memory = memory_mb(server.worker)
         api = drain(setup.fake, max(5.0, 2 * setup.seconds))
+        cpu = cpu_seconds(server.worker) - cpu
         server.process.check_alive()
         result = summarise(load, api, memory)
+        replies = result["replies"]["total"]
+        # What each reply cost the worker: CPU time, which a busy neighbour slows but does
+        # not add to, unlike the wall clock that replies/s and latency are read from.
+        result["cpu_ms_per_reply"] = round(1000 * cpu / replies, 3) if replies else None
         sampled = profile.profiled(
             name,
             server.worker,
@@ -200,6 +207,7 @@ def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
             "replies_per_second": run["replies_per_second"],
             "acks_per_second": run["acks_per_second"],
             "p99_ms": run["latency_ms"]["p99"],
+            "cpu_ms_per_reply": run.get("cpu_ms_per_reply"),
         }
         for run in runs
     ]
