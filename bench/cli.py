@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import json
 import os
@@ -50,6 +51,8 @@ class Plan:
     warm_up: bool
     runs: int
     burst_updates: int
+    peers: bool = False
+    """Whether this run measures the peers (then it installs them, and pairs with them)."""
 
 
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -107,8 +110,16 @@ def scenario(name: str, setup: throughput.Setup, how: Plan, index: int) -> dict[
     if name in NEEDS_WRK:
         return throughput.measure(name, setup, 100_000_000 + index * 10_000_000)
     if name == "cold-start":
+        # Beside python-telegram-bot's imports, run by run, when the run measures the peers.
+        beside = "ptb" if how.peers else None
         return {
-            kind: coldstart.lambda_cold_start(kind, setup, how.cold_runs, how.warm_invocations)
+            kind: coldstart.lambda_cold_start(
+                kind,
+                setup,
+                how.cold_runs,
+                how.warm_invocations,
+                beside if kind == "postgres" else None,
+            )
             for kind in ("postgres", "sqlite")
         }
     if name == "peer-imports":
@@ -187,7 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
     names = selected(args.only)
     require_extras()
-    how = plan(args)
+    how = dataclasses.replace(plan(args), peers="peer-imports" in names)
     if NEEDS_WRK & set(names):
         load.ensure_wrk()
     started = time.monotonic()

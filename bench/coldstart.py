@@ -40,9 +40,14 @@ def _spawn(
     return spawned, found
 
 
-def lambda_cold_start(kind: str, setup: Setup, runs: int, warm: int) -> dict[str, Any]:
+def lambda_cold_start(
+    kind: str, setup: Setup, runs: int, warm: int, beside: str | None = None
+) -> dict[str, Any]:
     """`runs` cold starts (after one that only compiles bytecode), each a new person's update,
-    then `warm` updates of that person in the same process."""
+    then `warm` updates of that person in the same process. With `beside`, a peer: its imports
+    after each cold start, so that the two are compared run by run (`paired`)."""
+    peer = _import_command(beside) if beside else None
+    paired: list[float] = []
     container = setup.workdir / f"lambda-{kind}"  # Lambda's working directory: no .env there
     container.mkdir(exist_ok=True)
     if kind == "postgres":
@@ -64,9 +69,22 @@ def lambda_cold_start(kind: str, setup: Setup, runs: int, warm: int) -> dict[str
             continue  # the first run writes core's bytecode, as the packaged zip ships it
         starts.append((found["replied"] - spawned) * 1000)
         imports.append((found["imported"] - spawned) * 1000)
+        if peer is not None:
+            spawned, imported = _spawn(f"{beside}'s import", peer, bench_environment(), container)
+            paired.append((imported["imported"] - spawned) * 1000)
         warm_ms.extend(found["warm_ms"])
         rss.append(found["max_rss_mb"])
+    measured: dict[str, Any] = {}
+    if paired:
+        ratios = [start / other for start, other in zip(starts, paired, strict=True)]
+        measured["paired"] = {
+            "peer": beside,
+            "import_ms": _median(paired),
+            "ratio": round(statistics.median(ratios), 3),
+            "ratios": [round(r, 3) for r in ratios],
+        }
     return {
+        **measured,
         "cold_start_ms": _median(starts),
         "import_ms": _median(imports),
         "first_update_ms": _median([s - i for s, i in zip(starts, imports, strict=True)]),
@@ -87,13 +105,16 @@ IMPORT_PROBE = (
 
 def peer_import(name: str, setup: Setup, runs: int) -> dict[str, Any]:
     """Spawn to the end of the peer's imports, the same way (median of `runs`, after one)."""
-    peer = PEERS[name]
-    python = ensure_installed(peer)
-    command = [str(python), "-c", IMPORT_PROBE.format(imports=peer.imports)]
+    command = _import_command(name)
     times, rss = [], []
     for run in range(runs + 1):
         spawned, found = _spawn(f"{name}'s import", command, bench_environment(), setup.workdir)
         if run:
             times.append((found["imported"] - spawned) * 1000)
             rss.append(found["max_rss_mb"])
-    return {"import": peer.imports, "import_ms": _median(times), "max_rss_mb": max(rss)}
+    return {"import": PEERS[name].imports, "import_ms": _median(times), "max_rss_mb": max(rss)}
+
+
+def _import_command(name: str) -> list[str]:
+    peer = PEERS[name]
+    return [str(ensure_installed(peer)), "-c", IMPORT_PROBE.format(imports=peer.imports)]

@@ -5,6 +5,7 @@ storage imports nothing from the flow."""
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -66,3 +67,28 @@ def test_the_pipeline_imports_without_the_http_app() -> None:
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_a_platform_s_models_are_imported_only_where_it_is_configured(tmp_path: Path) -> None:
+    probe = (
+        "import sys; from portabot.app import create_app; create_app()\n"
+        "print(sorted(m for m in sys.modules if m.startswith('portabot.channels.')))"
+    )
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{tmp_path}/bot.db",
+        "TELEGRAM_TOKEN": "123:telegram-only",
+        "TELEGRAM_SECRET": "telegram-only-secret",
+        "SESSION_SECRET": "a-session-secret-for-the-probe",
+    }
+    env.pop("VK_TOKEN", None)
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert "portabot.channels.telegram" in done.stdout
+    assert "portabot.channels.vk" not in done.stdout

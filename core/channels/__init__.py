@@ -1,16 +1,18 @@
-"""The channels, registered in one place: which ones a deployment has follows from its settings."""
+"""The channels, registered in one place: which ones a deployment has follows from its settings.
+A platform's module (its update models) is imported only where the platform is configured: a
+Lambda container of a Telegram bot does not build VK's models at its cold start."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 from portabot.channels.base import Channel
-from portabot.channels.telegram import TelegramChannel
-from portabot.channels.vk import VkChannel
 from portabot.channels.web import WebChannel
 from portabot.settings import detect_host
 
 if TYPE_CHECKING:
+    from portabot.channels.telegram import TelegramChannel
+    from portabot.channels.vk import VkChannel
     from portabot.settings import Settings
     from portabot.storage.database import Database
 
@@ -22,8 +24,12 @@ def platform_channels(
     they send replies (VK remembers its uploaded images there)."""
     channels: list[TelegramChannel | VkChannel] = []
     if settings.telegram_enabled:
+        from portabot.channels.telegram import TelegramChannel
+
         channels.append(TelegramChannel(settings))
     if settings.vk_enabled:
+        from portabot.channels.vk import VkChannel
+
         channels.append(VkChannel(settings, db))
     return channels
 
