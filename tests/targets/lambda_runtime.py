@@ -35,9 +35,11 @@ NOT_FOR_USERS = {
     "vk_image_hosts",
     "tick_seconds",
     "send_pacing",
+    "access_log",
 }
-"""Set by the handler, or only changed by tests; and TICK_SECONDS, a server's own loop, which
-Lambda never starts (the Tick rule runs what is due instead)."""
+"""Set by the handler, or only changed by tests; TICK_SECONDS, a server's own loop, which
+Lambda never starts (the Tick rule runs what is due instead); and ACCESS_LOG, a server's line
+per request (Lambda writes its own per invocation)."""
 
 
 @dataclass
