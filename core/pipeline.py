@@ -1,8 +1,9 @@
 """The one pipeline every update goes through, whichever way it arrived (a webhook, `portabot
-poll`): [wait for the sender's earlier updates] → [one transaction: record the update id, lock
-the person, step the flow, carry out its effects, save the state, store the replies] → send what
-the response cannot carry. A flow that keeps failing on an update is given up, and the person
-told so. The caller only receives and acknowledges.
+poll`): [wait for the sender's earlier updates] → [all or nothing: record the update id, step the
+flow, carry out its effects, save the state, store the replies; on PostgreSQL an ordinary update
+in one statement (`in_one_statement`), the rest in one transaction with the person locked
+(`in_a_transaction`)] → send what the response cannot carry. A flow that keeps failing on an
+update is given up, and the person told so. The caller only receives and acknowledges.
 """
 
 from __future__ import annotations
