@@ -157,7 +157,7 @@ async def in_one_statement(
                 account,
                 person,
                 step.conversation if changed else None,
-                inline if channel.inline_replies else [],
+                kept(channel, inline),
                 rest,
                 now,
                 data_json=step.data_json,
@@ -253,14 +253,18 @@ async def in_a_transaction(bot: Bot, channel: Channel, update: Update) -> Outcom
         for note in storing.notes:
             log.warning("%s update %s: %s", update.platform, update.update_id, note)
         told = storing.told
-        outcome = await store_replies(conn, channel, update, message, replies, now, notice=notice)
+        seen_long_ago = person.updated_at < now - SEEN_EVERY
+        saved = person.id != first.id or conversation != first.conversation or seen_long_ago
+        # A save keeps the inline replies in its own statement: one round trip fewer.
+        outcome = await store_replies(
+            conn, channel, update, message, replies, now, notice=notice, keep=not saved
+        )
         outcome.later.extend(told.sent)
         outcome.told = told.every
         outcome.calls = storing.calls
-        seen_long_ago = person.updated_at < now - SEEN_EVERY
-        saved = person.id != first.id or conversation != first.conversation or seen_long_ago
         if saved:
-            await save_person(conn, person.id, conversation, now)
+            keeping = (update, kept(channel, outcome.inline))
+            await save_person(conn, person.id, conversation, now, keeping=keeping)
     if carried:  # a feature's effect may have changed who the person is (a merge)
         bot.remembered.forget(message.account)
     else:  # as saved, under the lock: the version is ours to count
@@ -381,10 +385,11 @@ async def store_replies(
     now: float,
     *,
     notice: str | None = None,
+    keep: bool = True,
 ) -> Outcome:
     """The replies addressed (`address`): those the channel's response can carry stay inline
-    (remembered for a late re-delivery), the rest go to the outbox, or for a web visitor to the
-    inbox."""
+    (remembered for a late re-delivery, unless `keep` is False: the caller keeps `kept` of
+    them), the rest go to the outbox, or for a web visitor to the inbox."""
     if message is None:
         return Outcome()
     inline, rest = address(channel, update, message, replies, notice=notice)
@@ -392,9 +397,15 @@ async def store_replies(
     waiting = [d for d in rest if d.platform == "web"]
     await add_to_inbox(conn, waiting, now)
     later = await add_to_outbox(conn, [d for d in rest if d.platform != "web"], now)
-    if channel.inline_replies and inline:
+    if keep and kept(channel, inline):
         await remember_replies(conn, update, inline, now)
     return Outcome(inline=inline, later=later, kept=waiting)
+
+
+def kept(channel: Channel, inline: list[Delivery]) -> list[Delivery]:
+    """The inline replies to keep for a late re-delivery: all of them, where the channel's
+    response carries any."""
+    return inline if channel.inline_replies else []
 
 
 def key_base(update: Update) -> str:

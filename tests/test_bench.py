@@ -73,6 +73,9 @@ def test_round_trips_and_outbound_calls_are_counted_per_update(results: dict[str
     # does not: a read first.
     assert ordinary["round_trips_per_update"] == 1
     assert cold["round_trips_per_update"] == 2
+    # A first contact takes the transaction (BEGIN, its statements, COMMIT), whose save keeps
+    # the inline reply in the same statement.
+    assert first["round_trips_per_update"] == 7
     for phase in (ordinary, cold):
         assert phase["inline_replies_per_update"] == 1  # the counter's one reply rides inline
         assert phase["outbound_calls_per_update"] == 0

@@ -39,7 +39,7 @@ from portabot import (
     text,
 )
 from portabot.channels import platform_channels
-from portabot.messages import Delivery, Update
+from portabot.messages import Account, Conversation, Delivery, Update
 from portabot.outbound import Outbound
 from portabot.replies import (
     MAX_BUTTONS,
@@ -51,6 +51,7 @@ from portabot.replies import (
 )
 from portabot.storage.database import Database
 from portabot.storage.migrate import _config, upgrade
+from portabot.storage.people import lock_person_of, person_of, save_person
 from portabot.storage.replies import remember_replies, take_replies
 from portabot.testing import Harness
 from portabot.testing.fakes import FakeTelegram, FakeVk
@@ -672,3 +673,38 @@ def test_inline_replies_kept_in_the_old_format_are_still_read(database_url: str)
     ]
     assert [d.content for d in taken_old] == [Reply("one"), Reply("two")]
     assert taken_new == [rich]
+
+
+def test_a_save_keeps_the_inline_replies_in_the_same_statement(database_url: str) -> None:
+    """The transactional path's save and its kept inline replies: one statement on PostgreSQL
+    (a data-modifying CTE), two on SQLite; either way both are written, or neither."""
+    account = Account("telegram", "8", "8")
+    update = Update("telegram", "9", None)
+    reply = Delivery("telegram", "8", "kept", "9:0")
+
+    async def scenario() -> tuple[list[Delivery], dict[str, Any]]:
+        db = Database(database_url)
+        try:
+            async with db.transaction() as conn:
+                person = await lock_person_of(conn, account, 1.0)
+                conversation = Conversation("counting", {"count": 3})
+                await save_person(conn, person.id, conversation, 1.0, keeping=(update, [reply]))
+            with pytest.raises(RuntimeError):
+                async with db.transaction() as conn:  # undone with its transaction
+                    second = Update("telegram", "10", None)
+                    others = [Delivery("telegram", "8", "gone", "10:0")]
+                    gone = Conversation("gone", {})
+                    await save_person(conn, person.id, gone, 2.0, keeping=(second, others))
+                    raise RuntimeError("the step failed after the save")
+            async with db.transaction() as conn:
+                taken = await take_replies(conn, update, 2.0)
+                assert await take_replies(conn, Update("telegram", "10", None), 3.0) == []
+                found = await person_of(conn, account)
+            assert found is not None
+            return taken, {"state": found.conversation.state, "data": found.conversation.data}
+        finally:
+            await db.close()
+
+    taken, saved = run(scenario())
+    assert taken == [reply]
+    assert saved == {"state": "counting", "data": {"count": 3}}

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from portabot.messages import Account, Conversation
+from portabot.messages import Account, Conversation, Delivery, Update
 from portabot.storage.database import Conn, Query, Row
+from portabot.storage.replies import REMEMBER, kept_json, remember_replies
 from portabot.storage.updates import RECORD_UPDATE, SEEN
 
 
@@ -73,10 +74,13 @@ _CLAIM = Query(
     " ON CONFLICT DO NOTHING RETURNING person_id"
 )
 _DELETE = Query("DELETE FROM people WHERE id = :id")
-_SAVE = Query(
+_SAVE_TEXT = (
     "UPDATE people SET state = :state, data = :data, updated_at = :now, version = version + 1"
     " WHERE id = :id"
 )
+_SAVE = Query(_SAVE_TEXT)
+_SAVE_KEEPING = Query(postgresql=f"WITH kept AS ({REMEMBER}) {_SAVE_TEXT}")
+"""The save with the update's inline replies kept, one round trip (SQLite takes the two)."""
 _BUMP = Query("UPDATE people SET version = version + 1 WHERE id = :id")
 _MOVE_ACCOUNTS = Query("UPDATE accounts SET person_id = :kept WHERE person_id = :absorbed")
 _MOVE_CHAT = Query(
@@ -144,10 +148,32 @@ async def lock_person_of(
     raise RuntimeError("could not settle the owner of an account")
 
 
-async def save_person(conn: Conn, person_id: int, conversation: Conversation, now: float) -> None:
-    """Write the person's state (locked by us) and count a version."""
+async def save_person(
+    conn: Conn,
+    person_id: int,
+    conversation: Conversation,
+    now: float,
+    *,
+    keeping: tuple[Update, list[Delivery]] | None = None,
+) -> None:
+    """Write the person's state (locked by us) and count a version; with `keeping`, the inline
+    replies of that update kept in the same statement (`remember_replies`)."""
     data = json.dumps(conversation.data, ensure_ascii=False, separators=(",", ":"))
-    await conn.execute(_SAVE, state=conversation.state, data=data, now=now, id=person_id)
+    values = {"state": conversation.state, "data": data, "now": now, "id": person_id}
+    if keeping is None or not keeping[1]:
+        await conn.execute(_SAVE, **values)
+    elif conn.dialect == "sqlite":  # no data-modifying CTE there
+        await remember_replies(conn, *keeping, now)
+        await conn.execute(_SAVE, **values)
+    else:
+        update, replies = keeping
+        await conn.execute(
+            _SAVE_KEEPING,
+            **values,
+            platform=update.platform,
+            update_id=update.update_id,
+            replies=kept_json(replies),
+        )
 
 
 async def absorb(conn: Conn, kept: int, absorbed: int) -> None:

@@ -10,10 +10,12 @@ from typing import Any
 from portabot.messages import Delivery, Update
 from portabot.storage.database import Conn, Query
 
-_REMEMBER = Query(
+REMEMBER = (
     "INSERT INTO inline_replies (platform, update_id, replies, replied_at)"
     " VALUES (:platform, :update_id, :replies, :now)"
 )
+"""The statement that keeps an update's inline replies (also a part of `people.save_person`'s)."""
+_REMEMBER = Query(REMEMBER)
 _TAKE = Query(
     "DELETE FROM inline_replies WHERE platform = :platform AND update_id = :update_id"
     " AND replied_at < :before RETURNING replies"
