@@ -112,7 +112,7 @@ def test_a_transaction_cancelled_while_it_begins_gives_its_connection_back(
 
 
 def test_an_answer_lost_after_the_commit_is_recovered_by_the_statement_sent_again(
-    start_bot: BotFactory, postgres_url: str
+    start_bot: BotFactory, empty_postgres: str
 ) -> None:
     """An ordinary update is one statement on a connection outside a transaction, sent again on
     a new connection when the first is lost. Lost after PostgreSQL committed it, the statement
@@ -128,9 +128,9 @@ def test_an_answer_lost_after_the_commit_is_recovered_by_the_statement_sent_agai
         assert response.status_code == 200
         return [response.json()["text"]] if response.content else []
 
-    parts = urlsplit(postgres_url)
+    parts = urlsplit(empty_postgres)
     with CuttableProxy(parts.hostname or "127.0.0.1", parts.port or 5432).running() as proxy:
-        through = postgres_url.replace(parts.netloc, f"{parts.username}@127.0.0.1:{proxy.port}")
+        through = empty_postgres.replace(parts.netloc, f"{parts.username}@127.0.0.1:{proxy.port}")
         bot = start_bot(database_url=through, database_pool_size=1)
         assert me(1) == ["Linked platforms: telegram."]  # first contact: remembered
         # In one statement, which the pool's one connection prepares here: what the proxy
@@ -144,5 +144,6 @@ def test_an_answer_lost_after_the_commit_is_recovered_by_the_statement_sent_agai
             proxy.drop()
         asking.join(60)
         assert answered == [["Linked platforms: telegram."]]
-        [row] = query(postgres_url, "SELECT count(*) AS n FROM updates WHERE platform = 'telegram'")
+        counted = "SELECT count(*) AS n FROM updates WHERE platform = 'telegram'"
+        [row] = query(empty_postgres, counted)
         assert row["n"] == 3
