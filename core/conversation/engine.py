@@ -46,7 +46,7 @@ from portabot.conversation.routing import (
 )
 from portabot.features import Effect, EffectHandler
 from portabot.messages import Conversation, Kind, Message
-from portabot.replies import MAX_NOTICE, Part, Reply, ReplyError, Rows
+from portabot.replies import MAX_NOTICE, Part, Reply, ReplyError, Rows, dumps
 from portabot.telling import Tell, check_tell_args
 
 if TYPE_CHECKING:
@@ -604,7 +604,7 @@ class Flow:
         """`data` as JSON; raise StateError unless it comes back from JSON as it is and fits the
         limit."""
         check_json(data)
-        encoded = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+        encoded = dumps(data)
         if len(encoded) * 4 <= self.max_state_bytes:
             return encoded  # even all four-byte characters would fit
         size = len(encoded.encode())

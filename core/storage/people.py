@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass
 
 from portabot.messages import Account, Conversation, Delivery, Update
+from portabot.replies import dumps
 from portabot.storage.database import Conn, Query, Row
 from portabot.storage.replies import REMEMBER, kept_json, remember_replies
 from portabot.storage.updates import RECORD_UPDATE, SEEN
@@ -158,7 +159,7 @@ async def save_person(
 ) -> None:
     """Write the person's state (locked by us) and count a version; with `keeping`, the inline
     replies of that update kept in the same statement (`remember_replies`)."""
-    data = json.dumps(conversation.data, ensure_ascii=False, separators=(",", ":"))
+    data = dumps(conversation.data)
     values = {"state": conversation.state, "data": data, "now": now, "id": person_id}
     if keeping is None or not keeping[1]:
         await conn.execute(_SAVE, **values)

@@ -105,7 +105,7 @@ async def save_step(
     state = data = None
     if conversation is not None:
         state = conversation.state
-        data = data_json or json.dumps(conversation.data, ensure_ascii=False, separators=(",", ":"))
+        data = data_json or dumps(conversation.data)
     queued = [
         {
             "platform": d.platform,
@@ -170,9 +170,7 @@ class Remembered:
         key = (account.platform, account.user_id)
         self.forget(account)
         if size is None:
-            size = len(
-                json.dumps(person.conversation.data, ensure_ascii=False, separators=(",", ":"))
-            )
+            size = len(dumps(person.conversation.data))
         self._people[key] = (person, size)
         self._bytes += size
         while len(self._people) > self.size or self._bytes > self.budget:
