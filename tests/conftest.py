@@ -262,7 +262,7 @@ def fake_vk(_vk_api: FakeVk) -> FakeVk:
 
 
 def make_settings(**values: Any) -> Settings:
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    return Settings(**values)
 
 
 @pytest.fixture

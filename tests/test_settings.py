@@ -210,12 +210,36 @@ def test_values_come_from_the_environment_and_dotenv(
     (tmp_path / ".env").write_text("BOT_PASSPHRASE=from-dotenv\nLOG_LEVEL=debug\n")  # type: ignore[operator]
     monkeypatch.setenv("TELEGRAM_TOKEN", "1:from-env")
     monkeypatch.setenv("PUBLIC_URL", "https://bot.example.com/")
-    settings = Settings()
+    settings = load_settings()
     assert settings.bot_passphrase is not None
     assert settings.bot_passphrase.get_secret_value() == "from-dotenv"
     assert settings.log_level == "DEBUG"
     assert settings.public_url == "https://bot.example.com"
     assert settings.telegram_enabled
+
+
+def test_the_environment_wins_over_dotenv_in_any_case(tmp_path: pytest.TempPathFactory) -> None:
+    env_file = tmp_path / ".env"  # type: ignore[operator]
+    env_file.write_text("LOG_LEVEL=debug\nBOT_NAME=from dotenv\nNOT_A_SETTING=x\n")
+    settings = load_settings({"log_level": "error", "Tick_Seconds": "0"}, env_file)
+    assert (settings.log_level, settings.bot_name, settings.tick_seconds) == (
+        "ERROR",
+        "from dotenv",
+        0,
+    )
+    assert load_settings({}, env_file=None).bot_name == "portabot"  # no file: the defaults
+
+
+def test_json_settings_are_read_from_the_environment_and_refused_in_one_line() -> None:
+    hosts = '{"https://img.example/": "http://127.0.0.1:9/"}'
+    settings = load_settings({"VK_IMAGE_HOSTS": hosts, "ACCESS_LOG": "off"}, env_file=None)
+    assert settings.vk_image_hosts == {"https://img.example/": "http://127.0.0.1:9/"}
+    assert settings.access_log is False
+    with pytest.raises(ConfigurationError) as error:
+        load_settings({"VK_IMAGE_HOSTS": "{not json"}, env_file=None)
+    assert (
+        str(error.value) == "bad configuration: VK_IMAGE_HOSTS: Value error, must be a JSON object"
+    )
 
 
 def test_blank_secrets_count_as_unset() -> None:

@@ -12,8 +12,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
-
 from portabot.bot import Bot
 from portabot.channels.base import Channel
 from portabot.conversation.engine import Flow
@@ -62,22 +60,6 @@ async def _process(bot: Bot, update: Update) -> Outcome:
     return await process(bot, channel, update)
 
 
-class _GivenSettings(Settings):
-    """Settings from the harness's arguments alone: neither the environment nor a .env file of
-    the machine the tests run on changes what they test."""
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings,)
-
-
 class Harness:
     """`with Harness(flow, bot_passphrase="...") as bot:` — settings by their field names (as in
     Settings; the defaults otherwise, whatever the environment says). No flow: the one BOT_FLOW
@@ -101,7 +83,7 @@ class Harness:
         self._folder = Path(tempfile.mkdtemp(prefix="portabot-harness-"))
         try:
             url = f"sqlite:///{self._folder / 'bot.db'}"
-            settings = _GivenSettings(**self._settings, database_url=url)
+            settings = Settings(**self._settings, database_url=url)
             self._bot = Bot(settings, self._flow)
             self._bot.flow.configure(settings)  # a flow given, as one BOT_FLOW names is
             upgrade(url, feature_tables(self._bot.flow.features))  # as `portabot migrate` does

@@ -176,7 +176,7 @@ def test_the_proxy_refuses_clients_without_tls(tls_postgres_url: str) -> None:
 
 def test_settings_accept_the_heroku_url() -> None:
     url = "postgres://user:pw@db.example.com:5432/d1?sslmode=require"
-    database_url = Settings(_env_file=None, database_url=url).database_url  # type: ignore[call-arg]
+    database_url = Settings(database_url=url).database_url
     assert database_url.startswith("postgresql://")
     assert "ssl=require" in database_url
 

@@ -35,7 +35,7 @@ from portabot.packaging import (
     runtime_requirements,
     source_tree,
 )
-from portabot.settings import ConfigurationError, Settings
+from portabot.settings import ConfigurationError, Settings, load_settings
 from portabot.storage.database import Query
 from portabot.testing.fakes import FakeTelegram
 from tests.conftest import BOT_USERNAME, query
@@ -610,7 +610,7 @@ def test_the_templates_defaults_are_valid_settings(monkeypatch: pytest.MonkeyPat
     for variable, parameter in template_environment().items():
         monkeypatch.setenv(variable, parameters[parameter].get("Default", ""))
     monkeypatch.setenv("DATABASE_URL", "postgresql://bot:pw@db.example.com/bot?sslmode=require")
-    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    settings = load_settings(env_file=None)
     assert not settings.telegram_enabled and not settings.vk_enabled
     assert settings.public_url is None and settings.bot_passphrase is None
     assert settings.database_url.endswith("?ssl=require")
