@@ -25,7 +25,7 @@ from portabot.storage.schema import SchemaBehind
 from portabot.web.costs import routes as cost_routes
 from portabot.web.page import render_home
 from portabot.web.policy import html_page
-from portabot.webhooks import handle, handle_inbox
+from portabot.webhooks import Waiting, at_once, handle, handle_inbox
 
 log = logging.getLogger("portabot")
 
@@ -121,11 +121,12 @@ def create_app(settings: Settings | None = None, *, flow: Flow | None = None) ->
 
     app = Starlette(
         routes=[
+            # The webhooks first: Starlette tries each route in turn, and they take the load.
+            Route("/webhooks/web/inbox", web_inbox, methods=["POST"]),
+            Route("/webhooks/{platform}", webhook, methods=["POST"]),
             Route("/", home),
             Route("/healthz", healthz),
-            Route("/webhooks/web/inbox", web_inbox, methods=["POST"]),
             Route("/api/events", api_events, methods=["POST"]),
-            Route("/webhooks/{platform}", webhook, methods=["POST"]),
             *(cost_routes if settings.costs_page else []),
         ],
         middleware=[
@@ -179,14 +180,18 @@ class BodyDeadline:
             if complete:
                 return await receive()  # after the body: the disconnect a response may watch for
             if not late:
-                try:
-                    async with asyncio.timeout_at(deadline):
-                        message = await receive()
-                except TimeoutError:
-                    late = True
+                ready = at_once(receive())  # mostly there already: no timer to set
+                if isinstance(ready, Waiting):
+                    try:
+                        async with asyncio.timeout_at(deadline):
+                            message = await receive()
+                    except TimeoutError:
+                        late = True
+                        return {"type": "http.disconnect"}
                 else:
-                    complete = message["type"] != "http.request" or not message.get("more_body")
-                    return message
+                    message = ready
+                complete = message["type"] != "http.request" or not message.get("more_body")
+                return message
             return {"type": "http.disconnect"}
 
         async def send_unless_late(message: Message) -> None:

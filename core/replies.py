@@ -390,5 +390,9 @@ def _slice(runs: list[Run], start: int, end: int) -> list[Run]:
     return out
 
 
+_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+"""json.dumps with these options, without making an encoder at each call (a third of its time)."""
+
+
 def dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return _ENCODE(value)

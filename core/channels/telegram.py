@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from portabot.channels.base import ApiError, Int64, Rejected, clean_text, first_error, read_json
 from portabot.messages import (
@@ -24,7 +24,7 @@ from portabot.messages import (
     Update,
     parse_command,
 )
-from portabot.replies import Reply, length
+from portabot.replies import Reply, dumps, length
 from portabot.settings import Settings
 from portabot.storage.pacing import Pace
 
@@ -366,7 +366,8 @@ class TelegramChannel:
         if not inline:
             return Response(status_code=200)
         method, parameters = request_for(inline[0])
-        return JSONResponse({"method": method, **parameters})
+        # JSONResponse's encoding, with the encoder made once (replies.dumps).
+        return Response(dumps({"method": method, **parameters}), media_type="application/json")
 
     async def send(self, session: ClientSession, delivery: Delivery) -> None:
         try:

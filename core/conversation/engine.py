@@ -631,8 +631,7 @@ class Flow:
     ) -> Context:
         # A state that no longer exists starts over (keeping the data).
         current = state or self.states[self.initial_state()]
-        data = copy.deepcopy(conversation.data)
-        return Context(data, platforms, now, self, current, message)
+        return Context(copy_json(conversation.data), platforms, now, self, current, message)
 
     def _scopes(self, state: State) -> list[_Routes]:
         own = self._tables[state.name]
@@ -782,6 +781,18 @@ def _walk(value: object) -> None:
                 raise
         return
     raise _Bad(_why(value))
+
+
+def copy_json(value: Any) -> Any:
+    """A deep copy of JSON's values (what a person's data is: it came from JSON or passed
+    `check_json`), a few times faster than `copy.deepcopy`, which it falls back on for others."""
+    if isinstance(value, dict):
+        return {key: copy_json(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [copy_json(item) for item in value]
+    if value is None or isinstance(value, str | int | float):  # bool is an int
+        return value
+    return copy.deepcopy(value)
 
 
 def check_json(data: object, what: str = "ctx.data") -> None:

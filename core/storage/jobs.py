@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from portabot.messages import Account
+from portabot.replies import dumps
 from portabot.storage.database import Conn, Database, Query
 
 TIMER, REPLY, CALL = "timer", "reply", "call"
@@ -90,7 +91,7 @@ async def add_job(
         thread_id=account.thread_id,
         name=name,
         key=key,
-        data=json.dumps(data, ensure_ascii=False, separators=(",", ":")),
+        data=dumps(data),
         due_at=due_at,
         now=now,
     )
@@ -140,7 +141,7 @@ async def keep_outcome(db: Database, job_id: int, outcome: dict[str, Any]) -> No
     async with db.autocommit() as conn:
         await conn.execute(
             _OUTCOME,
-            outcome=json.dumps(outcome, ensure_ascii=False, separators=(",", ":")),
+            outcome=dumps(outcome),
             error=None if error is None else str(error)[:200],
             id=job_id,
         )

@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 from portabot.messages import Delivery, Update
+from portabot.replies import dumps
 from portabot.storage.database import Conn, Query
 
 REMEMBER = (
@@ -34,7 +35,7 @@ def _kept(reply: Delivery) -> list[Any]:
 
 def kept_json(replies: list[Delivery]) -> str:
     """Inline replies as `inline_replies.replies` keeps them."""
-    return json.dumps([_kept(r) for r in replies], ensure_ascii=False)
+    return dumps([_kept(r) for r in replies])
 
 
 async def remember_replies(conn: Conn, update: Update, replies: list[Delivery], now: float) -> None:

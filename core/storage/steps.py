@@ -129,7 +129,7 @@ async def save_step(
         state=state,
         data=data if data is not None else "{}",
         replies=kept_json(inline) if inline else None,
-        outbox=json.dumps(queued, ensure_ascii=False),
+        outbox=dumps(queued),
         due_at=now + LEASE,
     )
     assert row is not None  # the final SELECT always gives one row
