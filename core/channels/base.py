@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Annotated, Any, Protocol
+from typing import TYPE_CHECKING, Annotated, Any, Protocol, TypeVar
 
-from pydantic import Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
@@ -139,6 +139,24 @@ class Unanswered:
 async def read_json(request: Request, limit: int = MAX_BODY) -> Any:
     """The JSON body, refusing a wrong content type or a body over `limit` before reading it all."""
     return parse_json(await read_body(request, limit))
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+async def read_model(request: Request, model: type[M], limit: int = MAX_BODY) -> M:
+    """The JSON body as `model`, parsed and validated in one pass (half the time of json.loads
+    and then model_validate); refused as `read_json` does. Raises ValidationError for JSON
+    that is not the model."""
+    body = await read_body(request, limit)
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as exc:
+        if exc.errors()[0]["type"] != "json_invalid":
+            raise
+    # Not JSON to pydantic: refused in json's words, or taken as before (NaN, say, which only
+    # Python's json reads).
+    return model.model_validate(parse_json(body))
 
 
 async def read_body(request: Request, limit: int = MAX_BODY) -> bytes:

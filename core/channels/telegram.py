@@ -12,7 +12,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from starlette.requests import Request
 from starlette.responses import Response
 
-from portabot.channels.base import ApiError, Int64, Rejected, clean_text, first_error, read_json
+from portabot.channels.base import ApiError, Int64, Rejected, clean_text, first_error, read_model
 from portabot.messages import (
     Account,
     Attachment,
@@ -251,14 +251,19 @@ class TelegramChannel:
             raise Rejected(401, f"missing {SECRET_HEADER} header")
         if not hmac.compare_digest(given.encode(), self._secret):
             raise Rejected(403, f"wrong {SECRET_HEADER} header")
-        return self.parse(await read_json(request))
-
-    def parse(self, payload: Any) -> Update:
-        """One update, from a webhook's body or getUpdates' result; raises Rejected."""
         try:
-            update = TelegramUpdate.model_validate(payload)
+            return self._update(await read_model(request, TelegramUpdate))
         except ValidationError as exc:
             raise Rejected(400, f"not a Telegram update: {first_error(exc)}") from None
+
+    def parse(self, payload: Any) -> Update:
+        """One update, from getUpdates' result; raises Rejected."""
+        try:
+            return self._update(TelegramUpdate.model_validate(payload))
+        except ValidationError as exc:
+            raise Rejected(400, f"not a Telegram update: {first_error(exc)}") from None
+
+    def _update(self, update: TelegramUpdate) -> Update:
         raw = update.message or update.edited_message
         if raw is not None:
             message = self._message(raw, edited=update.message is None)

@@ -20,7 +20,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Scope
 
-from portabot.channels.base import Answered, Rejected, clean_text, first_error, read_json
+from portabot.channels.base import (
+    Answered,
+    Rejected,
+    clean_text,
+    first_error,
+    read_json,
+    read_model,
+)
 from portabot.messages import Account, Delivery, Kind, Message, Press, Update, parse_command
 from portabot.replies import MAX_PAYLOAD
 from portabot.storage.inbox import collect_inbox
@@ -205,9 +212,8 @@ class WebChannel:
 
     async def receive(self, request: Request) -> Update:
         signer = await self.signer()
-        body = await read_json(request, MAX_BODY)
         try:
-            incoming = WebMessage.model_validate(body)
+            incoming = await read_model(request, WebMessage, MAX_BODY)
         except ValidationError as exc:
             raise Rejected(422, first_error(exc)) from None
         secure = self._secure or request.url.scheme == "https"
