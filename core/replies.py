@@ -11,10 +11,11 @@ is what Telegram, the web page and (as plain text) VK can all show: **bold**, *i
 from __future__ import annotations
 
 import html
-import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias
+
+from pydantic_core import to_json
 
 MAX_PAYLOAD = 60
 """Bytes (UTF-8) of a button's payload: under Telegram's 64 for callback_data, leaving a flow
@@ -390,9 +391,9 @@ def _slice(runs: list[Run], start: int, end: int) -> list[Run]:
     return out
 
 
-_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-"""json.dumps with these options, without making an encoder at each call (a third of its time)."""
-
-
 def dumps(value: Any) -> str:
-    return _ENCODE(value)
+    """Compact JSON, non-ASCII kept, as `json.dumps(value, ensure_ascii=False, separators=(",",
+    ":"))` writes it (but 1e-7 for 1e-07), in a sixth of its time: pydantic's encoder. For JSON's
+    values, which is all it is given (a person's data and the effects' arguments pass
+    `check_json` first); it would also write what json refuses, such as a datetime."""
+    return to_json(value).decode()
