@@ -2,8 +2,8 @@
 
 `Settings` is a plain pydantic model: `Settings(**values)` holds what it is given and the
 defaults, nothing else; `load_settings()` reads the environment into one. pydantic-settings would
-do that reading, but importing it took a tenth of a Lambda container's cold start (60 ms of the
-handler's 580) for what `environment_values` does in a few lines."""
+do that reading, but importing it took a tenth of a Lambda container's cold start (about 60 ms)
+for what `environment_values` does in a few lines."""
 
 from __future__ import annotations
 
@@ -478,7 +478,7 @@ def environment_values(
 ) -> dict[str, str]:
     """The settings' raw values by field name: each field's variable, in any case (`LOG_LEVEL`,
     `log_level`), from `environ` (the process's by default), else from `env_file` if it exists
-    (read by python-dotenv, the parser of the field, imported only then)."""
+    (python-dotenv reads it, imported only then)."""
     environ = os.environ if environ is None else environ
     found: dict[str, str] = {}
     if env_file is not None and Path(env_file).is_file():
