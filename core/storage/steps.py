@@ -190,10 +190,8 @@ class Remembered:
         """Remember `person` as a step left them: with `conversation` (its data as `data_json`,
         if written already) and, when the step wrote them (`changed`), the next version and
         `now` as when."""
-        if changed:
-            person = replace(
-                person, conversation=conversation, updated_at=now, version=person.version + 1
-            )
+        if changed:  # Person(...), not dataclasses.replace: this runs for every update
+            person = Person(person.id, conversation, person.platforms, now, person.version + 1)
         self.put(account, person, size=None if data_json is None else len(data_json))
 
     def moved(self, account: Account) -> None:
