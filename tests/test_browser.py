@@ -306,6 +306,11 @@ def test_rich_replies_in_the_browser(
     again.focus()
     page.keyboard.press(" ")
     expect(again).to_be_disabled()
+    # The page disables the buttons before Playwright hands the request to `hold`: wait for it.
+    deadline = time.monotonic() + 10
+    while not held:
+        assert time.monotonic() < deadline, "the press never reached /webhooks/web"
+        page.wait_for_timeout(10)  # lets Playwright deliver its events meanwhile
     assert len(held) == 1
     again.dispatch_event("click")  # a second press of a disabled button: nothing is sent
     held[0].continue_()
