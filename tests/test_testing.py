@@ -123,6 +123,13 @@ def test_settings_are_the_given_ones_not_the_environment(monkeypatch: pytest.Mon
         assert "welcome" in ann.say("open sesame")[0]
 
 
+def test_a_misspelt_setting_is_refused_with_the_name_it_resembles() -> None:
+    with pytest.raises(TypeError, match=r"'bot_pasphrase'.*did you mean 'bot_passphrase'\?"):
+        Harness(bot_pasphrase="Open Sesame")
+    with pytest.raises(TypeError, match=r"'colour' \(settings go by their names"):
+        Harness(colour="blue")
+
+
 def test_the_database_is_migrated_and_removed() -> None:
     with Harness(COUNTING) as bot:
         path = Path(sa.engine.make_url(bot.bot.settings.database_url).database or "")

@@ -4,6 +4,7 @@ SQLite database from a plain synchronous test; people say things, read replies a
 from __future__ import annotations
 
 import asyncio
+import difflib
 import itertools
 import shutil
 import tempfile
@@ -70,6 +71,14 @@ class Harness:
     def __init__(self, flow: Flow | None = None, *, start: float = START, **settings: Any) -> None:
         if "database_url" in settings:
             raise ValueError("a Harness makes its own database: leave out database_url")
+        for name in settings:
+            if name not in Settings.model_fields:  # Settings itself would ignore it
+                close = difflib.get_close_matches(name, Settings.model_fields, n=1)
+                hint = f": did you mean {close[0]!r}?" if close else ""
+                raise TypeError(
+                    f"Harness() got an unexpected keyword argument {name!r} (settings go by"
+                    f" their names in portabot.settings.Settings{hint})"
+                )
         self.now = start
         """What the flow sees as `ctx.now` and storage stamps rows with."""
         self._flow = flow
